@@ -1,0 +1,255 @@
+/**
+ * The one configuration type and its schema. Flags, environment and file feed `validate`,
+ * which rejects unknown keys, fills defaults once and returns a frozen, complete object.
+ * Durations are in seconds (fractions allowed), sizes in bytes.
+ */
+import { TaasError } from '../errors.js';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+export type RelayEngineName = 'auto' | 'splice' | 'stream';
+
+export interface RedisOptions {
+  url?: string;
+  host?: string;
+  port?: number;
+  password?: string;
+  username?: string;
+  db?: number;
+  tls?: boolean;
+  /** Sentinel: the master set name and the sentinels to ask. */
+  sentinels?: { host: string; port: number }[];
+  name?: string;
+  /** Cluster: seed nodes. */
+  cluster?: { host: string; port: number }[];
+  /** Key prefix, so several relays can share one Redis. */
+  prefix?: string;
+}
+
+export interface Config {
+  /** Address the registrar and all relay ports listen on, and the default advertised host. */
+  taasHost: string;
+  taasPort: number;
+  namedRegistrar: string;
+  namedServers: string;
+  keyFile?: string;
+  certFile?: string;
+  keyData?: string;
+  crtData?: string;
+  redis?: string | RedisOptions;
+  dataDir: string;
+  /** Inclusive range of ports for registrations and client ports. */
+  portRange: [number, number];
+  /** Host put in Location and in the 200 body; `{label}` is replaced by the label. */
+  advertiseHost?: string;
+  adminHost: string;
+  adminPort: number;
+  logLevel: LogLevel;
+  relayEngine: RelayEngineName;
+  /** Accept original-protocol hidden servers that send no TAAS-Cookie line. */
+  allowCookieless: boolean;
+  /** Only the registering address may connect to its allocated port. */
+  checkSourceAddress: boolean;
+  /** Seconds an allocated port waits for its hidden server. */
+  registrationTimeout: number;
+  /** Seconds a client port stays open with no connection and no pairing. */
+  clientPortIdle: number;
+  /** Seconds a mobile client waits on the client port for an idle responder. */
+  clientWaitTimeout: number;
+  /** Seconds an idle pairing (no octets either way) may last; 0 = never closed for idleness. */
+  pairingIdleTimeout: number;
+  /** Seconds established pairings get to finish on SIGTERM. */
+  drainTimeout: number;
+  /** Bytes a responder may send while idle (server-speaks-first), delivered once paired. */
+  idleBufferBytes: number;
+  maxWaitingClients: number;
+  maxIdlePerLabel: number;
+  maxPendingPerId: number;
+  maxPorts: number;
+  maxConnsPerAddress: number;
+  maxHeaderBytes: number;
+  maxHeaders: number;
+  /** Seconds to receive complete request headers (slowloris bound). */
+  headersTimeout: number;
+  /** Seconds to complete a TLS handshake. */
+  tlsHandshakeTimeout: number;
+  /** Failed attempts in a row that lock an ID out. */
+  lockoutThreshold: number;
+  /** Seconds of the first lock-out; doubles with each further failure, up to lockoutMax. */
+  lockoutBase: number;
+  lockoutMax: number;
+  /** Failed attempts per source address per minute before 429. */
+  failuresPerAddress: number;
+  /** Labels given their own series in metrics; the rest are folded into "other". */
+  metricsLabelCap: number;
+  /** File holding the key that encrypts TOTP secrets at rest. */
+  secretKeyFile?: string;
+  /** Seconds between node heartbeats in a multi-node relay; the TTL is three times this. */
+  heartbeatInterval: number;
+  /** A name for this node in a multi-node relay (defaults to host:port). */
+  nodeId?: string;
+}
+
+type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem';
+
+interface KeySpec {
+  kind: Kind;
+  default?: unknown;
+  values?: readonly string[];
+  min?: number;
+  max?: number;
+}
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const SCHEMA: Record<keyof Config, KeySpec> = {
+  taasHost: { kind: 'string', default: '127.0.0.1' },
+  taasPort: { kind: 'port', default: 8443 },
+  namedRegistrar: { kind: 'string', default: 'registrar.localhost' },
+  namedServers: { kind: 'string', default: 'localhost' },
+  keyFile: { kind: 'string' },
+  certFile: { kind: 'string' },
+  keyData: { kind: 'pem' },
+  crtData: { kind: 'pem' },
+  redis: { kind: 'redis' },
+  dataDir: { kind: 'string', default: '.taas' },
+  portRange: { kind: 'range', default: [40000, 49999] },
+  advertiseHost: { kind: 'string' },
+  adminHost: { kind: 'string', default: '127.0.0.1' },
+  adminPort: { kind: 'port', default: 8893 },
+  logLevel: { kind: 'enum', values: LEVELS, default: 'info' },
+  relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto' },
+  allowCookieless: { kind: 'bool', default: false },
+  checkSourceAddress: { kind: 'bool', default: true },
+  registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600 },
+  clientPortIdle: { kind: 'number', default: 300, min: 0.05, max: 86400 },
+  clientWaitTimeout: { kind: 'number', default: 10, min: 0, max: 600 },
+  pairingIdleTimeout: { kind: 'number', default: 0, min: 0, max: 86400 * 7 },
+  drainTimeout: { kind: 'number', default: 30, min: 0, max: 86400 },
+  idleBufferBytes: { kind: 'int', default: 65536, min: 0, max: 16 * 1024 * 1024 },
+  maxWaitingClients: { kind: 'int', default: 256, min: 0, max: 1_000_000 },
+  maxIdlePerLabel: { kind: 'int', default: 64, min: 1, max: 100_000 },
+  maxPendingPerId: { kind: 'int', default: 64, min: 1, max: 100_000 },
+  maxPorts: { kind: 'int', default: 4096, min: 1, max: 65535 },
+  maxConnsPerAddress: { kind: 'int', default: 512, min: 1, max: 1_000_000 },
+  maxHeaderBytes: { kind: 'int', default: 8192, min: 1024, max: 1024 * 1024 },
+  maxHeaders: { kind: 'int', default: 50, min: 4, max: 1000 },
+  headersTimeout: { kind: 'number', default: 10, min: 0.1, max: 600 },
+  tlsHandshakeTimeout: { kind: 'number', default: 10, min: 0.1, max: 600 },
+  lockoutThreshold: { kind: 'int', default: 5, min: 1, max: 1000 },
+  lockoutBase: { kind: 'number', default: 1, min: 0, max: 3600 },
+  lockoutMax: { kind: 'number', default: 900, min: 0, max: 86400 },
+  failuresPerAddress: { kind: 'int', default: 30, min: 1, max: 1_000_000 },
+  metricsLabelCap: { kind: 'int', default: 100, min: 0, max: 100_000 },
+  secretKeyFile: { kind: 'string' },
+  heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600 },
+  nodeId: { kind: 'string' },
+};
+
+export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
+
+/** Keys whose values are masked when a config is printed. */
+export const SECRET_KEYS: readonly (keyof Config)[] = ['keyData', 'redis'];
+
+function bad(key: string, value: unknown, allowed: string): TaasError {
+  const shown = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
+  return new TaasError('TAAS_CONFIG_INVALID', `config key ${key}: ${shown} is not allowed; expected ${allowed}`);
+}
+
+function coerceNumber(key: string, v: unknown, spec: KeySpec, int: boolean): number {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  const range = `${spec.min ?? '-inf'}..${spec.max ?? 'inf'}`;
+  if (typeof n !== 'number' || !Number.isFinite(n)) throw bad(key, v, `a number ${range}`);
+  if (int && !Number.isInteger(n)) throw bad(key, v, `a whole number ${range}`);
+  if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) throw bad(key, v, `a number ${range}`);
+  return n;
+}
+
+function coercePort(key: string, v: unknown, allowZero: boolean): number {
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < (allowZero ? 0 : 1) || n > 65535) {
+    throw bad(key, v, allowZero ? 'a port 0..65535 (0: chosen by the OS)' : 'a port 1..65535');
+  }
+  return n;
+}
+
+function coerce(key: keyof Config, v: unknown): unknown {
+  const spec = SCHEMA[key];
+  switch (spec.kind) {
+    case 'string':
+      if (typeof v !== 'string' || v.length === 0) throw bad(key, v, 'a non-empty string');
+      return v;
+    case 'pem':
+      if (Buffer.isBuffer(v)) return v.toString('utf8');
+      if (typeof v !== 'string' || !v.includes('-----BEGIN')) throw bad(key, typeof v === 'string' ? '(not PEM)' : v, 'PEM text or a Buffer of it');
+      return v;
+    case 'port':
+      return coercePort(key, v, true);
+    case 'number':
+      return coerceNumber(key, v, spec, false);
+    case 'int':
+      return coerceNumber(key, v, spec, true);
+    case 'bool':
+      if (typeof v === 'boolean') return v;
+      if (v === 'true' || v === '1' || v === 'yes') return true;
+      if (v === 'false' || v === '0' || v === 'no') return false;
+      throw bad(key, v, 'true or false');
+    case 'enum':
+      if (typeof v !== 'string' || !spec.values!.includes(v)) throw bad(key, v, spec.values!.join(' | '));
+      return v;
+    case 'range': {
+      let pair: unknown = v;
+      if (typeof v === 'string') {
+        const m = /^\s*(\d+)\s*[-:,]\s*(\d+)\s*$/.exec(v);
+        pair = m ? [Number(m[1]), Number(m[2])] : v;
+      }
+      if (!Array.isArray(pair) || pair.length !== 2) throw bad(key, v, '[low, high] or "low-high" with 1 <= low <= high <= 65535');
+      const lo = coercePort(key, pair[0], false);
+      const hi = coercePort(key, pair[1], false);
+      if (lo > hi) throw bad(key, v, '[low, high] with low <= high');
+      return [lo, hi];
+    }
+    case 'redis':
+      if (typeof v === 'string') {
+        if (!/^rediss?:\/\//.test(v)) throw bad(key, '(masked)', 'a redis:// or rediss:// URL, or { host, port, password, ... }');
+        return v;
+      }
+      if (v && typeof v === 'object' && !Array.isArray(v)) return { ...(v as RedisOptions) };
+      throw bad(key, '(masked)', 'a redis:// or rediss:// URL, or { host, port, password, ... }');
+  }
+}
+
+/**
+ * Validates a raw object (file values already merged with env overrides) and returns the
+ * complete, frozen config. Unknown keys are refused with a hint for near misses.
+ */
+export function validate(raw: Record<string, unknown>): Readonly<Config> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(raw)) {
+    if (!(key in SCHEMA)) {
+      const hint = CONFIG_KEYS.find((k) => k.toLowerCase() === key.toLowerCase());
+      throw new TaasError('TAAS_CONFIG_INVALID', `config key ${key} is unknown${hint ? `; did you mean ${hint}?` : ''}`);
+    }
+  }
+  for (const key of CONFIG_KEYS) {
+    const v = raw[key];
+    if (v === undefined || v === null) {
+      if (SCHEMA[key].default !== undefined) out[key] = SCHEMA[key].default;
+      continue;
+    }
+    out[key] = coerce(key, v);
+  }
+  const cfg = out as unknown as Config;
+  if (cfg.lockoutMax < cfg.lockoutBase) throw bad('lockoutMax', cfg.lockoutMax, `a number >= lockoutBase (${cfg.lockoutBase})`);
+  if ((cfg.keyFile === undefined) !== (cfg.certFile === undefined)) {
+    throw bad(cfg.keyFile === undefined ? 'keyFile' : 'certFile', 'missing', 'keyFile and certFile set together');
+  }
+  if ((cfg.keyData === undefined) !== (cfg.crtData === undefined)) {
+    throw bad(cfg.keyData === undefined ? 'keyData' : 'crtData', 'missing', 'keyData and crtData set together');
+  }
+  return Object.freeze(cfg);
+}
+
+/** TAAS_<UPPER_SNAKE> for a config key: portRange → TAAS_PORT_RANGE. */
+export function envName(key: string): string {
+  return 'TAAS_' + key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}

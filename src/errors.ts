@@ -1,0 +1,85 @@
+/**
+ * Every error the project raises on purpose, in one place, each with a stable `code`.
+ * Match on `code`, never on message text. `status` is the HTTP status where one applies.
+ * The list in docs/errors.md is checked against ERROR_CODES by a test.
+ */
+
+export const ERROR_CODES = {
+  // configuration and files
+  TAAS_CONFIG_INVALID: 'a configuration key has a value outside what is allowed',
+  TAAS_CONFIG_UNREADABLE: 'the configuration file cannot be read or evaluated',
+  TAAS_FILE_UNREADABLE: 'a file the command needs cannot be read or parsed',
+  TAAS_ENGINE_UNAVAILABLE: 'the relay engine asked for cannot be loaded on this machine',
+  // registrar requests
+  TAAS_AUTH_MISSING: 'no Authorization header',
+  TAAS_AUTH_MALFORMED: 'the Authorization header is not TOTP username="ID", response="TKN"',
+  TAAS_AUTH_FAILED: 'unknown ID or wrong code',
+  TAAS_LABEL_NOT_GRANTED: 'the label is not granted to this ID',
+  TAAS_LABEL_INVALID: 'the label is not a valid DNS label',
+  TAAS_METHOD_NOT_ALLOWED: 'the method is not allowed on this path',
+  TAAS_NOT_FOUND: 'no such path, label or host',
+  TAAS_LOCKED_OUT: 'too many failed attempts; retry after the lock-out',
+  TAAS_RATE_LIMITED: 'too many requests from this address',
+  TAAS_NO_RESPONDER: 'no hidden server is registered for this label right now',
+  TAAS_NO_PORT: 'no port is free in the configured range',
+  TAAS_LIMIT_REACHED: 'a configured limit is reached',
+  TAAS_STORE_UNAVAILABLE: 'the store cannot be reached',
+  TAAS_DRAINING: 'this node is draining and takes no new registrations',
+  TAAS_BAD_REQUEST: 'the request is malformed',
+  // entries
+  TAAS_ENTRY_NOT_FOUND: 'no entry with this ID',
+  TAAS_ENTRY_EXISTS: 'an entry with this ID already exists',
+  TAAS_ENTRY_INVALID: 'the entry would be invalid',
+  TAAS_LABEL_TAKEN: 'the label belongs to another entry',
+  TAAS_INTERNAL: 'an unexpected internal error',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Default HTTP status per code, used when an error crosses an HTTP boundary. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  TAAS_AUTH_MISSING: 401,
+  TAAS_AUTH_MALFORMED: 400,
+  TAAS_AUTH_FAILED: 401,
+  TAAS_LABEL_NOT_GRANTED: 404,
+  TAAS_LABEL_INVALID: 400,
+  TAAS_METHOD_NOT_ALLOWED: 405,
+  TAAS_NOT_FOUND: 404,
+  TAAS_LOCKED_OUT: 429,
+  TAAS_RATE_LIMITED: 429,
+  TAAS_NO_RESPONDER: 503,
+  TAAS_NO_PORT: 503,
+  TAAS_LIMIT_REACHED: 503,
+  TAAS_STORE_UNAVAILABLE: 503,
+  TAAS_DRAINING: 503,
+  TAAS_BAD_REQUEST: 400,
+  TAAS_ENTRY_NOT_FOUND: 404,
+  TAAS_ENTRY_EXISTS: 409,
+  TAAS_ENTRY_INVALID: 422,
+  TAAS_LABEL_TAKEN: 409,
+};
+
+export class TaasError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Seconds a client should wait before retrying (429/503). */
+  readonly retryAfter?: number;
+
+  constructor(code: ErrorCode, message?: string, opts: { status?: number; retryAfter?: number; cause?: unknown } = {}) {
+    super(message ?? ERROR_CODES[code], opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'TaasError';
+    this.code = code;
+    this.status = opts.status ?? STATUS[code] ?? 500;
+    if (opts.retryAfter !== undefined) this.retryAfter = opts.retryAfter;
+  }
+}
+
+export function isTaasError(e: unknown, code?: ErrorCode): e is TaasError {
+  return e instanceof TaasError && (code === undefined || e.code === code);
+}
+
+/** One line for a human: the message of a TaasError, or the message of anything else. */
+export function oneLine(e: unknown): string {
+  if (e instanceof Error) return e.message.split('\n')[0] ?? String(e);
+  return String(e);
+}

@@ -1,0 +1,36 @@
+/** HOST:PORT bodies and Location values. Nothing from a request reaches them unescaped. */
+import net from 'node:net';
+
+/** `HOST:PORT`, IPv6 literals in brackets. */
+export function formatEndpoint(host: string, port: number): string {
+  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Parses `HOST:PORT` or `[V6]:PORT`; null when it is neither. */
+export function parseEndpoint(s: string): { host: string; port: number } | null {
+  const m = /^\s*(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})\s*$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return null;
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** The advertised host for a label: `{label}` in the template is replaced by the label. */
+export function advertisedHost(template: string, label: string): string {
+  return template.replace(/\{label\}/g, label);
+}
+
+/**
+ * Only characters valid in a URI path and query pass through; anything else (CR, LF, spaces,
+ * non-ASCII) is percent-encoded, so a request cannot inject a header or split a response.
+ */
+export function safePathAndQuery(raw: string): string {
+  const p = raw.startsWith('/') ? raw : '/' + raw;
+  return p.replace(/[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%]/g, (c) =>
+    Array.from(Buffer.from(c, 'utf8')).map((b) => '%' + b.toString(16).toUpperCase().padStart(2, '0')).join(''),
+  );
+}
+
+export function formatLocation(scheme: 'https' | 'http', host: string, port: number, pathAndQuery: string): string {
+  return `${scheme}://${formatEndpoint(host, port)}${safePathAndQuery(pathAndQuery)}`;
+}

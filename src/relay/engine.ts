@@ -1,0 +1,55 @@
+/**
+ * The relay engine: moves octets between the two sockets of a pairing until both directions
+ * are done. Two implementations behind this interface, chosen once at start-up:
+ * `stream` (JavaScript, src/relay/engines/stream.ts) and `splice` (native, zero-copy,
+ * src/relay/engines/splice.ts over native/). test/relay/engine-contract.ts runs against both.
+ *
+ * Semantics every engine keeps:
+ * - `head` bytes (already read by JavaScript before the hand-over) reach the peer first;
+ * - half-close: EOF on one side → shutdown(SHUT_WR) on the other; the reverse keeps flowing;
+ * - a reset or error on either side closes both;
+ * - after `idleTimeoutMs` with no octet either way (0 = never) the pairing is closed;
+ * - `close()` on a handle or `closeAll()` ends pairings from JavaScript (drain);
+ * - `done` resolves exactly once with byte counts and the reason; the sockets are destroyed.
+ */
+import type net from 'node:net';
+
+export interface PairSide {
+  socket: net.Socket;
+  /** Bytes already read from this socket, to be written to the other side before anything else. */
+  head?: Buffer;
+}
+
+export type CloseReason = 'eof' | 'reset' | 'error' | 'idle' | 'closed' | 'drain';
+
+export interface PairingResult {
+  /** Octets written to the responder (client → responder), head included. */
+  bytesUp: number;
+  /** Octets written to the client (responder → client), head included. */
+  bytesDown: number;
+  reason: CloseReason;
+  /** errno-style code when reason is reset/error. */
+  error?: string;
+}
+
+export interface PairingHandle {
+  readonly done: Promise<PairingResult>;
+  /** Ends the pairing now (both sockets closed); `done` reports `reason`. */
+  close(reason?: 'closed' | 'drain'): void;
+}
+
+export interface PairOptions {
+  /** Close after this many ms with no octet either way; 0 = never. */
+  idleTimeoutMs: number;
+}
+
+export interface RelayEngine {
+  readonly name: 'stream' | 'splice';
+  /** Pairings in progress. */
+  readonly active: number;
+  pair(client: PairSide, responder: PairSide, opts: PairOptions): PairingHandle;
+  /** Ends every pairing (drain deadline reached, or shutdown). */
+  closeAll(reason: 'closed' | 'drain'): void;
+  /** Releases the engine's own resources (threads, pipes) after closeAll. */
+  shutdown(): Promise<void>;
+}

@@ -1,0 +1,104 @@
+/**
+ * The Store interface: everything the relay keeps beyond one process's life, and everything
+ * several nodes must share. Two implementations: embedded (files in the data dir) and Redis.
+ * Both pass test/store/contract.ts. Secrets are plaintext only in memory: implementations
+ * persist them through the SecretBox (src/store/secret-box.ts).
+ */
+
+export interface Entry {
+  /** Administratively assigned ID (a UUID unless the operator chose one). */
+  id: string;
+  /** Base32 TOTP secret (plaintext in memory only). */
+  secret: string;
+  /** Labels granted to this ID, lowercased DNS labels, each owned by one entry only. */
+  labels: string[];
+  /** Fixed client ports: label → port, for clients that cannot follow a redirect. */
+  clientPorts: Record<string, number>;
+  createdAt: string;
+  updatedAt: string;
+  /** Incremented on every write; the admin API's ETag. */
+  version: number;
+}
+
+/** One pairing of a mobile client with a responder, recorded when it ends. */
+export interface PairingRecord {
+  label: string;
+  /** `addr:port` of the hidden server's connection. */
+  responder: string;
+  /** `addr:port` of the mobile client's connection. */
+  client: string;
+  /** Path and query of the request that got the 307, when known. */
+  path: string | null;
+  start: string;
+  end: string;
+  /** Octets client → responder and responder → client. */
+  bytesUp: number;
+  bytesDown: number;
+  /** Why it ended: eof, reset, error, idle, closed, drain. */
+  reason: string;
+  node?: string;
+}
+
+/** One registration attempt, for the operator's view of an ID. */
+export interface AttemptRecord {
+  at: string;
+  from: string;
+  label: string;
+  /** ok, bad-code, replay, locked, not-granted, no-port, ... */
+  result: string;
+}
+
+export interface AuthState {
+  /** Failed attempts in a row. */
+  failures: number;
+  /** Epoch ms until which the ID is locked out (0: not locked). */
+  lockedUntil: number;
+}
+
+export interface DailyCount {
+  label: string;
+  day: string;
+  pairings: number;
+  bytes: number;
+}
+
+export type StoreEvent = { type: 'entries' };
+
+export interface Store {
+  readonly kind: 'embedded' | 'redis';
+
+  getEntry(id: string): Promise<Entry | null>;
+  listEntries(): Promise<Entry[]>;
+  entryForLabel(label: string): Promise<Entry | null>;
+  /** Throws TAAS_ENTRY_EXISTS or TAAS_LABEL_TAKEN. */
+  createEntry(entry: Entry): Promise<Entry>;
+  /**
+   * Replaces an entry; when `expectedVersion` is given and differs, throws TAAS_PRECONDITION
+   * (as TaasError TAAS_ENTRY_INVALID with status 412). Bumps version and updatedAt.
+   */
+  updateEntry(entry: Entry, expectedVersion?: number): Promise<Entry>;
+  deleteEntry(id: string): Promise<boolean>;
+
+  /** Replay guard: true when (id, step) had not been used; marks it used for ttlSeconds. */
+  claimTotpStep(id: string, step: number, ttlSeconds: number): Promise<boolean>;
+  getAuthState(id: string): Promise<AuthState>;
+  /** Adds one failure in a row; returns the new count. */
+  incrFailures(id: string, ttlSeconds: number): Promise<number>;
+  setLockedUntil(id: string, untilMs: number, ttlSeconds: number): Promise<void>;
+  resetFailures(id: string): Promise<void>;
+  /** Counts one failure from an address in the current window; returns the window's count. */
+  incrAddressFailures(address: string, windowSeconds: number): Promise<number>;
+
+  addPairing(rec: PairingRecord): Promise<void>;
+  /** Most recent first. */
+  listPairings(label: string, limit?: number): Promise<PairingRecord[]>;
+  addAttempt(id: string, rec: AttemptRecord): Promise<void>;
+  listAttempts(id: string, limit?: number): Promise<AttemptRecord[]>;
+  listDailyCounts(label?: string): Promise<DailyCount[]>;
+
+  /** Called when entries change, from this process or another (CLI, other node). */
+  watch(listener: (ev: StoreEvent) => void): () => void;
+  /** Resolves when the store answers; throws TAAS_STORE_UNAVAILABLE otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
