@@ -7,3 +7,4 @@ export * from './cookie.js';
 export * from './paths.js';
 export * from './error-body.js';
 export * from './agent-file.js';
+export * from './session.js';
