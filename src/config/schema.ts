@@ -87,6 +87,8 @@ export interface Config {
   heartbeatInterval: number;
   /** A name for this node in a multi-node relay (defaults to host:port). */
   nodeId?: string;
+  /** Seconds a TAAS-Session token (further registrations without a fresh TOTP code) stays valid. */
+  sessionLifetime: number;
 }
 
 type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem';
@@ -143,6 +145,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   secretKeyFile: { kind: 'string' },
   heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600 },
   nodeId: { kind: 'string' },
+  sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400 },
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
