@@ -96,6 +96,16 @@ export interface Store {
   listAttempts(id: string, limit?: number): Promise<AttemptRecord[]>;
   listDailyCounts(label?: string): Promise<DailyCount[]>;
 
+  /**
+   * Small JSON documents by namespace, for the admin plane (API keys, refresh tokens, access
+   * log). Namespaces are fixed names ('apikeys', 'refresh', ...); keys are opaque strings.
+   * `ttlSeconds` (optional) expires a document. Shared between nodes with the Redis store.
+   */
+  getDoc<T = unknown>(ns: string, key: string): Promise<T | null>;
+  putDoc(ns: string, key: string, value: unknown, ttlSeconds?: number): Promise<void>;
+  deleteDoc(ns: string, key: string): Promise<boolean>;
+  listDocs<T = unknown>(ns: string): Promise<{ key: string; value: T }[]>;
+
   /** Called when entries change, from this process or another (CLI, other node). */
   watch(listener: (ev: StoreEvent) => void): () => void;
   /** Resolves when the store answers; throws TAAS_STORE_UNAVAILABLE otherwise. */
