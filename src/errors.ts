@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   TAAS_ENTRY_EXISTS: 'an entry with this ID already exists',
   TAAS_ENTRY_INVALID: 'the entry would be invalid',
   TAAS_LABEL_TAKEN: 'the label belongs to another entry',
+  TAAS_PRECONDITION_FAILED: 'the resource changed since the version the request names',
   TAAS_INTERNAL: 'an unexpected internal error',
 } as const;
 
@@ -57,6 +58,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TAAS_ENTRY_EXISTS: 409,
   TAAS_ENTRY_INVALID: 422,
   TAAS_LABEL_TAKEN: 409,
+  TAAS_PRECONDITION_FAILED: 412,
 };
 
 export class TaasError extends Error {

@@ -1,0 +1,351 @@
+/**
+ * The embedded store: files in the data dir, for one node. No Redis, no other process.
+ *
+ * - entries.json holds the entries (secrets sealed by the SecretBox). Every change is a
+ *   crash-safe write under a lock file, so the CLI and a running daemon may both change it;
+ *   the daemon notices changes made by others by watching the file.
+ * - state.json holds pairings, attempts, daily counts, admin documents and the auth state
+ *   (replay guard, failures). It is written atomically a moment after changes (batched so a
+ *   busy relay does not fsync per pairing); auth state and documents are written at once.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { TaasError } from '../errors.js';
+import { ATTEMPTS_PER_ID, PAIRINGS_PER_LABEL } from '../protocol/limits.js';
+import { writeFileAtomic } from './atomic-file.js';
+import { withFileLock } from './file-lock.js';
+import type { SecretBox } from './secret-box.js';
+import type { AttemptRecord, AuthState, DailyCount, Entry, PairingRecord, Store, StoreEvent } from './types.js';
+import { checkNewEntry, dayOf, nextVersion, type SealedEntry, sealEntry, openEntry } from './entry-codec.js';
+
+interface StateFile {
+  pairings: Record<string, PairingRecord[]>;
+  attempts: Record<string, AttemptRecord[]>;
+  daily: Record<string, DailyCount>;
+  docs: Record<string, Record<string, { value: unknown; exp: number }>>;
+  steps: Record<string, { step: number; exp: number }[]>;
+  auth: Record<string, AuthState & { exp: number }>;
+}
+
+const emptyState = (): StateFile => ({ pairings: {}, attempts: {}, daily: {}, docs: {}, steps: {}, auth: {} });
+/** Batching delay for state.json writes: pairings are history, a second of it may be lost in a crash. */
+const FLUSH_DELAY_MS = 500;
+/** Entries are re-read on a timer too: fs.watch misses events on some file systems. */
+const POLL_MS = 1000;
+
+export class FileStore implements Store {
+  readonly kind = 'embedded' as const;
+  private entries = new Map<string, Entry>();
+  private byLabel = new Map<string, string>();
+  private state: StateFile = emptyState();
+  private addressFailures = new Map<string, { window: number; count: number }>();
+  private listeners = new Set<(ev: StoreEvent) => void>();
+  private flushTimer: NodeJS.Timeout | null = null;
+  private watcher: fs.FSWatcher | null = null;
+  private poller: NodeJS.Timeout | null = null;
+  private lastMtime = 0;
+  private closed = false;
+
+  private constructor(
+    readonly dataDir: string,
+    private readonly box: SecretBox,
+    private readonly logger?: Logger,
+  ) {}
+
+  private get entriesFile(): string {
+    return path.join(this.dataDir, 'entries.json');
+  }
+  private get stateFile(): string {
+    return path.join(this.dataDir, 'state.json');
+  }
+
+  /** Opens (creating) the store in `dataDir`. `watch` follows changes made by other processes. */
+  static async open(dataDir: string, box: SecretBox, logger?: Logger, opts: { watch?: boolean } = {}): Promise<FileStore> {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const s = new FileStore(dataDir, box, logger);
+    s.loadEntries();
+    s.loadState();
+    if (opts.watch !== false) s.startWatching();
+    return s;
+  }
+
+  // ---- entries -------------------------------------------------------------------------
+
+  private readEntriesFile(): SealedEntry[] {
+    if (!fs.existsSync(this.entriesFile)) return [];
+    try {
+      const parsed = JSON.parse(fs.readFileSync(this.entriesFile, 'utf8'));
+      return Array.isArray(parsed?.entries) ? parsed.entries : [];
+    } catch (e) {
+      throw new TaasError('TAAS_FILE_UNREADABLE', `entries file ${this.entriesFile}: ${(e as Error).message}`);
+    }
+  }
+
+  private loadEntries(): boolean {
+    const sealed = this.readEntriesFile();
+    try {
+      this.lastMtime = fs.existsSync(this.entriesFile) ? fs.statSync(this.entriesFile).mtimeMs : 0;
+    } catch {
+      this.lastMtime = 0;
+    }
+    const next = new Map(sealed.map((s) => [s.id, openEntry(s, this.box)] as const));
+    const changed = JSON.stringify([...next.values()]) !== JSON.stringify([...this.entries.values()]);
+    this.entries = next;
+    this.byLabel = new Map();
+    for (const e of next.values()) for (const l of e.labels) this.byLabel.set(l, e.id);
+    return changed;
+  }
+
+  /** Read-modify-write of entries.json under the lock, from the file's current content. */
+  private async mutateEntries<T>(fn: (entries: Map<string, Entry>) => T): Promise<T> {
+    const result = await withFileLock(this.entriesFile + '.lock', () => {
+      this.loadEntries();
+      const r = fn(this.entries);
+      const body = { version: 1, entries: [...this.entries.values()].map((e) => sealEntry(e, this.box)) };
+      writeFileAtomic(this.entriesFile, JSON.stringify(body, null, 2) + '\n');
+      return r;
+    });
+    this.loadEntries();
+    this.emit({ type: 'entries' });
+    return result;
+  }
+
+  async getEntry(id: string): Promise<Entry | null> {
+    return this.entries.get(id) ?? null;
+  }
+  async listEntries(): Promise<Entry[]> {
+    return [...this.entries.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  }
+  async entryForLabel(label: string): Promise<Entry | null> {
+    const id = this.byLabel.get(label);
+    return id === undefined ? null : (this.entries.get(id) ?? null);
+  }
+
+  async createEntry(entry: Entry): Promise<Entry> {
+    return this.mutateEntries((all) => {
+      checkNewEntry(entry, [...all.values()]);
+      const stored = { ...entry, version: 1 };
+      all.set(entry.id, stored);
+      return stored;
+    });
+  }
+
+  async updateEntry(entry: Entry, expectedVersion?: number): Promise<Entry> {
+    return this.mutateEntries((all) => {
+      const cur = all.get(entry.id);
+      if (!cur) throw new TaasError('TAAS_ENTRY_NOT_FOUND', `no entry with ID ${entry.id}`);
+      const updated = nextVersion(cur, entry, expectedVersion, [...all.values()]);
+      all.set(entry.id, updated);
+      return updated;
+    });
+  }
+
+  async deleteEntry(id: string): Promise<boolean> {
+    return this.mutateEntries((all) => all.delete(id));
+  }
+
+  // ---- auth state ----------------------------------------------------------------------
+
+  async claimTotpStep(id: string, step: number, ttlSeconds: number): Promise<boolean> {
+    const now = Date.now();
+    const list = (this.state.steps[id] ?? []).filter((s) => s.exp > now);
+    if (list.some((s) => s.step === step)) return false;
+    list.push({ step, exp: now + ttlSeconds * 1000 });
+    this.state.steps[id] = list;
+    this.flushNow();
+    return true;
+  }
+
+  async getAuthState(id: string): Promise<AuthState> {
+    const a = this.state.auth[id];
+    if (!a || a.exp < Date.now()) return { failures: 0, lockedUntil: 0 };
+    return { failures: a.failures, lockedUntil: a.lockedUntil };
+  }
+
+  async incrFailures(id: string, ttlSeconds: number): Promise<number> {
+    const cur = await this.getAuthState(id);
+    this.state.auth[id] = { ...cur, failures: cur.failures + 1, exp: Date.now() + ttlSeconds * 1000 };
+    this.flushNow();
+    return cur.failures + 1;
+  }
+
+  async setLockedUntil(id: string, untilMs: number, ttlSeconds: number): Promise<void> {
+    const cur = await this.getAuthState(id);
+    this.state.auth[id] = { ...cur, lockedUntil: untilMs, exp: Date.now() + ttlSeconds * 1000 };
+    this.flushNow();
+  }
+
+  async resetFailures(id: string): Promise<void> {
+    if (this.state.auth[id]) {
+      delete this.state.auth[id];
+      this.flushNow();
+    }
+  }
+
+  async incrAddressFailures(address: string, windowSeconds: number): Promise<number> {
+    const window = Math.floor(Date.now() / (windowSeconds * 1000));
+    const cur = this.addressFailures.get(address);
+    const next = cur && cur.window === window ? { window, count: cur.count + 1 } : { window, count: 1 };
+    this.addressFailures.set(address, next);
+    if (this.addressFailures.size > 100_000) this.pruneAddressFailures(window);
+    return next.count;
+  }
+
+  private pruneAddressFailures(window: number): void {
+    for (const [k, v] of this.addressFailures) if (v.window !== window) this.addressFailures.delete(k);
+  }
+
+  // ---- history -------------------------------------------------------------------------
+
+  async addPairing(rec: PairingRecord): Promise<void> {
+    const list = (this.state.pairings[rec.label] ??= []);
+    list.unshift(rec);
+    if (list.length > PAIRINGS_PER_LABEL) list.length = PAIRINGS_PER_LABEL;
+    const key = `${rec.label}|${dayOf(rec.end)}`;
+    const d = (this.state.daily[key] ??= { label: rec.label, day: dayOf(rec.end), pairings: 0, bytes: 0 });
+    d.pairings += 1;
+    d.bytes += rec.bytesUp + rec.bytesDown;
+    this.flushSoon();
+  }
+
+  async listPairings(label: string, limit = PAIRINGS_PER_LABEL): Promise<PairingRecord[]> {
+    return (this.state.pairings[label] ?? []).slice(0, limit);
+  }
+
+  async addAttempt(id: string, rec: AttemptRecord): Promise<void> {
+    const list = (this.state.attempts[id] ??= []);
+    list.unshift(rec);
+    if (list.length > ATTEMPTS_PER_ID) list.length = ATTEMPTS_PER_ID;
+    this.flushSoon();
+  }
+
+  async listAttempts(id: string, limit = ATTEMPTS_PER_ID): Promise<AttemptRecord[]> {
+    return (this.state.attempts[id] ?? []).slice(0, limit);
+  }
+
+  async listDailyCounts(label?: string): Promise<DailyCount[]> {
+    return Object.values(this.state.daily)
+      .filter((d) => label === undefined || d.label === label)
+      .sort((a, b) => (a.day === b.day ? a.label.localeCompare(b.label) : b.day.localeCompare(a.day)));
+  }
+
+  // ---- documents -----------------------------------------------------------------------
+
+  async getDoc<T = unknown>(ns: string, key: string): Promise<T | null> {
+    const d = this.state.docs[ns]?.[key];
+    if (!d || (d.exp && d.exp < Date.now())) return null;
+    return structuredClone(d.value) as T;
+  }
+
+  async putDoc(ns: string, key: string, value: unknown, ttlSeconds?: number): Promise<void> {
+    const docs = (this.state.docs[ns] ??= Object.create(null) as Record<string, { value: unknown; exp: number }>);
+    docs[key] = { value: structuredClone(value), exp: ttlSeconds ? Date.now() + ttlSeconds * 1000 : 0 };
+    this.flushNow();
+  }
+
+  async deleteDoc(ns: string, key: string): Promise<boolean> {
+    const docs = this.state.docs[ns];
+    if (!docs || !Object.hasOwn(docs, key)) return false;
+    delete docs[key];
+    this.flushNow();
+    return true;
+  }
+
+  async listDocs<T = unknown>(ns: string): Promise<{ key: string; value: T }[]> {
+    const now = Date.now();
+    return Object.entries(this.state.docs[ns] ?? {})
+      .filter(([, d]) => !d.exp || d.exp >= now)
+      .map(([key, d]) => ({ key, value: structuredClone(d.value) as T }));
+  }
+
+  // ---- plumbing ------------------------------------------------------------------------
+
+  watch(listener: (ev: StoreEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(ev: StoreEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(ev);
+      } catch (e) {
+        this.logger?.error({ err: e }, 'store listener failed');
+      }
+    }
+  }
+
+  private startWatching(): void {
+    const check = () => {
+      if (this.closed) return;
+      try {
+        const m = fs.existsSync(this.entriesFile) ? fs.statSync(this.entriesFile).mtimeMs : 0;
+        if (m !== this.lastMtime && this.loadEntries()) this.emit({ type: 'entries' });
+      } catch (e) {
+        this.logger?.warn({ err: (e as Error).message }, 'entries file could not be re-read; keeping the last good copy');
+      }
+    };
+    try {
+      this.watcher = fs.watch(this.dataDir, (_ev, name) => {
+        if (name === 'entries.json') check();
+      });
+      this.watcher.on('error', () => undefined);
+    } catch {
+      this.watcher = null;
+    }
+    this.poller = setInterval(check, POLL_MS);
+    this.poller.unref();
+  }
+
+  async ping(): Promise<void> {
+    fs.accessSync(this.dataDir, fs.constants.W_OK);
+  }
+
+  private loadState(): void {
+    if (!fs.existsSync(this.stateFile)) return;
+    try {
+      this.state = { ...emptyState(), ...JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) };
+    } catch (e) {
+      this.logger?.warn({ err: (e as Error).message }, 'state.json unreadable; starting with empty history');
+      this.state = emptyState();
+    }
+  }
+
+  private flushSoon(): void {
+    if (this.flushTimer || this.closed) return;
+    this.flushTimer = setTimeout(() => this.flushNow(), FLUSH_DELAY_MS);
+    this.flushTimer.unref();
+  }
+
+  private flushNow(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    try {
+      writeFileAtomic(this.stateFile, JSON.stringify(this.state));
+    } catch (e) {
+      this.logger?.error({ err: (e as Error).message }, 'state.json could not be written');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flushNow();
+    this.closed = true;
+    this.watcher?.close();
+    if (this.poller) clearInterval(this.poller);
+    this.listeners.clear();
+  }
+
+  /** For `taas-server pairings` without a daemon: reads state.json as it is on disk. */
+  static readPairings(dataDir: string, label: string): PairingRecord[] {
+    const file = path.join(dataDir, 'state.json');
+    if (!fs.existsSync(file)) return [];
+    try {
+      const s = JSON.parse(fs.readFileSync(file, 'utf8')) as StateFile;
+      return s.pairings?.[label] ?? [];
+    } catch {
+      return [];
+    }
+  }
+}
