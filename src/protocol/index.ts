@@ -8,3 +8,4 @@ export * from './paths.js';
 export * from './error-body.js';
 export * from './agent-file.js';
 export * from './session.js';
+export * from './retry-after.js';

@@ -62,3 +62,9 @@ export function verifySessionToken(secret: string, id: string, token: string, ad
   const got = Buffer.from(parts[3]!);
   return want.length === got.length && crypto.timingSafeEqual(want, got);
 }
+
+/** The expiry (epoch ms) a token carries, for a holder deciding when to renew; null if unreadable. Not a verification. */
+export function sessionTokenExpiry(token: string): number | null {
+  const m = /^v1\.(\d{1,12})\./.exec(token);
+  return m ? Number(m[1]) * 1000 : null;
+}
