@@ -16,6 +16,8 @@ export interface RedisOptions {
   username?: string;
   db?: number;
   tls?: boolean;
+  /** PEM file of the CA that signed the Redis server's certificate (TLS with a private CA). */
+  tlsCaFile?: string;
   /** Sentinel: the master set name and the sentinels to ask. */
   sentinels?: { host: string; port: number }[];
   name?: string;
@@ -89,6 +91,8 @@ export interface Config {
   nodeId?: string;
   /** Seconds a TAAS-Session token (further registrations without a fresh TOTP code) stays valid. */
   sessionLifetime: number;
+  /** Generate a registrar certificate in the data dir when none is configured; false serves plain HTTP. */
+  generateCert: boolean;
 }
 
 type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem';
@@ -146,6 +150,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600 },
   nodeId: { kind: 'string' },
   sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400 },
+  generateCert: { kind: 'bool', default: true },
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
