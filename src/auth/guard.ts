@@ -1,0 +1,111 @@
+/**
+ * Authenticates a registrar request: TOTP code or session token, with the replay guard, the
+ * per-ID lock-out (failures in a row → growing delays) and the per-address failure limit.
+ * Unknown IDs and wrong codes take the same path (a TOTP check against a dummy secret, the
+ * same failure counting) so that neither status nor timing tells them apart.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { TaasError } from '../errors.js';
+import { authScheme, parseSessionAuthorization, verifySessionToken } from '../protocol/session.js';
+import { parseTotpAuthorization } from '../protocol/totp-header.js';
+import type { Entry, Store } from '../store/types.js';
+import { verifyTotp } from './totp.js';
+
+/** A well-formed secret that matches no one: unknown IDs are checked against it. */
+const DUMMY_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
+/** Window of the per-address failure count. */
+const ADDRESS_WINDOW_S = 60;
+/** The TOTP window is ±1 step, so a used step needs guarding for three periods. */
+const STEPS_GUARDED = 3;
+const PERIOD_S = 30;
+
+export type AuthResult = 'ok' | 'bad-code' | 'replay' | 'locked' | 'rate-limited' | 'bad-session';
+
+export interface Authenticated {
+  entry: Entry;
+  via: 'totp' | 'session';
+}
+
+export class AuthFailure extends TaasError {
+  constructor(
+    readonly result: AuthResult,
+    readonly id: string | null,
+    code: 'TAAS_AUTH_FAILED' | 'TAAS_LOCKED_OUT' | 'TAAS_RATE_LIMITED',
+    retryAfter?: number,
+  ) {
+    super(code, undefined, retryAfter === undefined ? {} : { retryAfter });
+  }
+}
+
+export class Authenticator {
+  /** Addresses over their failure limit, until the end of the window (local fast path). */
+  private blocked = new Map<string, number>();
+
+  constructor(
+    private readonly store: Store,
+    private config: Readonly<Config>,
+    private readonly logger: Logger,
+  ) {}
+
+  setConfig(config: Readonly<Config>): void {
+    this.config = config;
+  }
+
+  /** Session tokens are bound to the source address unless the operator switched that check off. */
+  sessionBinding(address: string): string {
+    return this.config.checkSourceAddress ? address : '';
+  }
+
+  async authenticate(header: string | undefined, address: string): Promise<Authenticated> {
+    if (header === undefined || header.trim() === '') throw new TaasError('TAAS_AUTH_MISSING', 'Authorization: TOTP username="ID", response="TKN" is required');
+    const scheme = authScheme(header);
+    if (scheme === 'other') throw new TaasError('TAAS_AUTH_MALFORMED', 'malformed Authorization header: scheme must be TOTP');
+    const cred = scheme === 'totp' ? parseTotpAuthorization(header) : parseSessionAuthorization(header);
+
+    const now = Date.now();
+    const blockedUntil = this.blocked.get(address);
+    if (blockedUntil !== undefined) {
+      if (blockedUntil > now) throw new AuthFailure('rate-limited', cred.id, 'TAAS_RATE_LIMITED', Math.ceil((blockedUntil - now) / 1000));
+      this.blocked.delete(address);
+    }
+    const state = await this.store.getAuthState(cred.id);
+    if (state.lockedUntil > now) throw new AuthFailure('locked', cred.id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));
+
+    const entry = await this.store.getEntry(cred.id);
+    let result: AuthResult;
+    if (scheme === 'session') {
+      const ok = verifySessionToken(entry?.secret ?? DUMMY_SECRET, cred.id, cred.token, this.sessionBinding(address));
+      result = ok && entry ? 'ok' : 'bad-session';
+    } else {
+      const step = verifyTotp(entry?.secret ?? DUMMY_SECRET, cred.token);
+      if (step === null || !entry) result = 'bad-code';
+      else result = (await this.store.claimTotpStep(cred.id, step, STEPS_GUARDED * PERIOD_S)) ? 'ok' : 'replay';
+    }
+    if (result === 'ok' && entry) {
+      if (state.failures > 0) await this.store.resetFailures(cred.id);
+      return { entry, via: scheme };
+    }
+    await this.countFailure(cred.id, address);
+    throw new AuthFailure(result, cred.id, 'TAAS_AUTH_FAILED');
+  }
+
+  private async countFailure(id: string, address: string): Promise<void> {
+    const c = this.config;
+    const ttl = Math.max(c.lockoutMax * 2, 3600);
+    const failures = await this.store.incrFailures(id, ttl);
+    if (failures >= c.lockoutThreshold) {
+      // Doubling from lockoutBase with each failure past the threshold, capped at lockoutMax.
+      const seconds = Math.min(c.lockoutBase * 2 ** (failures - c.lockoutThreshold), c.lockoutMax);
+      await this.store.setLockedUntil(id, Date.now() + seconds * 1000, ttl);
+      this.logger.warn({ id, failures, lockSeconds: seconds }, 'ID locked out after failed attempts');
+    }
+    const fromAddress = await this.store.incrAddressFailures(address, ADDRESS_WINDOW_S);
+    if (fromAddress >= c.failuresPerAddress) {
+      const windowEnd = (Math.floor(Date.now() / (ADDRESS_WINDOW_S * 1000)) + 1) * ADDRESS_WINDOW_S * 1000;
+      this.blocked.set(address, windowEnd);
+      if (this.blocked.size > 100_000) this.blocked.clear();
+      this.logger.warn({ address, failures: fromAddress }, 'address rate-limited after failed attempts');
+    }
+  }
+}

@@ -1,0 +1,159 @@
+/**
+ * The registrar's request handling, routed on Host:
+ * - `namedRegistrar`: PUT /register/LABEL (hidden servers), GET /pairings/LABEL;
+ * - `LABEL.<namedServers>`: a mobile client, answered with a 307 to the label's client port;
+ * - anything else: 404.
+ */
+import type http from 'node:http';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { TaasError, isTaasError } from '../errors.js';
+import { AuthFailure, type Authenticator } from '../auth/guard.js';
+import { COOKIE_HEADER, newCookie } from '../protocol/cookie.js';
+import { advertisedHost, formatEndpoint, formatLocation } from '../protocol/endpoint.js';
+import { isReservedLabel, normaliseHost, routeHost } from '../protocol/names.js';
+import { parseRegistrarPath } from '../protocol/paths.js';
+import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
+import type { Store } from '../store/types.js';
+import type { Relay } from '../relay/relay.js';
+import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
+
+/** Where a label's responders live when not here (multi-node); null when nowhere. */
+export type ElsewhereLookup = (label: string) => Promise<{ host: string; port: number } | null>;
+
+export interface RoutesDeps {
+  config: () => Readonly<Config>;
+  store: Store;
+  auth: Authenticator;
+  relay: Relay;
+  logger: Logger;
+  tls: () => boolean;
+  elsewhere?: ElsewhereLookup;
+  /** Set while draining: registrations get 503 (or a 3xx to `drainTo` when another node is known). */
+  draining: () => boolean;
+  drainTo?: () => Promise<string | null>;
+}
+
+/** Seconds a client is told to wait when no responder is idle: agents refill within moments. */
+const NO_RESPONDER_RETRY_S = 5;
+
+export class RegistrarRoutes extends EventEmitter {
+  constructor(private readonly d: RoutesDeps) {
+    super();
+  }
+
+  async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    try {
+      await this.route(req, res);
+    } catch (e) {
+      const err = isTaasError(e) ? e : new TaasError('TAAS_INTERNAL', 'internal error');
+      if (!isTaasError(e)) this.d.logger.error({ err: e }, 'registrar request failed');
+      else if (err.status >= 500) this.d.logger.warn({ code: err.code, msg: err.message }, 'registrar answered 5xx');
+      if (!res.headersSent) sendError(res, err, e instanceof MethodNotAllowed ? { allow: e.allow } : {});
+      else res.destroy();
+    }
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const c = this.d.config();
+    const route = routeHost(normaliseHost(req.headers.host), c.namedRegistrar, c.namedServers);
+    if (route.kind === 'registrar') return this.registrar(req, res, c);
+    if (route.kind === 'label') return this.client(req, res, c, route.label);
+    throw fail('TAAS_NOT_FOUND', 'unknown host');
+  }
+
+  private async registrar(req: http.IncomingMessage, res: http.ServerResponse, c: Readonly<Config>): Promise<void> {
+    const path = parseRegistrarPath(req.url ?? '/');
+    if (path.kind === 'none') throw fail('TAAS_NOT_FOUND', 'no such path; use PUT /register/LABEL or GET /pairings/LABEL');
+    const wanted = path.kind === 'pairings' ? ['GET', 'HEAD'] : ['PUT'];
+    if (path.kind !== 'invalid-label' && !wanted.includes(req.method ?? '')) throw new MethodNotAllowed(wanted.join(', '));
+    if (path.kind === 'invalid-label') throw fail('TAAS_LABEL_INVALID', 'the label is not a DNS label');
+    const auth = singleHeader(req, 'authorization');
+    const address = req.socket.remoteAddress ?? '';
+    if (path.kind === 'register') {
+      if (this.d.draining()) {
+        const to = await this.d.drainTo?.();
+        if (to) {
+          res.writeHead(307, { location: to + (req.url ?? ''), 'content-length': '0' }).end();
+          return;
+        }
+        throw fail('TAAS_DRAINING', 'this node is draining; register again shortly', { retryAfter: NO_RESPONDER_RETRY_S });
+      }
+      if (hasBody(req)) throw fail('TAAS_BAD_REQUEST', 'a registration has no body');
+    }
+    let authed;
+    try {
+      authed = await this.d.auth.authenticate(auth, address);
+    } catch (e) {
+      if (e instanceof AuthFailure && e.id) await this.attempt(e.id, address, path.label, e.result);
+      this.emit('registration', { result: e instanceof AuthFailure ? e.result : isTaasError(e) ? e.code : 'error' });
+      throw e;
+    }
+    const { entry } = authed;
+    if (!entry.labels.includes(path.label) || isReservedLabel(path.label, c.namedRegistrar)) {
+      await this.attempt(entry.id, address, path.label, 'not-granted');
+      this.emit('registration', { result: 'not-granted' });
+      throw fail('TAAS_LABEL_NOT_GRANTED', `label ${path.label} is not granted to this ID`);
+    }
+    if (path.kind === 'pairings') {
+      sendJson(res, 200, await this.d.store.listPairings(path.label));
+      return;
+    }
+    const cookie = newCookie();
+    let port: number;
+    try {
+      ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }));
+    } catch (e) {
+      await this.attempt(entry.id, address, path.label, isTaasError(e) ? e.code.replace('TAAS_', '').toLowerCase() : 'error');
+      this.emit('registration', { result: 'refused' });
+      throw isTaasError(e) && e.retryAfter === undefined && e.status === 503 ? new TaasError(e.code, e.message, { retryAfter: NO_RESPONDER_RETRY_S }) : e;
+    }
+    await this.attempt(entry.id, address, path.label, 'ok');
+    this.emit('registration', { result: 'ok', label: path.label });
+    const host = c.advertiseHost ? advertisedHost(c.advertiseHost, path.label) : c.taasHost;
+    const session = issueSessionToken(entry.secret, entry.id, c.sessionLifetime, this.d.auth.sessionBinding(address));
+    this.d.logger.info({ id: entry.id, label: path.label, port, from: address, via: authed.via }, 'registration accepted');
+    sendText(res, 200, formatEndpoint(host, port), { [COOKIE_HEADER]: cookie, [SESSION_HEADER]: session });
+  }
+
+  private async attempt(id: string, from: string, label: string, result: string): Promise<void> {
+    // Attempts are logged only for IDs that exist, so a stranger cannot fill the store.
+    if (!(await this.d.store.getEntry(id).catch(() => null))) return;
+    await this.d.store.addAttempt(id, { at: new Date().toISOString(), from, label, result }).catch(() => undefined);
+  }
+
+  private async client(req: http.IncomingMessage, res: http.ServerResponse, c: Readonly<Config>, label: string): Promise<void> {
+    const entry = await this.d.store.entryForLabel(label);
+    if (!entry) throw fail('TAAS_NOT_FOUND', 'unknown label');
+    const path = req.url ?? '/';
+    const address = req.socket.remoteAddress ?? '';
+    const scheme = this.d.tls() ? 'https' : 'http';
+    const port = await this.d.relay.clientPort(label, { remoteAddress: address, path });
+    let location: string | null = null;
+    if (port !== null) {
+      location = formatLocation(scheme, c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port, path);
+    } else if (this.d.elsewhere) {
+      const there = await this.d.elsewhere(label);
+      if (there) location = formatLocation(scheme, there.host, there.port, path);
+    }
+    if (!location) {
+      this.emit('client', { label, result: 'no-responder' });
+      throw fail('TAAS_NO_RESPONDER', `no hidden server is registered for ${label} right now`, { retryAfter: NO_RESPONDER_RETRY_S });
+    }
+    this.emit('client', { label, result: 'redirect' });
+    res.writeHead(307, { location, 'content-length': '0', 'cache-control': 'no-store' }).end();
+  }
+}
+
+/** The value of a header that must appear once; a repeated one is refused (no guessing which wins). */
+function singleHeader(req: http.IncomingMessage, name: string): string | undefined {
+  const all = req.headersDistinct[name];
+  if (all && all.length > 1) throw fail('TAAS_AUTH_MALFORMED', `malformed ${name} header: it appears more than once`);
+  return all?.[0];
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const len = req.headers['content-length'];
+  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined;
+}

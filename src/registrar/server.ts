@@ -1,0 +1,134 @@
+/**
+ * The registrar's listener: HTTPS (HTTP when no certificate), with every bound that applies
+ * before authentication: TLS handshake time, header size and count, time to complete headers
+ * (slowloris), connections per source address. Certificates can be swapped on SIGHUP without
+ * touching established connections.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import type { RelayTls } from '../tls/relay-tls.js';
+import type { RegistrarRoutes } from './routes.js';
+
+/** How often Node checks header/request timeouts; its 30 s default would let slowloris linger. */
+const TIMEOUT_CHECK_MS = 250;
+
+export class RegistrarServer {
+  private server: http.Server | https.Server | null = null;
+  private perAddress = new Map<string, number>();
+
+  constructor(
+    private config: Readonly<Config>,
+    private tls: RelayTls | null,
+    private readonly routes: RegistrarRoutes,
+    private readonly logger: Logger,
+  ) {}
+
+  get secure(): boolean {
+    return this.tls !== null;
+  }
+
+  get port(): number {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a.port : 0;
+  }
+
+  async listen(): Promise<void> {
+    const c = this.config;
+    const common = {
+      maxHeaderSize: c.maxHeaderBytes,
+      headersTimeout: c.headersTimeout * 1000,
+      requestTimeout: Math.max(c.headersTimeout * 1000 + 1000, 5000),
+      keepAliveTimeout: 5000,
+      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+    };
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.routes.handle(req, res);
+    const tls = this.tls;
+    const server = tls
+      ? https.createServer(
+          {
+            ...common,
+            key: tls.material.key,
+            cert: tls.material.cert,
+            minVersion: 'TLSv1.2',
+            handshakeTimeout: c.tlsHandshakeTimeout * 1000,
+            SNICallback: (name, cb) => {
+              try {
+                cb(null, (this.tls ?? tls).contextFor(name));
+              } catch (e) {
+                cb(e as Error, undefined);
+              }
+            },
+          },
+          handler,
+        )
+      : http.createServer(common, handler);
+    server.maxHeadersCount = c.maxHeaders;
+    server.on('connection', (s: net.Socket) => this.admit(s));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+      // Malformed requests, oversized headers and timeouts: a short answer where one can still
+      // be written, then close. Never a crash, never a stack trace.
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      if (socket.writable && !(socket as net.Socket & { _httpMessage?: unknown })._httpMessage) {
+        socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      } else socket.destroy();
+      this.logger.debug({ code: err.code, from: socket.remoteAddress }, 'registrar client error');
+    });
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+      this.logger.debug({ code: err.code, from: socket.remoteAddress }, 'TLS handshake failed');
+      socket.destroy();
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(c.taasPort, c.taasHost, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
+    this.server = server;
+  }
+
+  /** Bounds concurrent connections per source address. */
+  private admit(s: net.Socket): void {
+    const addr = s.remoteAddress ?? '';
+    const n = (this.perAddress.get(addr) ?? 0) + 1;
+    if (n > this.config.maxConnsPerAddress) {
+      this.logger.info({ from: addr, limit: this.config.maxConnsPerAddress }, 'registrar connection refused: per-address limit');
+      s.destroy();
+      return;
+    }
+    this.perAddress.set(addr, n);
+    s.once('close', () => {
+      const m = (this.perAddress.get(addr) ?? 1) - 1;
+      if (m <= 0) this.perAddress.delete(addr);
+      else this.perAddress.set(addr, m);
+    });
+  }
+
+  /** New certificate and key for new handshakes; established connections keep theirs. */
+  setTls(tls: RelayTls): void {
+    this.tls = tls;
+    if (this.server instanceof https.Server) this.server.setSecureContext({ key: tls.material.key, cert: tls.material.cert, minVersion: 'TLSv1.2' });
+  }
+
+  setConfig(config: Readonly<Config>): void {
+    this.config = config;
+    if (this.server) {
+      this.server.maxHeadersCount = config.maxHeaders;
+      this.server.headersTimeout = config.headersTimeout * 1000;
+    }
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    this.server = null;
+    await new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * Entries as the operator manages them (CLI and admin API): IDs, fresh TOTP secrets, labels,
+ * fixed client ports, and the agent file each hidden server gets.
+ */
+import crypto from 'node:crypto';
+import type { Config } from '../config/schema.js';
+import { TaasError } from '../errors.js';
+import type { AgentFile } from '../protocol/agent-file.js';
+import { isReservedLabel, isValidId, isValidLabel, normaliseLabel } from '../protocol/names.js';
+import { newTotpSecret, otpauthUri } from '../auth/totp.js';
+import type { RelayTls } from '../tls/relay-tls.js';
+import type { Entry, Store } from './types.js';
+
+export interface IssuedEntry {
+  entry: Entry;
+  secret: string;
+  otpauthUri: string;
+  agentFile: AgentFile;
+}
+
+export interface EntryInput {
+  id?: string;
+  labels: string[];
+  clientPorts?: Record<string, number>;
+}
+
+export interface EntryServiceOptions {
+  config: Readonly<Config>;
+  tls: RelayTls | null;
+  /** Where hidden servers reach the registrar (the real port when taasPort is 0). */
+  registrarEndpoint?: () => { host: string; port: number };
+}
+
+export class EntryService {
+  constructor(
+    private readonly store: Store,
+    private readonly opts: EntryServiceOptions,
+  ) {}
+
+  private labelsOf(raw: string[]): string[] {
+    if (!Array.isArray(raw) || raw.length === 0) throw new TaasError('TAAS_ENTRY_INVALID', 'an entry needs at least one label');
+    const out: string[] = [];
+    for (const r of raw) {
+      const l = typeof r === 'string' ? normaliseLabel(r.trim()) : '';
+      if (!isValidLabel(l)) throw new TaasError('TAAS_LABEL_INVALID', `label ${JSON.stringify(r)} is not a DNS label (letters, digits and inner hyphens, 1-63 characters)`);
+      if (isReservedLabel(l, this.opts.config.namedRegistrar)) throw new TaasError('TAAS_LABEL_INVALID', `label ${l} is reserved`);
+      if (!out.includes(l)) out.push(l);
+    }
+    return out;
+  }
+
+  private clientPortsOf(raw: Record<string, number> | undefined, labels: string[]): Record<string, number> {
+    const out: Record<string, number> = {};
+    const [lo, hi] = this.opts.config.portRange;
+    for (const [label, port] of Object.entries(raw ?? {})) {
+      if (!labels.includes(label)) throw new TaasError('TAAS_ENTRY_INVALID', `client port given for label ${label}, which the entry does not have`);
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TaasError('TAAS_ENTRY_INVALID', `client port ${port} for ${label} is not a port 1..65535`);
+      if (port >= lo && port <= hi) throw new TaasError('TAAS_ENTRY_INVALID', `client port ${port} for ${label} lies inside portRange ${lo}-${hi}, which the relay allocates from`);
+      if (port === this.opts.config.taasPort || port === this.opts.config.adminPort) throw new TaasError('TAAS_ENTRY_INVALID', `client port ${port} is the registrar's or the admin's port`);
+      out[label] = port;
+    }
+    return out;
+  }
+
+  async create(input: EntryInput): Promise<IssuedEntry> {
+    const id = input.id ?? crypto.randomUUID();
+    if (!isValidId(id)) throw new TaasError('TAAS_ENTRY_INVALID', `ID ${JSON.stringify(id)} is not valid (letters, digits, '.', '_' and '-', up to 128)`);
+    const labels = this.labelsOf(input.labels);
+    const now = new Date().toISOString();
+    const entry: Entry = { id, secret: newTotpSecret(), labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), createdAt: now, updatedAt: now, version: 1 };
+    const stored = await this.store.createEntry(entry);
+    return this.issued(stored);
+  }
+
+  async get(id: string): Promise<Entry> {
+    const e = await this.store.getEntry(id);
+    if (!e) throw new TaasError('TAAS_ENTRY_NOT_FOUND', `no entry with ID ${id}`);
+    return e;
+  }
+
+  list(): Promise<Entry[]> {
+    return this.store.listEntries();
+  }
+
+  async replace(id: string, input: Omit<EntryInput, 'id'>, expectedVersion?: number): Promise<Entry> {
+    const cur = await this.get(id);
+    const labels = this.labelsOf(input.labels);
+    return this.store.updateEntry({ ...cur, labels, clientPorts: this.clientPortsOf(input.clientPorts, labels) }, expectedVersion);
+  }
+
+  async addLabel(id: string, label: string): Promise<Entry> {
+    const cur = await this.get(id);
+    return this.replace(id, { labels: [...cur.labels, label], clientPorts: cur.clientPorts }, cur.version);
+  }
+
+  async removeLabel(id: string, label: string): Promise<Entry> {
+    const cur = await this.get(id);
+    const l = normaliseLabel(label);
+    if (!cur.labels.includes(l)) throw new TaasError('TAAS_NOT_FOUND', `entry ${id} has no label ${l}`);
+    const clientPorts = { ...cur.clientPorts };
+    delete clientPorts[l];
+    return this.replace(id, { labels: cur.labels.filter((x) => x !== l), clientPorts }, cur.version);
+  }
+
+  remove(id: string): Promise<boolean> {
+    return this.store.deleteEntry(id);
+  }
+
+  async rotateSecret(id: string): Promise<IssuedEntry> {
+    const cur = await this.get(id);
+    const next = await this.store.updateEntry({ ...cur, secret: newTotpSecret() }, cur.version);
+    return this.issued(next);
+  }
+
+  async agentFile(id: string): Promise<AgentFile> {
+    return this.agentFileOf(await this.get(id));
+  }
+
+  private issued(entry: Entry): IssuedEntry {
+    return { entry, secret: entry.secret, otpauthUri: otpauthUri(entry.secret, entry.id), agentFile: this.agentFileOf(entry) };
+  }
+
+  private agentFileOf(entry: Entry): AgentFile {
+    const c = this.opts.config;
+    const server = this.opts.registrarEndpoint?.() ?? { host: c.taasHost, port: c.taasPort };
+    const tls = this.opts.tls;
+    return {
+      id: entry.id,
+      secret: entry.secret,
+      labels: entry.labels,
+      registrar: c.namedRegistrar,
+      server,
+      ca: tls?.caPem ?? '',
+      algorithm: 'SHA1',
+      digits: 6,
+      period: 30,
+      ...(tls?.canIssue ? { tls: tls.issueForLabels(entry.labels) } : {}),
+    };
+  }
+}
