@@ -32,6 +32,14 @@ export const ERROR_CODES = {
   TAAS_ENTRY_INVALID: 'the entry would be invalid',
   TAAS_LABEL_TAKEN: 'the label belongs to another entry',
   TAAS_PRECONDITION_FAILED: 'the resource changed since the version the request names',
+  // admin API
+  TAAS_ADMIN_AUTH_REQUIRED: 'no API key, access token or session cookie came with the request',
+  TAAS_ADMIN_AUTH_INVALID: 'the API key or token is unknown, expired or revoked',
+  TAAS_FORBIDDEN: 'the credentials lack the permission this request needs, or the origin is not allowed',
+  TAAS_CSRF_FAILED: 'a state-changing request authenticated by cookie lacks the matching X-CSRF-Token header',
+  TAAS_PRECONDITION_REQUIRED: 'the change needs If-Match or If-Unmodified-Since',
+  TAAS_UNSUPPORTED_MEDIA_TYPE: 'the request body has a media type this route does not take',
+  TAAS_PATCH_INVALID: 'the JSON Patch cannot be applied to the resource',
   TAAS_INTERNAL: 'an unexpected internal error',
 } as const;
 
@@ -59,6 +67,13 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TAAS_ENTRY_INVALID: 422,
   TAAS_LABEL_TAKEN: 409,
   TAAS_PRECONDITION_FAILED: 412,
+  TAAS_ADMIN_AUTH_REQUIRED: 401,
+  TAAS_ADMIN_AUTH_INVALID: 401,
+  TAAS_FORBIDDEN: 403,
+  TAAS_CSRF_FAILED: 403,
+  TAAS_PRECONDITION_REQUIRED: 428,
+  TAAS_UNSUPPORTED_MEDIA_TYPE: 415,
+  TAAS_PATCH_INVALID: 422,
 };
 
 export class TaasError extends Error {
