@@ -1,0 +1,75 @@
+/**
+ * One direction of a stream pairing: src → dst, `head` first, with backpressure, and EOF
+ * forwarded as a half-close (dst.end()) so the other direction keeps flowing.
+ */
+import type net from 'node:net';
+
+export class Direction {
+  /** Octets handed to dst (head included). */
+  bytes = 0;
+  private srcEnded = false;
+  private dstFinished = false;
+  private waitingDrain = false;
+  private stopped = false;
+
+  constructor(
+    private readonly src: net.Socket,
+    private readonly dst: net.Socket,
+    private readonly head: Buffer | undefined,
+    private readonly touch: () => void,
+    private readonly ended: () => void,
+  ) {}
+
+  /** Both the EOF from src was seen and dst has flushed and sent its FIN. */
+  get complete(): boolean {
+    return this.srcEnded && this.dstFinished;
+  }
+
+  start(): void {
+    this.dst.on('finish', this.onFinish);
+    if (this.head && this.head.length > 0) this.write(this.head);
+    this.src.on('data', this.onData);
+    this.src.on('end', this.onEnd);
+    // 'end' already emitted before the hand-over (an EOF read while the socket waited).
+    if (this.src.readableEnded) this.onEnd();
+    // A socket may arrive explicitly paused (flowing === false): adding 'data' does not resume it.
+    else if (!this.waitingDrain) this.src.resume();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.src.off('data', this.onData);
+    this.src.off('end', this.onEnd);
+    this.dst.off('finish', this.onFinish);
+    this.dst.off('drain', this.onDrain);
+  }
+
+  private write(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    this.touch();
+    if (!this.dst.write(chunk) && !this.waitingDrain) {
+      this.waitingDrain = true;
+      this.src.pause();
+      this.dst.once('drain', this.onDrain);
+    }
+  }
+
+  private readonly onData = (chunk: Buffer): void => this.write(chunk);
+
+  private readonly onDrain = (): void => {
+    this.waitingDrain = false;
+    if (!this.stopped) this.src.resume();
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.srcEnded) return;
+    this.srcEnded = true;
+    this.dst.end();
+    this.ended();
+  };
+
+  private readonly onFinish = (): void => {
+    this.dstFinished = true;
+    this.ended();
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * The stream engine: the JavaScript relay engine. Copies octets between the two sockets of a
+ * pairing through Node streams, with backpressure (pause the reader while the writer's buffer
+ * is full, resume on 'drain'), half-close kept, and an idle timer shared by both directions.
+ * Portable and simple; the native splice engine is the fast one.
+ */
+import type net from 'node:net';
+import type { CloseReason, PairingHandle, PairingResult, PairOptions, PairSide, RelayEngine } from '../engine.js';
+import { Direction } from './stream-direction.js';
+
+/** Codes that mean "the peer went away abruptly" rather than a local fault. */
+const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
+class StreamPairing implements PairingHandle {
+  readonly done: Promise<PairingResult>;
+  private resolve!: (r: PairingResult) => void;
+  private finished = false;
+  private readonly up: Direction;
+  private readonly down: Direction;
+  private timer: NodeJS.Timeout | null = null;
+  /** Bumped on every chunk; the idle timer compares it instead of re-arming per chunk (cheap). */
+  private activity = 0;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly responder: net.Socket,
+    clientHead: Buffer | undefined,
+    responderHead: Buffer | undefined,
+    private readonly idleTimeoutMs: number,
+    private readonly onEnd: (p: StreamPairing) => void,
+  ) {
+    this.done = new Promise((r) => (this.resolve = r));
+    const touch = (): void => void this.activity++;
+    const ended = (): void => this.maybeEof();
+    this.up = new Direction(client, responder, clientHead, touch, ended);
+    this.down = new Direction(responder, client, responderHead, touch, ended);
+    for (const s of [client, responder]) {
+      s.setNoDelay(true); // a relay must not add Nagle delay to small interactive writes
+      s.on('error', (e: NodeJS.ErrnoException) => this.fail(e));
+      // Closed after both of its halves ended normally: the directions report that. Closed any
+      // other way (destroyed from elsewhere, before we saw an error): end the pairing too.
+      s.on('close', () => {
+        if (!(s.readableEnded && s.writableFinished)) this.finish('closed', undefined);
+      });
+    }
+    // A socket may already be gone when it is handed over (the peer reset while it waited).
+    if (client.destroyed || responder.destroyed) {
+      queueMicrotask(() => this.finish('reset', 'ECONNRESET'));
+      return;
+    }
+    this.up.start();
+    this.down.start();
+    if (idleTimeoutMs > 0) this.armIdle(idleTimeoutMs, this.activity);
+  }
+
+  close(reason: 'closed' | 'drain' = 'closed'): void {
+    this.finish(reason, undefined);
+  }
+
+  private armIdle(ms: number, seen: number): void {
+    this.timer = setTimeout(() => {
+      if (this.finished) return;
+      if (this.activity === seen) this.finish('idle', undefined);
+      else this.armIdle(this.idleTimeoutMs, this.activity);
+    }, ms);
+    this.timer.unref();
+  }
+
+  private maybeEof(): void {
+    if (this.up.complete && this.down.complete) this.finish('eof', undefined);
+  }
+
+  private fail(e: NodeJS.ErrnoException): void {
+    const code = typeof e.code === 'string' ? e.code : 'EUNKNOWN';
+    this.finish(RESET_CODES.has(code) ? 'reset' : 'error', code);
+  }
+
+  private finish(reason: CloseReason, error: string | undefined): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.up.stop();
+    this.down.stop();
+    this.client.destroy();
+    this.responder.destroy();
+    this.onEnd(this);
+    const r: PairingResult = { bytesUp: this.up.bytes, bytesDown: this.down.bytes, reason };
+    if (error !== undefined) r.error = error;
+    this.resolve(r);
+  }
+}
+
+export class StreamEngine implements RelayEngine {
+  readonly name = 'stream' as const;
+  private readonly pairings = new Set<StreamPairing>();
+
+  get active(): number {
+    return this.pairings.size;
+  }
+
+  pair(client: PairSide, responder: PairSide, opts: PairOptions): PairingHandle {
+    const p = new StreamPairing(client.socket, responder.socket, client.head, responder.head, opts.idleTimeoutMs, (x) =>
+      this.pairings.delete(x),
+    );
+    this.pairings.add(p);
+    return p;
+  }
+
+  closeAll(reason: 'closed' | 'drain'): void {
+    for (const p of [...this.pairings]) p.close(reason);
+  }
+
+  async shutdown(): Promise<void> {
+    this.closeAll('closed');
+  }
+}
