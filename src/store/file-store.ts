@@ -46,6 +46,7 @@ export class FileStore implements Store {
   private poller: NodeJS.Timeout | null = null;
   private lastMtime = 0;
   private closed = false;
+  private readOnlyState = false;
 
   private constructor(
     readonly dataDir: string,
@@ -61,9 +62,11 @@ export class FileStore implements Store {
   }
 
   /** Opens (creating) the store in `dataDir`. `watch` follows changes made by other processes. */
-  static async open(dataDir: string, box: SecretBox, logger?: Logger, opts: { watch?: boolean } = {}): Promise<FileStore> {
+  static async open(dataDir: string, box: SecretBox, logger?: Logger, opts: { watch?: boolean; readOnlyState?: boolean } = {}): Promise<FileStore> {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const s = new FileStore(dataDir, box, logger);
+    // A CLI command beside a running daemon reads history but must not overwrite the daemon's.
+    s.readOnlyState = opts.readOnlyState === true;
     s.loadEntries();
     s.loadState();
     if (opts.watch !== false) s.startWatching();
@@ -321,6 +324,7 @@ export class FileStore implements Store {
   private flushNow(): void {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
+    if (this.readOnlyState) return;
     try {
       writeFileAtomic(this.stateFile, JSON.stringify(this.state));
     } catch (e) {

@@ -1,0 +1,31 @@
+/** Human and JSON output of the CLI's listings. */
+import type { Entry, PairingRecord } from '../store/types.js';
+
+export function printEntries(entries: Entry[], json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify(entries.map(({ secret: _s, ...e }) => e), null, 2));
+    return;
+  }
+  if (entries.length === 0) {
+    console.log('no entries');
+    return;
+  }
+  for (const e of entries) {
+    const ports = Object.entries(e.clientPorts).map(([l, p]) => `${l}=${p}`).join(',');
+    console.log(`${e.id}  ${e.labels.join(',')}${ports ? `  client ports ${ports}` : ''}  created ${e.createdAt}`);
+  }
+}
+
+export function printPairings(list: PairingRecord[], json: boolean): void {
+  if (json) {
+    console.log(JSON.stringify(list, null, 2));
+    return;
+  }
+  if (list.length === 0) {
+    console.log('no pairings recorded');
+    return;
+  }
+  for (const p of list) {
+    console.log(`${p.start}  ${p.client} -> ${p.responder}  ${p.path ?? '-'}  up ${p.bytesUp} B  down ${p.bytesDown} B  ${p.reason}`);
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * `taas-server`: the daemon and the operator's commands. Every failure is one line naming
+ * what is wrong and a non-zero exit; never a stack trace.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { loadConfig, maskConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { TaasError, oneLine } from '../errors.js';
+import { createLogger } from '../observe/logger.js';
+import { generatedCertPaths, writeRegistrarCert, RelayTls } from '../tls/relay-tls.js';
+import { FileStore } from '../store/file-store.js';
+import { openSecretBox, openStore } from '../store/open.js';
+import { EntryService } from '../store/entries.js';
+import type { Store } from '../store/types.js';
+import { Daemon, readRuntime } from '../daemon.js';
+import { versionReport } from './version.js';
+import { printPairings, printEntries } from './print.js';
+
+interface GlobalOpts {
+  config?: string;
+  dataDir?: string;
+  logLevel?: string;
+}
+
+async function config(opts: GlobalOpts): Promise<{ config: Readonly<Config>; file: string | null }> {
+  return loadConfig({ configFile: opts.config, flags: { dataDir: opts.dataDir, logLevel: opts.logLevel } });
+}
+
+/** A store for one command; the embedded one without watching, and without writing history. */
+async function withStore<T>(c: Readonly<Config>, fn: (store: Store, entries: EntryService) => Promise<T>): Promise<T> {
+  const silent = createLogger({ level: 'error', pretty: false, destination: process.stderr as never });
+  const box = openSecretBox(c);
+  const store = c.redis ? await openStore(c, box, silent) : await FileStore.open(path.resolve(c.dataDir), box, silent, { watch: false, readOnlyState: true });
+  const running = readRuntime(c.dataDir);
+  const tls = RelayTls.load(c, { generate: c.generateCert });
+  const entries = new EntryService(store, {
+    config: c,
+    tls,
+    registrarEndpoint: () => ({ host: c.advertiseHost && !c.advertiseHost.includes('{label}') ? c.advertiseHost : c.taasHost, port: running?.registrar.port ?? c.taasPort }),
+  });
+  try {
+    return await fn(store, entries);
+  } finally {
+    await store.close();
+  }
+}
+
+async function start(opts: GlobalOpts): Promise<void> {
+  const { config: c, file } = await config(opts);
+  const logger = createLogger({ level: c.logLevel });
+  const daemon = await Daemon.start(c, file, logger);
+  let stopping = false;
+  const onTerm = (sig: string) => {
+    if (stopping) {
+      logger.warn({ signal: sig }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal: sig }, 'stopping: draining established pairings');
+    void daemon
+      .drain()
+      .then(() => daemon.stop())
+      .then(() => {
+        logger.info('stopped');
+        logger.flush?.();
+        setTimeout(() => process.exit(0), 50).unref();
+      })
+      .catch((e) => {
+        logger.error({ err: oneLine(e) }, 'error while stopping');
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => onTerm('SIGTERM'));
+  process.on('SIGINT', () => onTerm('SIGINT'));
+  process.on('SIGHUP', () => void daemon.reload());
+  process.on('SIGUSR2', () => {
+    // Toggles debug logging at run time without a restart.
+    logger.level = logger.level === 'debug' ? c.logLevel : 'debug';
+    logger.info({ level: logger.level }, 'log level changed');
+  });
+}
+
+function parseClientPorts(values: string[] | undefined): Record<string, number> | undefined {
+  if (!values?.length) return undefined;
+  const out: Record<string, number> = {};
+  for (const v of values) {
+    const m = /^([^=]+)=(\d+)$/.exec(v);
+    if (!m) throw new TaasError('TAAS_BAD_REQUEST', `--client-port ${v}: expected LABEL=PORT`);
+    out[m[1]!.toLowerCase()] = Number(m[2]);
+  }
+  return out;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export function buildProgram(): Command {
+  const program = new Command('taas-server')
+    .description('TCP rendezvous relay for servers hidden behind NAT and firewalls')
+    .option('-v, --version', 'print the version and the relay engine in use, then exit')
+    .option('--config <file>', 'config file (.ts, .js or .json); otherwise TAAS_CONFIG, /etc/taas-server/config.*, ./local.*')
+    .option('--data-dir <dir>', 'data directory (default ./.taas, or TAAS_DATA_DIR)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('start', { isDefault: true })
+    .description('run the relay daemon')
+    .action(async (_o, cmd: Command) => start(cmd.optsWithGlobals()));
+
+  program
+    .command('version')
+    .description('print the version, the relay engines available and the one the config selects')
+    .action(async (_o, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      console.log(await versionReport(c));
+    });
+
+  program
+    .command('make-cert')
+    .description('write a key (mode 0600) and self-signed certificate for the registrar (SANs IP:taasHost, DNS:namedRegistrar, DNS:*.namedServers)')
+    .option('--force', 'overwrite existing files')
+    .action(async (o: { force?: boolean }, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      const target = c.keyFile && c.certFile ? { keyFile: c.keyFile, certFile: c.certFile } : generatedCertPaths(c.dataDir);
+      for (const f of [target.keyFile, target.certFile]) {
+        if (fs.existsSync(f) && !o.force) throw new TaasError('TAAS_FILE_UNREADABLE', `${f} exists; use --force to replace it`);
+      }
+      writeRegistrarCert(c, target.keyFile, target.certFile);
+      console.log(`key:         ${path.resolve(target.keyFile)} (mode 0600)\ncertificate: ${path.resolve(target.certFile)}`);
+    });
+
+  const entries = program.command('entries').description('manage hidden-server entries (a running daemon sees changes at once)');
+  entries
+    .command('add')
+    .description('create an entry: prints its ID and otpauth:// URI, writes the agent file')
+    .requiredOption('--label <label>', 'label granted to the entry (repeatable)', collect)
+    .option('--id <id>', 'ID to use (default: a new UUID)')
+    .option('--out <file>', 'agent file to write (default ./taas-agent-<label>.json)')
+    .option('--client-port <label=port>', 'fixed client port for a label, for clients that cannot follow a redirect (repeatable)', collect)
+    .action(async (o: { label: string[]; id?: string; out?: string; clientPort?: string[] }, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      await withStore(c, async (_s, svc) => {
+        const issued = await svc.create({ id: o.id, labels: o.label, clientPorts: parseClientPorts(o.clientPort) });
+        const out = path.resolve(o.out ?? `taas-agent-${issued.entry.labels[0]}.json`);
+        fs.writeFileSync(out, JSON.stringify(issued.agentFile, null, 2) + '\n', { mode: 0o600 });
+        console.log(`id:         ${issued.entry.id}\nlabels:     ${issued.entry.labels.join(', ')}\notpauth:    ${issued.otpauthUri}\nagent file: ${out} (holds the secret; mode 0600)`);
+      });
+    });
+  entries
+    .command('list')
+    .description('list entries (secrets are never shown)')
+    .option('--json', 'JSON output')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      await withStore(c, async (store) => printEntries(await store.listEntries(), !!o.json));
+    });
+  entries
+    .command('remove <id>')
+    .description('remove an entry')
+    .action(async (id: string, _o, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      await withStore(c, async (_s, svc) => {
+        if (!(await svc.remove(id))) throw new TaasError('TAAS_ENTRY_NOT_FOUND', `no entry with ID ${id}`);
+        console.log(`removed ${id}`);
+      });
+    });
+  entries
+    .command('add-label <id> <label>')
+    .description('grant another label to an entry')
+    .action(async (id: string, label: string, _o, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      await withStore(c, async (_s, svc) => {
+        const e = await svc.addLabel(id, label);
+        console.log(`${e.id}: ${e.labels.join(', ')}`);
+      });
+    });
+
+  program
+    .command('pairings <label>')
+    .description('the most recent pairings of a label (who, when, path, bytes)')
+    .option('--json', 'JSON output')
+    .action(async (label: string, o: { json?: boolean }, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      await withStore(c, async (store) => printPairings(await store.listPairings(label.toLowerCase()), !!o.json));
+    });
+
+  program
+    .command('config')
+    .description('configuration')
+    .command('check')
+    .description('validate the config and print the effective values, secrets masked')
+    .action(async (_o, cmd: Command) => {
+      const { config: c, file } = await config(cmd.optsWithGlobals());
+      console.log(JSON.stringify({ file: file ?? '(embedded default)', config: maskConfig(c) }, null, 2));
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    if (argv.slice(2).some((a) => a === '--version' || a === '-v')) {
+      const idx = argv.indexOf('--config');
+      const { config: c } = await loadConfig({ configFile: idx > 0 ? argv[idx + 1] : undefined });
+      console.log(await versionReport(c));
+      return;
+    }
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
+    process.stderr.write(`taas-server: ${oneLine(e)}\n`);
+    process.exit(e instanceof TaasError && e.code.startsWith('TAAS_CONFIG') ? 2 : 1);
+  }
+}
