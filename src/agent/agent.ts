@@ -1,0 +1,302 @@
+/**
+ * The hidden-server agent: keeps `pool` registrations open per label and forwards each paired
+ * connection to the target. Registrations are made one at a time by a single loop, which
+ * keeps the credential rules simple (one TOTP code per step, then the newest session token)
+ * and makes backoff pool-wide: a relay that is down sees one agent retrying, not N slots.
+ */
+import { EventEmitter } from 'node:events';
+import tls from 'node:tls';
+import { TaasError } from '../errors.js';
+import type { AgentFile, AgentServer } from '../protocol/index.js';
+import { Backoff } from './backoff.js';
+import { Credentials, type Authorization } from './credentials.js';
+import type { Logger } from './log.js';
+import { LabelPool } from './pool.js';
+import { register, type RegisterOutcome, type RegistrarTarget } from './registrar-client.js';
+import { Responder, type Endpoint, type ResponderDone } from './responder.js';
+
+export interface AgentOptions {
+  file: AgentFile;
+  target: Endpoint;
+  /** Labels to register; each gets its own pool of `pool` registrations. */
+  labels: string[];
+  pool: number;
+  tls: boolean;
+  serverFirst: boolean;
+  /** Idle registrations older than this are replaced (NAT mappings, dead pool members). */
+  recycleMs: number;
+  retryBaseMs: number;
+  retryCapMs: number;
+  /** Upper bound on a relay's Retry-After, so a bad value cannot park the agent for days. */
+  retryAfterMaxMs: number;
+  requestTimeoutMs: number;
+  connectTimeoutMs: number;
+  keepAliveMs: number;
+  log: Logger;
+}
+
+export const AGENT_DEFAULTS = {
+  pool: 1,
+  recycleMs: 600_000,
+  retryBaseMs: 500,
+  retryCapMs: 30_000,
+  retryAfterMaxMs: 300_000,
+  requestTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+  // Below the common 60 s NAT UDP/TCP-idle floors of home routers, above chatty.
+  keepAliveMs: 30_000,
+} as const;
+
+/** A relay that closes a fresh registration this soon is refusing it, not recycling it. */
+const EARLY_CLOSE_MS = 5_000;
+/** Full jitter can draw ~0; this floor keeps a failing loop from ever running hot. */
+const MIN_RETRY_MS = 50;
+
+export interface AgentEvents {
+  established: [label: string];
+  paired: [label: string];
+  /** A failed attempt and the pause it caused. */
+  failure: [info: { label: string; kind: string; status?: number; waitMs: number }];
+}
+
+export class Agent extends EventEmitter<AgentEvents> {
+  readonly pools: LabelPool[];
+  private readonly servers: RegistrarTarget[];
+  private readonly credentials: Credentials;
+  private readonly backoff: Backoff;
+  private readonly secureContext: tls.SecureContext | null;
+  private readonly abort = new AbortController();
+  private gateUntil = 0;
+  private rr = 0;
+  private wakeUp: (() => void) | null = null;
+  private loopDone: Promise<void> | null = null;
+  private stopping = false;
+  private readonly log: Logger;
+
+  constructor(private readonly opts: AgentOptions) {
+    super();
+    this.log = opts.log;
+    const { file } = opts;
+    for (const l of opts.labels) {
+      if (!file.labels.includes(l)) throw new TaasError('TAAS_LABEL_NOT_GRANTED', `label ${l} is not in the agent file (it lists ${file.labels.join(', ')})`);
+    }
+    this.pools = opts.labels.map((l) => new LabelPool(l, opts.pool));
+    this.servers = dedupe([file.server, ...(file.servers ?? [])]).map((s) => ({ host: s.host, port: s.port, servername: file.registrar }));
+    this.credentials = new Credentials(file);
+    this.backoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: opts.retryCapMs });
+    if (opts.tls && !file.tls) throw new TaasError('TAAS_FILE_UNREADABLE', 'the agent file has no "tls" certificate for --tls; write it again with a current `taas-server entries add`');
+    this.secureContext = opts.tls && file.tls ? tls.createSecureContext({ cert: file.tls.cert, key: file.tls.key }) : null;
+  }
+
+  start(): void {
+    this.loopDone ??= this.loop().catch((e) => {
+      if (!this.stopping) this.log.error({ err: (e as Error).message }, 'registration loop stopped');
+    });
+  }
+
+  snapshot() {
+    return this.pools.map((p) => p.snapshot());
+  }
+
+  private wake(): void {
+    this.wakeUp?.();
+  }
+
+  /** Sleeps until woken, `ms` passes, or the agent stops. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeUp = null;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, Math.min(ms, 2 ** 31 - 1)));
+      this.wakeUp = done;
+    });
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      const now = Date.now();
+      for (const p of this.pools) p.retireOlderThan(this.opts.recycleMs, now);
+      const pool = this.pools
+        .filter((p) => p.deficit() > 0 && p.blockedUntil <= now)
+        .sort((a, b) => b.deficit() - a.deficit())[0];
+      if (!pool) {
+        await this.pause(this.nextDeadline() - now);
+        continue;
+      }
+      if (this.gateUntil > now) {
+        await this.pause(this.gateUntil - now);
+        continue;
+      }
+      await this.registerOne(pool);
+    }
+  }
+
+  /** The next moment something is due without an event: a label unblocks or a registration ages out. */
+  private nextDeadline(): number {
+    let t = Infinity;
+    for (const p of this.pools) {
+      t = Math.min(t, p.nextRetireAt(this.opts.recycleMs));
+      if (p.deficit() > 0 && p.blockedUntil > Date.now()) t = Math.min(t, p.blockedUntil);
+    }
+    return t;
+  }
+
+  private async registerOne(pool: LabelPool): Promise<void> {
+    pool.registering++;
+    try {
+      const auth = await this.credentials.next(this.abort.signal);
+      const outcome = await this.registerAnywhere(pool.label, auth);
+      await this.act(pool, auth, outcome);
+    } catch (e) {
+      if (!this.stopping) throw e;
+    } finally {
+      pool.registering--;
+    }
+  }
+
+  /** Round-robin over the relay's nodes; when one is unreachable, the next ones are tried at once. */
+  private async registerAnywhere(label: string, auth: Authorization): Promise<RegisterOutcome> {
+    let outcome: RegisterOutcome = { kind: 'unreachable', reason: 'no server' };
+    for (let i = 0; i < this.servers.length; i++) {
+      const target = this.servers[this.rr++ % this.servers.length]!;
+      outcome = await register({
+        target,
+        label,
+        authorization: auth.header,
+        ca: this.opts.file.ca,
+        timeoutMs: this.opts.requestTimeoutMs,
+        signal: this.abort.signal,
+      });
+      if (outcome.kind !== 'unreachable') return outcome;
+      this.log.warn({ label, server: `${target.host}:${target.port}`, err: outcome.reason }, 'relay unreachable');
+    }
+    return outcome;
+  }
+
+  private async act(pool: LabelPool, auth: Authorization, o: RegisterOutcome): Promise<void> {
+    const label = pool.label;
+    switch (o.kind) {
+      case 'ok':
+        if (o.session) this.credentials.acceptSession(o.session);
+        return this.establish(pool, o.endpoint, o.cookie);
+      case 'retry-after': {
+        const ms = o.seconds === null ? this.backoff.next() : Math.min(this.opts.retryAfterMaxMs, o.seconds * 1000);
+        this.log.info({ label, status: o.status, retryInMs: ms }, o.status === 429 ? 'relay asks to slow down' : 'relay temporarily unavailable');
+        return this.fail(label, `status-${o.status}`, Math.max(MIN_RETRY_MS, ms), o.status);
+      }
+      case 'refused':
+        if (o.status === 401 && auth.kind === 'session') {
+          // The token expired or the relay's secret changed: authenticate with a fresh code next.
+          this.credentials.dropSession();
+          this.log.debug({ label }, 'session token refused; authenticating with a fresh code');
+          return;
+        }
+        if (o.status === 404) {
+          const ms = this.backoff.cap();
+          pool.blockedUntil = Date.now() + ms;
+          this.log.warn({ label, status: 404, retryInMs: ms }, `the relay refused label ${label} for ID ${this.opts.file.id} (404: not granted); retrying in ${Math.round(ms / 1000)} s`);
+          this.emit('failure', { label, kind: 'refused', status: 404, waitMs: ms });
+          return;
+        }
+        return this.fail(label, 'refused', this.backoff.cap(), o.status, o.status === 401 ? `the relay refused ID ${this.opts.file.id} (401: unknown ID, wrong or reused code, or a clock off by more than a step)` : `the relay refused the registration (${o.status}: ${o.reason})`);
+      case 'untrusted':
+        return this.fail(label, 'untrusted', this.backoff.cap(), undefined, `the registrar's certificate does not verify against the CA in the agent file (${o.reason})`);
+      case 'unreachable':
+      case 'bad-response':
+        return this.fail(label, o.kind, Math.max(MIN_RETRY_MS, this.backoff.next()), undefined, o.kind === 'bad-response' ? `bad answer from the registrar: ${o.reason}` : undefined);
+    }
+  }
+
+  /** Pauses all registrations; a failure during an existing pause does not lengthen it. */
+  private fail(label: string, kind: string, waitMs: number, status?: number, line?: string): void {
+    const now = Date.now();
+    if (this.gateUntil > now) return;
+    this.gateUntil = now + waitMs;
+    if (line) this.log.warn({ label, retryInMs: waitMs }, `${line}; retrying in ${(waitMs / 1000).toFixed(1)} s`);
+    this.emit('failure', { label, kind, ...(status !== undefined ? { status } : {}), waitMs });
+  }
+
+  private async establish(pool: LabelPool, relay: Endpoint, cookie: string | null): Promise<void> {
+    const label = pool.label;
+    const r = new Responder({
+      label,
+      relay,
+      cookie,
+      target: this.opts.target,
+      tls: this.secureContext,
+      serverFirst: this.opts.serverFirst,
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      keepAliveMs: this.opts.keepAliveMs,
+      log: this.log,
+    });
+    try {
+      await r.start();
+    } catch (e) {
+      r.close();
+      const what = this.opts.serverFirst ? 'the allocated port or the target' : 'the allocated port';
+      return this.fail(label, 'connect', Math.max(MIN_RETRY_MS, this.backoff.next()), undefined, `cannot connect to ${what} (${(e as Error).message})`);
+    }
+    if (this.stopping) return r.close();
+    pool.idle.add(r);
+    pool.closeOneRetiring();
+    r.once('paired', () => {
+      pool.markPaired(r);
+      this.backoff.reset();
+      this.log.info({ label, idle: pool.idle.size }, 'paired with a mobile client');
+      this.emit('paired', label);
+      this.wake();
+    });
+    r.once('done', (d: ResponderDone) => this.onDone(pool, r, d));
+    this.log.info({ label, relay: `${relay.host}:${relay.port}`, idle: pool.idle.size }, 'registration established');
+    this.emit('established', label);
+  }
+
+  private onDone(pool: LabelPool, r: Responder, d: ResponderDone): void {
+    pool.remove(r);
+    if (d.paired) {
+      this.log.info({ label: pool.label, clientToTarget: d.bytes?.aToB ?? 0, targetToClient: d.bytes?.bToA ?? 0, err: d.bytes?.error?.message }, 'pairing ended');
+    } else if (!this.stopping) {
+      this.log.info({ label: pool.label, idleMs: d.idleMs }, 'registration closed while idle');
+      if (d.idleMs < EARLY_CLOSE_MS) this.fail(pool.label, 'early-close', Math.max(MIN_RETRY_MS, this.backoff.next()));
+    }
+    this.wake();
+  }
+
+  /**
+   * Stops registering, closes idle registrations at once and gives pairings in progress up to
+   * `drainMs` to finish before closing them.
+   */
+  async stop(drainMs = 0): Promise<void> {
+    this.stopping = true;
+    this.abort.abort();
+    this.wake();
+    await this.loopDone;
+    const paired: Responder[] = [];
+    for (const p of this.pools) {
+      for (const r of [...p.idle, ...p.retiring]) r.close();
+      paired.push(...p.paired);
+    }
+    if (paired.length > 0 && drainMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(paired.map((r) => new Promise((res) => (r.state === 'closed' ? res(null) : r.once('done', res))))),
+        new Promise((res) => (timer = setTimeout(res, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    for (const r of paired) r.close();
+  }
+}
+
+function dedupe(list: AgentServer[]): AgentServer[] {
+  const seen = new Set<string>();
+  return list.filter((s) => {
+    const k = `${s.host}|${s.port}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * Copies octets both ways between two sockets until both directions have ended. Half-close is
+ * kept: one side's end reaches the other as an end while the reverse direction keeps flowing
+ * (both sockets must be created with allowHalfOpen). An error on either side destroys both, so
+ * a reset on one leg never leaves the other hanging.
+ */
+import type { Duplex } from 'node:stream';
+
+export interface SpliceResult {
+  /** Bytes copied from a to b and from b to a. */
+  aToB: number;
+  bToA: number;
+  error?: Error;
+}
+
+export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
+  return new Promise((resolve) => {
+    const result: SpliceResult = { aToB: 0, bToA: 0 };
+    let closed = 0;
+    const onClose = () => {
+      if (++closed === 2) resolve(result);
+    };
+    const fail = (e: Error) => {
+      result.error ??= e;
+      a.destroy();
+      b.destroy();
+    };
+    for (const s of [a, b]) {
+      s.on('error', fail);
+      s.once('close', onClose);
+    }
+    a.on('data', (c: Buffer) => (result.aToB += c.length));
+    b.on('data', (c: Buffer) => (result.bToA += c.length));
+    a.pipe(b);
+    b.pipe(a);
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * `taas-agent`: flags only. Reads the agent file, builds the Agent, runs until SIGINT/SIGTERM.
+ * Every mistake a user can make on the command line ends in one line and a non-zero exit.
+ */
+import fs from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { Agent, AGENT_DEFAULTS } from '../agent/agent.js';
+import { agentLogger } from '../agent/log.js';
+import { oneLine } from '../errors.js';
+import { parseAgentFile, parseEndpoint, type AgentFile } from '../protocol/index.js';
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function endpoint(v: string) {
+  const ep = parseEndpoint(v);
+  if (!ep) throw new InvalidArgumentError('expected HOST:PORT (IPv6 in brackets), e.g. 127.0.0.1:8080');
+  return ep;
+}
+
+function intIn(lo: number, hi: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v) || n < lo || n > hi) throw new InvalidArgumentError(`expected a whole number ${lo}..${hi}`);
+    return n;
+  };
+}
+
+function secondsIn(lo: number, hi: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < lo || n > hi) throw new InvalidArgumentError(`expected seconds ${lo}..${hi}`);
+    return n;
+  };
+}
+
+function collect(v: string, prev: string[] = []) {
+  return [...prev, v.toLowerCase()];
+}
+
+interface Flags {
+  config: string;
+  target: { host: string; port: number };
+  pool: number;
+  label?: string[];
+  tls?: boolean;
+  serverFirst?: boolean;
+  recycle: number;
+  retryMax: number;
+  drain: number;
+  logLevel: string;
+}
+
+function program(): Command {
+  return new Command('taas-agent')
+    .description('Hidden-server side of taas: keeps registrations open at the relay and forwards each paired connection to a local target.')
+    .requiredOption('-c, --config <file>', 'agent file written by `taas-server entries add --out FILE`')
+    .requiredOption('-t, --target <host:port>', 'where paired connections are forwarded', endpoint)
+    .option('-p, --pool <n>', 'registrations kept open per label', intIn(1, 1000), AGENT_DEFAULTS.pool)
+    .option('-l, --label <label>', 'label to register (repeatable; default: every label in the file)', collect)
+    .option('--tls', 'terminate TLS here with the certificate from the agent file and forward plaintext to the target')
+    .option('--server-first', 'connect to the target as soon as a registration is open, so its banner (SSH, SMTP) is waiting for the client')
+    .option('--recycle <seconds>', 'replace idle registrations older than this', secondsIn(1, 86400), AGENT_DEFAULTS.recycleMs / 1000)
+    .option('--retry-max <seconds>', 'cap of the exponential backoff while the relay is down or refusing', secondsIn(1, 3600), AGENT_DEFAULTS.retryCapMs / 1000)
+    .option('--drain <seconds>', 'on SIGINT/SIGTERM, time given to pairings in progress', secondsIn(0, 3600), 10)
+    .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'))
+    .configureOutput({ outputError: (str, write) => write(`taas-agent: ${str.replace(/^error: /, '')}`) });
+}
+
+function die(msg: string): never {
+  process.stderr.write(`taas-agent: ${msg}\n`);
+  process.exit(2);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const cmd = program();
+  cmd.parse(argv);
+  const f = cmd.opts<Flags>();
+
+  let text: string;
+  try {
+    text = fs.readFileSync(f.config, 'utf8');
+  } catch (e) {
+    die(`cannot read agent file ${f.config}: ${(e as NodeJS.ErrnoException).code ?? oneLine(e)}`);
+  }
+  let agent: Agent;
+  let file: AgentFile;
+  const log = agentLogger(f.logLevel);
+  try {
+    file = parseAgentFile(text, f.config);
+    agent = new Agent({
+      ...AGENT_DEFAULTS,
+      file,
+      target: f.target,
+      labels: f.label ?? file.labels,
+      pool: f.pool,
+      tls: f.tls === true,
+      serverFirst: f.serverFirst === true,
+      recycleMs: f.recycle * 1000,
+      retryCapMs: Math.max(AGENT_DEFAULTS.retryBaseMs, f.retryMax * 1000),
+      log,
+    });
+  } catch (e) {
+    die(oneLine(e));
+  }
+
+  let stopping = false;
+  const onSignal = (sig: string) => {
+    if (stopping) process.exit(1); // a second signal: do not wait for pairings
+    stopping = true;
+    log.info({ signal: sig }, 'stopping');
+    agent.stop(f.drain * 1000).then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  log.info({ id: file.id, labels: agent.pools.map((p) => p.label), pool: f.pool, target: `${f.target.host}:${f.target.port}`, tls: f.tls === true, serverFirst: f.serverFirst === true }, 'starting');
+  agent.start();
+}
