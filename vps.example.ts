@@ -1,0 +1,27 @@
+// A VPS configuration: copy to local.ts (or /etc/taas-server/config.ts) and edit.
+// `taas-server config check --config local.ts` validates it and prints the effective values.
+import type { Config } from './src/config/schema.js';
+
+const config: Partial<Config> = {
+  // The VPS's stable public address: the registrar listens here and Location points here.
+  taasHost: '203.0.113.10',
+  taasPort: 443,
+  // DNS: registrar.taas.example.com A 203.0.113.10 and *.taas.example.com A 203.0.113.10
+  namedRegistrar: 'registrar.taas.example.com',
+  namedServers: 'taas.example.com',
+  // Run `taas-server make-cert --config local.ts` first; it writes these two files.
+  keyFile: '/var/lib/taas-server/registrar.key',
+  certFile: '/var/lib/taas-server/registrar.crt',
+  dataDir: '/var/lib/taas-server',
+  portRange: [40000, 49999],
+  // Keep the label's name in Location so clients can check the hidden server's certificate:
+  // advertiseHost: '{label}.taas.example.com',
+  adminHost: '127.0.0.1',
+  adminPort: 8893,
+  logLevel: 'info',
+  relayEngine: 'auto',
+  // Several nodes share entries and state through Redis (see README, "Many nodes"):
+  // redis: 'rediss://:password@redis.internal:6380',
+};
+
+export default config;
