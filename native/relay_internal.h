@@ -1,0 +1,98 @@
+/* Shared between relay.c (public API, commands), worker.c (event loop) and pump.c (splicing). */
+#ifndef TAAS_RELAY_INTERNAL_H
+#define TAAS_RELAY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "pipe_pool.h"
+#include "relay.h"
+
+typedef struct pairing pairing_t;
+typedef struct worker worker_t;
+
+/* One direction: octets read from `src` and written to `dst`. */
+typedef struct dir {
+  int src;
+  int dst;
+  rpipe_t pipe;      /* valid when has_pipe */
+  size_t inpipe;     /* octets in the pipe not yet written to dst */
+  uint8_t *head;     /* octets read by JavaScript before the hand-over, written first */
+  size_t head_len;
+  size_t head_off;
+  uint64_t bytes;    /* octets written to dst */
+  uint8_t has_pipe;
+  uint8_t src_eof;   /* src returned EOF */
+  uint8_t done;      /* EOF seen, everything flushed, dst shut down for writing */
+} dir_t;
+
+/* Cookie stored in epoll_event.data.ptr: which pairing, which socket. */
+typedef struct pend {
+  pairing_t *p;
+  int side; /* 0 client, 1 responder */
+} pend_t;
+
+struct pairing {
+  int64_t id;
+  int fd[2];        /* 0 client, 1 responder */
+  dir_t d[2];       /* d[0] client -> responder (up), d[1] responder -> client (down) */
+  pend_t ep[2];
+  uint32_t idle_ms;
+  uint64_t last_ms; /* monotonic ms of the last octet moved */
+  pairing_t *prev, *next;   /* the worker's live list */
+  pairing_t *ready_next;    /* the worker's ready list (budget ran out, more to move) */
+  pairing_t *grave_next;    /* freed at the end of the loop iteration */
+  uint8_t in_ready;
+  uint8_t dead;
+};
+
+enum cmd_kind { CMD_ADD, CMD_CLOSE, CMD_CLOSE_ALL, CMD_STOP };
+
+typedef struct cmd {
+  int kind;
+  int reason;
+  int64_t id;
+  pairing_t *p;
+  struct cmd *next;
+} cmd_t;
+
+struct worker {
+  relay_t *relay;
+  int epfd;
+  int evfd;            /* wakes the thread when a command is queued */
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;  /* guards the command queue */
+  cmd_t *q_head, *q_tail;
+  pairing_t *live;     /* doubly linked list of live pairings */
+  pairing_t *ready;
+  pairing_t *grave;
+  pipe_pool_t pool;
+  uint64_t now_ms;
+  uint64_t next_idle_ms; /* no pairing can idle out before this; UINT64_MAX = none has a limit */
+  int stop;
+  atomic_long n_pairings;
+  atomic_long n_pipes_in_use;
+  atomic_long n_pipes_pooled;
+};
+
+struct relay {
+  relay_done_cb cb;
+  void *ctx;
+  int nthreads;
+  size_t pipe_size;
+  worker_t *workers;
+};
+
+/* worker.c */
+void *worker_main(void *arg);
+uint64_t mono_ms(void);
+void worker_finish(worker_t *w, pairing_t *p, int reason, int err);
+
+/* pump.c: moves what can be moved now on both directions (may finish the pairing). */
+void pump_pairing(worker_t *w, pairing_t *p);
+void pump_release_pipes(worker_t *w, pairing_t *p);
+void pairing_free(pairing_t *p);
+
+#endif

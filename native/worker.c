@@ -1,0 +1,204 @@
+/*
+ * One worker thread: an epoll loop over the sockets of its pairings (edge-triggered, both
+ * sockets registered for in/out/rdhup once, never modified), a command queue fed by the
+ * JavaScript thread through an eventfd, the idle-timeout sweep, and the end of pairings.
+ *
+ * Memory rule: a pairing that ends during a batch of events may still be named by a later
+ * event of the same batch or by the ready list, so it is only freed after both are processed.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "relay_internal.h"
+
+/* Events fetched per epoll_wait; 2 sockets per pairing, so up to 128 pairings per batch. */
+#define MAX_EVENTS 256
+
+uint64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void list_remove(worker_t *w, pairing_t *p) {
+  if (p->prev != NULL) p->prev->next = p->next;
+  else w->live = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
+
+void worker_finish(worker_t *w, pairing_t *p, int reason, int err) {
+  if (p->dead) return;
+  p->dead = 1;
+  for (int i = 0; i < 2; i++) (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->fd[i], NULL);
+  if (reason == RELAY_RESET || reason == RELAY_ERROR) {
+    /* Reset propagation: a linger of 0 makes close() send RST, so the other side learns
+     * the pairing broke instead of seeing a clean end of stream. */
+    struct linger lg = {1, 0};
+    for (int i = 0; i < 2; i++) (void)setsockopt(p->fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  }
+  close(p->fd[0]);
+  close(p->fd[1]);
+  pump_release_pipes(w, p);
+  list_remove(w, p);
+  atomic_fetch_sub(&w->n_pairings, 1);
+  relay_result_t *res = malloc(sizeof *res);
+  if (res != NULL) {
+    res->id = p->id;
+    res->up = p->d[0].bytes;
+    res->down = p->d[1].bytes;
+    res->reason = reason;
+    res->err = err;
+    w->relay->cb(w->relay->ctx, res);
+  }
+  if (!p->in_ready) {
+    p->grave_next = w->grave;
+    w->grave = p;
+  }
+}
+
+static void add_pairing(worker_t *w, pairing_t *p) {
+  p->last_ms = w->now_ms;
+  p->next = w->live;
+  if (w->live != NULL) w->live->prev = p;
+  w->live = p;
+  for (int i = 0; i < 2; i++) {
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &p->ep[i]};
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, p->fd[i], &ev) != 0) {
+      int err = errno;
+      worker_finish(w, p, RELAY_ERROR, err);
+      return;
+    }
+  }
+  if (p->idle_ms > 0 && p->last_ms + p->idle_ms < w->next_idle_ms) w->next_idle_ms = p->last_ms + p->idle_ms;
+  /* Head bytes are written, and anything already queued in the kernel is moved, now. */
+  pump_pairing(w, p);
+}
+
+static void close_matching(worker_t *w, int all, int64_t id, int reason) {
+  pairing_t *p = w->live;
+  while (p != NULL) {
+    pairing_t *next = p->next;
+    if (all || p->id == id) worker_finish(w, p, reason, 0);
+    p = next;
+  }
+}
+
+static void run_commands(worker_t *w) {
+  uint64_t v;
+  while (read(w->evfd, &v, sizeof v) > 0) {
+  }
+  pthread_mutex_lock(&w->mu);
+  cmd_t *c = w->q_head;
+  w->q_head = w->q_tail = NULL;
+  pthread_mutex_unlock(&w->mu);
+  while (c != NULL) {
+    cmd_t *next = c->next;
+    switch (c->kind) {
+      case CMD_ADD: add_pairing(w, c->p); break;
+      case CMD_CLOSE: close_matching(w, 0, c->id, c->reason); break;
+      case CMD_CLOSE_ALL: close_matching(w, 1, 0, c->reason); break;
+      case CMD_STOP:
+        close_matching(w, 1, 0, RELAY_CLOSED);
+        w->stop = 1;
+        break;
+    }
+    free(c);
+    c = next;
+  }
+}
+
+static void on_event(worker_t *w, pend_t *e, uint32_t events) {
+  pairing_t *p = e->p;
+  if (p->dead) return;
+  pump_pairing(w, p);
+  if (p->dead || !(events & EPOLLERR)) return;
+  /* Octets queued before the error were moved above; a socket error that no splice touched
+   * (e.g. RST on a side whose direction is idle) still ends the pairing now. */
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(p->fd[e->side], SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+    worker_finish(w, p, (err == ECONNRESET || err == EPIPE) ? RELAY_RESET : RELAY_ERROR, err);
+}
+
+static void sweep_idle(worker_t *w) {
+  if (w->next_idle_ms == UINT64_MAX || w->now_ms < w->next_idle_ms) return;
+  /* Activity only pushes deadlines later, so the earliest deadline seen here is a safe time
+   * for the next sweep: O(pairings) at most once per shortest idle period. */
+  uint64_t next = UINT64_MAX;
+  pairing_t *p = w->live;
+  while (p != NULL) {
+    pairing_t *nx = p->next;
+    if (p->idle_ms > 0) {
+      uint64_t deadline = p->last_ms + p->idle_ms;
+      if (w->now_ms >= deadline) worker_finish(w, p, RELAY_IDLE, 0);
+      else if (deadline < next) next = deadline;
+    }
+    p = nx;
+  }
+  w->next_idle_ms = next;
+}
+
+static void run_ready(worker_t *w) {
+  pairing_t *r = w->ready;
+  w->ready = NULL;
+  while (r != NULL) {
+    pairing_t *nx = r->ready_next;
+    r->in_ready = 0;
+    if (r->dead) pairing_free(r);
+    else pump_pairing(w, r);
+    r = nx;
+  }
+}
+
+static void free_grave(worker_t *w) {
+  while (w->grave != NULL) {
+    pairing_t *g = w->grave;
+    w->grave = g->grave_next;
+    pairing_free(g);
+  }
+}
+
+static int wait_ms(worker_t *w) {
+  if (w->ready != NULL) return 0;
+  if (w->next_idle_ms == UINT64_MAX) return -1;
+  uint64_t now = mono_ms();
+  if (w->next_idle_ms <= now) return 0;
+  uint64_t d = w->next_idle_ms - now;
+  return d > 60000 ? 60000 : (int)d;
+}
+
+void *worker_main(void *arg) {
+  worker_t *w = arg;
+  struct epoll_event evs[MAX_EVENTS];
+  while (!w->stop) {
+    int n = epoll_wait(w->epfd, evs, MAX_EVENTS, wait_ms(w));
+    if (n < 0) n = 0; /* EINTR; nothing else can fail on a valid epoll fd */
+    w->now_ms = mono_ms();
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.ptr == NULL) run_commands(w);
+      else on_event(w, evs[i].data.ptr, evs[i].events);
+    }
+    run_ready(w);
+    sweep_idle(w);
+    free_grave(w);
+    atomic_store(&w->n_pipes_in_use, w->pool.in_use);
+    atomic_store(&w->n_pipes_pooled, w->pool.nfree);
+  }
+  /* Stopped: every pairing has ended; free what the lists still hold. */
+  while (w->ready != NULL) {
+    pairing_t *r = w->ready;
+    w->ready = r->ready_next;
+    pairing_free(r); /* all dead, and not on the graveyard (in_ready was set) */
+  }
+  free_grave(w);
+  pipe_pool_destroy(&w->pool);
+  atomic_store(&w->n_pipes_in_use, 0);
+  atomic_store(&w->n_pipes_pooled, 0);
+  return NULL;
+}
