@@ -1,0 +1,40 @@
+/** What the admin server needs from the daemon: the composition root builds and passes these. */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config/schema.js';
+import type { EntryService } from '../store/entries.js';
+import type { Store } from '../store/types.js';
+
+/** One label's live state on one node, as the relay reports it. */
+export interface LabelState {
+  label: string;
+  /** Responders connected and waiting for a mobile client. */
+  idle: number;
+  /** Registrations whose allocated port has not been connected yet. */
+  pending: number;
+  /** Mobile clients waiting for an idle responder. */
+  waiting: number;
+  /** Pairings copying octets now. */
+  active: number;
+  /** The label's rendezvous (client) port, when one is open. */
+  clientPort: number | null;
+  /** The label's fixed client port, when configured. */
+  fixedPort: number | null;
+}
+
+export interface NodeLiveState {
+  nodeId: string;
+  labels: LabelState[];
+}
+
+export interface AdminDeps {
+  config: Readonly<Config>;
+  store: Store;
+  entries: EntryService;
+  /** Live state, one element per node of the relay. */
+  live: () => NodeLiveState[] | Promise<NodeLiveState[]>;
+  logger: Logger;
+  /** When given, served at GET /metrics (prometheus text) without authentication on loopback use. */
+  metrics?: Registry;
+  setLogLevel?: (level: string) => void;
+}

@@ -1,0 +1,63 @@
+/**
+ * Starts the real admin server on 127.0.0.1 port 0 over a FileStore in a temp dir, with the
+ * real EntryService, and gives tests a small fetch wrapper. Live state is whatever the test
+ * sets in `live`.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { validate } from '../../src/config/schema.js';
+import { startAdmin } from '../../src/admin/server.js';
+import type { NodeLiveState } from '../../src/admin/deps.js';
+import { readManagementKey } from '../../src/admin/management-key.js';
+import { EntryService } from '../../src/store/entries.js';
+import { FileStore } from '../../src/store/file-store.js';
+import { SecretBox } from '../../src/store/secret-box.js';
+
+export interface Harness {
+  url: string;
+  dir: string;
+  store: FileStore;
+  entries: EntryService;
+  managementKey: string;
+  live: NodeLiveState[];
+  close(): Promise<void>;
+  /** fetch against the admin URL; `key` adds X-API-Key; JSON bodies are encoded. */
+  call(method: string, p: string, opts?: { key?: string; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; headers: Headers; body: any; text: string }>;
+}
+
+export async function startHarness(overrides: Record<string, unknown> = {}): Promise<Harness> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-admin-'));
+  const config = validate({ dataDir: dir, adminPort: 0, taasPort: 8443, logLevel: 'silent', ...overrides });
+  const store = await FileStore.open(dir, SecretBox.fromFile(path.join(dir, 'secret.key')), undefined, { watch: false });
+  const entries = new EntryService(store, { config, tls: null });
+  const h: Partial<Harness> = { dir, store, entries, live: [] };
+  const admin = await startAdmin({ config, store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
+  h.url = admin.url;
+  h.managementKey = readManagementKey(dir)!;
+  h.close = async () => {
+    await admin.close();
+    await store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  h.call = async (method, p, opts = {}) => {
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    if (opts.key) headers['x-api-key'] = opts.key;
+    let body: string | undefined = opts.raw;
+    if (opts.body !== undefined) {
+      body = JSON.stringify(opts.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(h.url + p, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      parsed = null;
+    }
+    return { status: res.status, headers: res.headers, body: parsed, text };
+  };
+  return h as Harness;
+}
