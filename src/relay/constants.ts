@@ -1,0 +1,38 @@
+/**
+ * Relay-internal bounds that are not operator settings, each with the reason for its value.
+ * (Operator settings live in the Config; wire-format limits in src/protocol/limits.ts.)
+ */
+
+/**
+ * How long a connection to an allocated port may take to send its `TAAS-Cookie` line. An agent
+ * sends it with its first write, so one round trip suffices; 5 s covers slow mobile links
+ * without letting a silent stranger hold a candidate slot for the whole registration time.
+ */
+export const COOKIE_WAIT_MS = 5000;
+
+/**
+ * With allowCookieless, how long a silent connection is given before it is taken as an
+ * original-protocol responder (which never speaks first). Short, because such a responder
+ * waits silently; long enough for an agent's cookie line to arrive on a busy host.
+ */
+export const COOKIELESS_GRACE_MS = 300;
+
+/** Connections one allocated port examines at once; a flood beyond this is closed at accept. */
+export const MAX_CANDIDATES_PER_REGISTRATION = 8;
+
+/**
+ * Octets a waiting mobile client may send before it is paired (a TLS ClientHello is ~0.5–2 KB);
+ * beyond this its socket is paused, which TCP turns into backpressure, never a drop.
+ */
+export const WAITING_CLIENT_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * TCP keepalive on idle responders: the first probe after this much silence, so a NAT mapping
+ * that vanished is found within a minute or so (libuv sets the probe interval and count).
+ * TCP_USER_TIMEOUT cannot be set from Node without native code: left to the splice engine.
+ */
+export const RESPONDER_KEEPALIVE_MS = 30_000;
+
+/** Paths remembered per label (address → last path), and for how long: a 307 is followed at once. */
+export const PATHS_PER_LABEL = 1024;
+export const PATH_TTL_MS = 60_000;

@@ -1,0 +1,460 @@
+/**
+ * The Relay: rendezvous ports, responder pools and pairing. The registrar calls `allocate` for
+ * an authenticated registration and `clientPort` for a mobile client's request; the relay
+ * opens the ports, takes in responders and clients, pairs them (FIFO both sides) and hands
+ * each pairing to the relay engine. It emits events for metrics and logs (see RelayEvents).
+ */
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { TaasError } from '../errors.js';
+import type { PairingRecord } from '../store/types.js';
+import { normaliseAddress, peerOf } from './address.js';
+import { ClientPort } from './client-port.js';
+import { ConnLimit } from './conn-limit.js';
+import { RESPONDER_KEEPALIVE_MS, WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
+import type { PairingResult, RelayEngine } from './engine.js';
+import { HeldSocket } from './held-socket.js';
+import { PathBook } from './path-book.js';
+import { LabelPool, type Waiter } from './pool.js';
+import { PortAllocator } from './ports.js';
+import { Registration, type RefusalWhy } from './registration.js';
+
+export interface RelayDeps {
+  config: Readonly<Config>;
+  engine: RelayEngine;
+  logger: Logger;
+  nodeId?: string;
+}
+
+export interface LabelState {
+  label: string;
+  idle: number;
+  pending: number;
+  waiting: number;
+  active: number;
+  clientPort: number | null;
+  fixedPort: number | null;
+}
+
+export type ClientRefusal = 'no-responder' | 'queue-full' | 'timeout' | 'conn-limit' | 'closing';
+
+/** Payloads of the events the Relay emits. */
+export interface RelayEvents {
+  allocated: { id: string; label: string; port: number; remoteAddress: string };
+  'responder-ready': { label: string };
+  'responder-refused': { label: string; port: number; remoteAddress: string; why: RefusalWhy };
+  /** An idle responder found dead when it was about to be paired, and replaced (issue 7). */
+  'responder-dead': { label: string };
+  'registration-expired': { label: string; port: number };
+  paired: { label: string; waitMs: number };
+  'pool-empty': { label: string };
+  'pairing-end': PairingRecord;
+  'client-refused': { label: string; why: ClientRefusal };
+}
+
+export class Relay extends EventEmitter {
+  private readonly config: Readonly<Config>;
+  private readonly engine: RelayEngine;
+  private readonly logger: Logger;
+  private readonly nodeId: string | undefined;
+  private readonly allocator: PortAllocator;
+  private readonly connLimit: ConnLimit;
+  private readonly pools = new Map<string, LabelPool>();
+  private readonly registrations = new Set<Registration>();
+  private readonly pendingById = new Map<string, number>();
+  private readonly paths = new PathBook();
+  private readonly fixed = new Map<string, ClientPort>();
+  private fixedUpdate: Promise<void> = Promise.resolve();
+  private accepting = true;
+  private closed = false;
+
+  constructor(deps: RelayDeps) {
+    super();
+    this.config = deps.config;
+    this.engine = deps.engine;
+    this.logger = deps.logger;
+    this.nodeId = deps.nodeId ?? deps.config.nodeId;
+    this.allocator = new PortAllocator(this.config.portRange, this.config.taasHost, this.config.maxPorts);
+    this.connLimit = new ConnLimit(this.config.maxConnsPerAddress);
+  }
+
+  override emit<K extends keyof RelayEvents>(event: K, payload: RelayEvents[K]): boolean {
+    return super.emit(event, payload);
+  }
+
+  // ── registrations ──────────────────────────────────────────────────────────
+
+  async allocate(reg: { id: string; label: string; remoteAddress: string; cookie: string }): Promise<{ port: number }> {
+    if (!this.accepting || this.closed) throw new TaasError('TAAS_DRAINING', undefined, { retryAfter: 5 });
+    const pendingForId = this.pendingById.get(reg.id) ?? 0;
+    if (pendingForId >= this.config.maxPendingPerId) {
+      throw new TaasError('TAAS_LIMIT_REACHED', `ID has ${pendingForId} registrations pending (maxPendingPerId)`, { retryAfter: 5 });
+    }
+    const pool = this.pool(reg.label);
+    if (pool.idle.length + pool.pending >= this.config.maxIdlePerLabel) {
+      throw new TaasError('TAAS_LIMIT_REACHED', `label ${reg.label} has ${this.config.maxIdlePerLabel} responders idle or pending (maxIdlePerLabel)`, { retryAfter: 5 });
+    }
+    // Counted before the await so that concurrent allocations see each other.
+    pool.pending++;
+    this.pendingById.set(reg.id, pendingForId + 1);
+    let settled = false;
+    const settle = (): void => {
+      if (settled) return;
+      settled = true;
+      pool.pending--;
+      const n = (this.pendingById.get(reg.id) ?? 1) - 1;
+      if (n <= 0) this.pendingById.delete(reg.id);
+      else this.pendingById.set(reg.id, n);
+      this.registrations.delete(r);
+    };
+    const r: Registration = new Registration(reg, this.config, this.allocator, this.connLimit, this.logger, {
+      accepted: (socket, head, cookieless) => {
+        settle();
+        if (cookieless) this.logger.info({ label: reg.label, port: r.port }, 'original-protocol responder accepted without cookie');
+        this.addResponder(reg.label, socket, head);
+      },
+      refused: (why, remoteAddress) => this.emit('responder-refused', { label: reg.label, port: r.port, remoteAddress, why }),
+      expired: () => {
+        settle();
+        this.logger.info({ label: reg.label, port: r.port }, 'registration expired');
+        this.emit('registration-expired', { label: reg.label, port: r.port });
+        this.forgetIfEmpty(pool);
+      },
+    });
+    this.registrations.add(r);
+    let port: number;
+    try {
+      port = await r.start();
+    } catch (e) {
+      settle();
+      this.forgetIfEmpty(pool);
+      throw e;
+    }
+    this.emit('allocated', { id: reg.id, label: reg.label, port, remoteAddress: normaliseAddress(reg.remoteAddress) });
+    return { port };
+  }
+
+  private addResponder(label: string, socket: net.Socket, head: Buffer | undefined): void {
+    const pool = this.pool(label);
+    if (this.closed) return void socket.destroy();
+    socket.setKeepAlive(true, RESPONDER_KEEPALIVE_MS);
+    const held = new HeldSocket(socket, head, this.config.idleBufferBytes, (h) => {
+      pool.removeIdle(h);
+      this.logger.debug({ label }, 'idle responder left the pool');
+      this.refuseHopeless(pool);
+      this.forgetIfEmpty(pool);
+    });
+    if (pool.idle.length >= this.config.maxIdlePerLabel) {
+      held.destroy();
+      this.logger.info({ label }, 'idle responder closed: maxIdlePerLabel reached');
+      return;
+    }
+    pool.idle.push(held);
+    this.emit('responder-ready', { label });
+    this.serve(pool);
+  }
+
+  // ── mobile clients ─────────────────────────────────────────────────────────
+
+  async clientPort(label: string, req: { remoteAddress: string; path: string }): Promise<number | null> {
+    if (this.closed) return null;
+    const pool = this.pools.get(label);
+    const fixed = this.fixed.get(label);
+    if (!pool || pool.responders === 0) return null;
+    this.paths.record(label, req.remoteAddress, req.path);
+    if (fixed) {
+      fixed.touch();
+      return fixed.port;
+    }
+    if (pool.clientPort) {
+      pool.clientPort.touch();
+      return pool.clientPort.port;
+    }
+    if (pool.opening) return pool.opening;
+    const cp = new ClientPort(label, false, this.config.clientPortIdle * 1000, this.allocator, this.logger, {
+      connection: (s) => this.takeClient(label, s),
+      busy: () => pool.active + pool.verifying + pool.waiting.length > 0,
+      idle: () => {
+        if (pool.clientPort === cp) pool.clientPort = null;
+        void cp.close();
+        this.logger.debug({ label, port: cp.port }, 'client port closed after clientPortIdle');
+        this.forgetIfEmpty(pool);
+      },
+    });
+    pool.opening = cp.open();
+    try {
+      const port = await pool.opening;
+      pool.clientPort = cp;
+      if (this.closed) void cp.close();
+      return port;
+    } finally {
+      pool.opening = null;
+    }
+  }
+
+  private takeClient(label: string, socket: net.Socket): void {
+    socket.on('error', () => {}); // until HeldSocket takes over (same tick); destroy() below otherwise
+    if (!this.connLimit.admit(socket)) {
+      socket.destroy();
+      return this.refuseClient(label, 'conn-limit');
+    }
+    if (this.closed) {
+      socket.destroy();
+      return this.refuseClient(label, 'closing');
+    }
+    const pool = this.pool(label);
+    if (pool.idle.length === 0) this.emit('pool-empty', { label });
+    if (pool.responders === 0) {
+      socket.destroy();
+      this.forgetIfEmpty(pool);
+      return this.refuseClient(label, 'no-responder');
+    }
+    const noWait = this.config.clientWaitTimeout === 0 && pool.idle.length === 0;
+    if (pool.waiting.length >= this.config.maxWaitingClients || noWait) {
+      socket.destroy();
+      return this.refuseClient(label, noWait ? 'timeout' : 'queue-full');
+    }
+    const held = new HeldSocket(socket, undefined, WAITING_CLIENT_BUFFER_BYTES, (h) => {
+      if (pool.removeWaiter(h)) this.logger.debug({ label }, 'waiting client left');
+      this.forgetIfEmpty(pool);
+    });
+    const now = Date.now();
+    const w: Waiter = { held, arrived: now, deadline: now + this.config.clientWaitTimeout * 1000, timer: null };
+    pool.waiting.push(w);
+    this.armWait(pool, w);
+    this.serve(pool);
+  }
+
+  private armWait(pool: LabelPool, w: Waiter): void {
+    w.timer = setTimeout(() => {
+      pool.removeWaiter(w.held);
+      w.held.destroy();
+      this.refuseClient(pool.label, 'timeout');
+      this.forgetIfEmpty(pool);
+    }, Math.max(0, w.deadline - Date.now()));
+    w.timer.unref();
+  }
+
+  private refuseClient(label: string, why: ClientRefusal): void {
+    this.logger.info({ label, why }, 'mobile client refused');
+    this.emit('client-refused', { label, why });
+  }
+
+  /** Waiting clients can no longer be served (no responder idle, coming or busy): refuse them now. */
+  private refuseHopeless(pool: LabelPool): void {
+    if (pool.responders > 0) return;
+    for (const w of pool.waiting.splice(0)) {
+      if (w.timer) clearTimeout(w.timer);
+      w.held.destroy();
+      this.refuseClient(pool.label, 'no-responder');
+    }
+  }
+
+  // ── pairing ────────────────────────────────────────────────────────────────
+
+  /** Pairs waiting clients with idle responders, oldest with oldest. */
+  private serve(pool: LabelPool): void {
+    while (pool.waiting.length > 0 && pool.idle.length > 0) {
+      const w = pool.waiting.shift()!;
+      if (w.timer) clearTimeout(w.timer);
+      const r = pool.idle.shift()!;
+      pool.verifying++;
+      void this.pairChecked(pool, w, r);
+    }
+  }
+
+  /**
+   * Issue 7: a responder that is already dead (reset, error or FIN received, perhaps unnoticed
+   * while its reading was paused) is replaced by the next idle one before the client's bytes go
+   * anywhere. A hidden server that vanished silently is left to TCP keepalive.
+   */
+  private async pairChecked(pool: LabelPool, w: Waiter, r: HeldSocket): Promise<void> {
+    let alive = false;
+    try {
+      alive = await r.verify();
+    } finally {
+      pool.verifying--;
+    }
+    if (!alive) {
+      r.destroy();
+      this.logger.info({ label: pool.label }, 'idle responder found dead at pairing; trying the next one');
+      this.emit('responder-dead', { label: pool.label });
+      this.requeue(pool, w);
+      return;
+    }
+    if (!w.held.alive || this.closed) {
+      // The client left while the responder was checked: the responder goes back, first in line.
+      if (w.held.alive) w.held.destroy();
+      if (this.closed) r.destroy();
+      else pool.idle.unshift(r);
+      this.serve(pool);
+      this.forgetIfEmpty(pool);
+      return;
+    }
+    this.startPairing(pool, w, r);
+  }
+
+  private requeue(pool: LabelPool, w: Waiter): void {
+    if (!w.held.alive) return this.forgetIfEmpty(pool);
+    if (Date.now() >= w.deadline || pool.responders === 0) {
+      w.held.destroy();
+      this.refuseClient(pool.label, pool.responders === 0 ? 'no-responder' : 'timeout');
+      return this.forgetIfEmpty(pool);
+    }
+    pool.waiting.unshift(w);
+    this.armWait(pool, w);
+    this.serve(pool);
+  }
+
+  private startPairing(pool: LabelPool, w: Waiter, r: HeldSocket): void {
+    const client = w.held.take();
+    const responder = r.take();
+    const start = new Date();
+    const clientAddr = peerOf(client.socket);
+    const responderAddr = peerOf(responder.socket);
+    const path = this.paths.lookup(pool.label, client.socket.remoteAddress);
+    pool.active++;
+    this.emit('paired', { label: pool.label, waitMs: start.getTime() - w.arrived });
+    const handle = this.engine.pair(client, responder, { idleTimeoutMs: this.config.pairingIdleTimeout * 1000 });
+    handle.done.then(
+      (res) => this.endPairing(pool, { clientAddr, responderAddr, path, start }, res),
+      (e: unknown) => {
+        this.logger.error({ label: pool.label, err: (e as Error)?.message }, 'relay engine failed a pairing');
+        this.endPairing(pool, { clientAddr, responderAddr, path, start }, { bytesUp: 0, bytesDown: 0, reason: 'error', error: 'EENGINE' });
+      },
+    );
+  }
+
+  private endPairing(
+    pool: LabelPool,
+    p: { clientAddr: string; responderAddr: string; path: string | null; start: Date },
+    res: PairingResult,
+  ): void {
+    pool.active--;
+    pool.clientPort?.touch();
+    const rec: PairingRecord = {
+      label: pool.label,
+      responder: p.responderAddr,
+      client: p.clientAddr,
+      path: p.path,
+      start: p.start.toISOString(),
+      end: new Date().toISOString(),
+      bytesUp: res.bytesUp,
+      bytesDown: res.bytesDown,
+      reason: res.reason,
+    };
+    if (this.nodeId !== undefined) rec.node = this.nodeId;
+    this.emit('pairing-end', rec);
+    this.refuseHopeless(pool);
+    this.forgetIfEmpty(pool);
+  }
+
+  // ── fixed client ports ─────────────────────────────────────────────────────
+
+  setFixedPorts(ports: Map<string, number>): Promise<void> {
+    // Serialised: entries may change again while ports are still being opened.
+    this.fixedUpdate = this.fixedUpdate.then(() => this.applyFixedPorts(ports));
+    return this.fixedUpdate;
+  }
+
+  private async applyFixedPorts(ports: Map<string, number>): Promise<void> {
+    const closing: Promise<void>[] = [];
+    for (const [label, cp] of this.fixed) {
+      if (ports.get(label) !== cp.port || this.closed) {
+        this.fixed.delete(label);
+        closing.push(cp.close());
+      }
+    }
+    await Promise.all(closing);
+    if (this.closed) return;
+    for (const [label, port] of ports) {
+      if (this.fixed.has(label)) continue;
+      const cp = new ClientPort(label, true, 0, this.allocator, this.logger, {
+        connection: (s) => this.takeClient(label, s),
+        busy: () => true,
+        idle: () => {},
+      });
+      try {
+        await cp.open(port);
+        this.fixed.set(label, cp);
+      } catch (e) {
+        this.logger.error({ label, port, err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'cannot open fixed client port');
+      }
+    }
+  }
+
+  // ── state ──────────────────────────────────────────────────────────────────
+
+  labelState(label: string): LabelState {
+    const p = this.pools.get(label);
+    return {
+      label,
+      idle: p?.idle.length ?? 0,
+      pending: p?.pending ?? 0,
+      waiting: p?.waiting.length ?? 0,
+      active: p?.active ?? 0,
+      clientPort: p?.clientPort?.port ?? null,
+      fixedPort: this.fixed.get(label)?.port ?? null,
+    };
+  }
+
+  snapshot(): LabelState[] {
+    const labels = new Set([...this.pools.keys(), ...this.fixed.keys()]);
+    return [...labels].sort().map((l) => this.labelState(l));
+  }
+
+  get openPorts(): number {
+    return this.allocator.open;
+  }
+
+  get activePairings(): number {
+    let n = 0;
+    for (const p of this.pools.values()) n += p.active;
+    return n;
+  }
+
+  // ── drain and shutdown ─────────────────────────────────────────────────────
+
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  closeAll(reason: 'closed' | 'drain'): void {
+    this.engine.closeAll(reason);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.accepting = false;
+    const closing: Promise<void>[] = [...this.registrations].map((r) => r.close());
+    for (const pool of this.pools.values()) {
+      for (const h of pool.idle.splice(0)) h.destroy();
+      for (const w of pool.waiting.splice(0)) {
+        if (w.timer) clearTimeout(w.timer);
+        w.held.destroy();
+      }
+      if (pool.clientPort) closing.push(pool.clientPort.close());
+      if (pool.opening) closing.push(pool.opening.then(() => pool.clientPort?.close(), () => undefined));
+    }
+    await this.fixedUpdate.catch(() => undefined);
+    for (const cp of this.fixed.values()) closing.push(cp.close());
+    this.fixed.clear();
+    await Promise.all(closing);
+  }
+
+  private pool(label: string): LabelPool {
+    let p = this.pools.get(label);
+    if (!p) this.pools.set(label, (p = new LabelPool(label)));
+    return p;
+  }
+
+  /** Keeps the label map bounded by the labels actually in use. */
+  private forgetIfEmpty(pool: LabelPool): void {
+    if (pool.empty && this.pools.get(pool.label) === pool) {
+      this.pools.delete(pool.label);
+      this.paths.forget(pool.label);
+    }
+  }
+}
