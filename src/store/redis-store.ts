@@ -15,6 +15,7 @@ import { ATTEMPTS_PER_ID, PAIRINGS_PER_LABEL } from '../protocol/limits.js';
 import { checkNewEntry, dayOf, nextVersion, openEntry, type SealedEntry, sealEntry } from './entry-codec.js';
 import {
   closeClient,
+  COMMAND_TIMEOUT_MS,
   ConnectionHealth,
   type ConnectionSpec,
   connectionSpec,
@@ -30,6 +31,14 @@ import type { AttemptRecord, AuthState, DailyCount, Entry, PairingRecord, Store,
 
 /** Optimistic entry writes give up after this many lost races (entries are rarely written). */
 const MAX_ENTRY_RACES = 50;
+const withTimeout = <T>(p: Promise<T>, ms: number): Promise<T | undefined> =>
+  new Promise((resolve) => {
+    const t = setTimeout(() => resolve(undefined), ms);
+    void p.then((v) => {
+      clearTimeout(t);
+      resolve(v);
+    });
+  });
 const ttlMs = (seconds: number): number => Math.max(1, Math.ceil(seconds * 1000));
 
 interface Snapshot {
@@ -88,8 +97,14 @@ export class RedisStore implements Store {
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes after reconnecting.
     const sub = createClient(spec, { enableOfflineQueue: true, commandTimeout: undefined });
     const store = new RedisStore(spec, client, sub, box, logger, nodeId);
-    sub.subscribe(store.keys.events).catch(() => undefined);
-    await settleFirstConnect(client);
+    const subscribed = sub.subscribe(store.keys.events).then(
+      () => true,
+      () => false,
+    );
+    // All bounded, and short when Redis is down: when Redis is up, a store returned here is
+    // already subscribed, so it misses no change made after it was opened.
+    const subReady = settleFirstConnect(sub).then((up) => up && withTimeout(subscribed, COMMAND_TIMEOUT_MS));
+    await Promise.all([settleFirstConnect(client), subReady]);
     return store;
   }
 

@@ -20,6 +20,9 @@ export interface RedisProcess {
   cli(...args: string[]): string;
   /** SIGKILL, as a crash would. */
   kill(): Promise<void>;
+  /** SIGSTOP / SIGCONT: a server that holds connections open but answers nothing. */
+  freeze(): void;
+  thaw(): void;
   /** Starts it again on the same port with the same options (after kill/stop). */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -112,6 +115,8 @@ export async function startRedis(opts: RedisStartOptions = {}): Promise<RedisPro
       await exited(child, 'SIGKILL');
       child = null;
     },
+    freeze: () => void child?.kill('SIGSTOP'),
+    thaw: () => void child?.kill('SIGCONT'),
     restart: async () => {
       await exited(child, 'SIGKILL');
       child = await spawnReady('redis-server', args, dir, READY);
