@@ -185,7 +185,8 @@ export interface RedisSentinelSetup {
 export async function startSentinel(password?: string): Promise<RedisSentinelSetup> {
   const name = 'taasmaster';
   const auth = password ? ['--masterauth', password] : [];
-  const master = await startRedis({ password, args: auth });
+  // No 5 s wait before the replica's first full sync (the default diskless delay).
+  const master = await startRedis({ password, args: [...auth, '--repl-diskless-sync-delay', '0'] });
   const replica = await startRedis({ password, args: [...auth, '--replicaof', master.host, String(master.port)] });
   const dir = tmpDir('sentinel');
   const port = await freePort();
@@ -203,7 +204,11 @@ export async function startSentinel(password?: string): Promise<RedisSentinelSet
   let sentinel: ChildProcess | null = null;
   try {
     sentinel = await spawnReady('redis-sentinel', [conf], dir, /\+monitor master/);
+    // A failover needs the sentinel to know the replica (learnt from the master's INFO).
+    const replicas = (): string => execFileSync('redis-cli', ['-p', String(port), 'sentinel', 'replicas', name], { encoding: 'utf8' });
+    await pollUntil(() => replicas().includes(String(replica.port)), 15_000, 50);
   } catch (e) {
+    await exited(sentinel, 'SIGKILL');
     await Promise.all([master.stop(), replica.stop()]);
     throw e;
   }
