@@ -149,6 +149,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       const auth = await this.credentials.next(this.abort.signal);
       const outcome = await this.registerAnywhere(pool.label, auth);
+      // A request that never left, or a certificate refused before it was sent, spent no code.
+      if ((outcome.kind === 'unreachable' && outcome.unsent) || outcome.kind === 'untrusted') this.credentials.refund(auth);
       await this.act(pool, auth, outcome);
     } catch (e) {
       if (!this.stopping) throw e;

@@ -59,6 +59,14 @@ export class Credentials {
     return { kind: 'totp', header: formatTotpAuthorization({ id: this.file.id, token }) };
   }
 
+  /**
+   * Gives back a code whose request provably never reached a relay (the connection was refused
+   * or TLS failed before the request was sent), so a retry in the same step need not wait.
+   */
+  refund(auth: Authorization): void {
+    if (auth.kind === 'totp') this.lastStep = -1;
+  }
+
   /** Keeps the newest token the registrar returned; one without a readable expiry is used until refused. */
   acceptSession(token: string): void {
     this.session = { token, expiresMs: sessionTokenExpiry(token) ?? Number.MAX_SAFE_INTEGER };

@@ -1,19 +1,18 @@
 /**
- * The agent's logger: pino, one JSON line per event on stdout. Cookies, session tokens,
- * Authorization values and the TOTP secret are never passed to it; the redaction paths are a
- * second line of defence should one slip into a logged object.
+ * The agent's logger: the project's pino logger (src/observe) under the name taas-agent. The
+ * agent never passes cookies, session tokens, Authorization values or the TOTP secret to it;
+ * the logger's redaction paths are a second line of defence.
  */
-import { pino, type Logger } from 'pino';
+import pino, { type Logger } from 'pino';
+import { createLogger } from '../observe/logger.js';
 
 export type { Logger };
 
-export const REDACT_PATHS = ['secret', 'cookie', 'token', 'authorization', 'code', '*.secret', '*.cookie', '*.token', '*.authorization', '*.code'];
-
-export function agentLogger(level = 'info', dest: pino.DestinationStream = pino.destination(1)): Logger {
-  return pino({ name: 'taas-agent', level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, dest);
+export function agentLogger(level = 'info'): Logger {
+  return createLogger({ level, name: 'taas-agent' });
 }
 
-/** A logger that drops everything, for library use and tests that do not read the log. */
+/** A logger that drops everything, for tests that do not read the log. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
 }

@@ -23,8 +23,8 @@ export type RegisterOutcome =
   | { kind: 'refused'; status: number; reason: string }
   /** The registrar's certificate does not verify against the pinned CA. */
   | { kind: 'untrusted'; reason: string }
-  /** Connection refused, reset, timed out: the relay is down or restarting. */
-  | { kind: 'unreachable'; reason: string }
+  /** Connection refused, reset, timed out: the relay is down or restarting. `unsent`: the request provably never left. */
+  | { kind: 'unreachable'; reason: string; unsent?: boolean }
   /** An answer that breaks the protocol (bad body, redirect loop, 5xx). */
   | { kind: 'bad-response'; reason: string };
 
@@ -50,6 +50,8 @@ interface RawResponse {
   body: string;
 }
 
+/** Errors raised before a connection existed: no request (and no code) reached anyone. */
+const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 const TLS_TRUST_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ERR_TLS_CERT_ALTNAME|HOSTNAME/;
 
 function exchange(req: RegisterRequest, target: RegistrarTarget, path: string): Promise<RawResponse> {
@@ -96,11 +98,16 @@ function classifyError(e: unknown): RegisterOutcome {
   const code = err.code ?? '';
   const reason = `${code ? code + ': ' : ''}${err.message}`;
   if (TLS_TRUST_ERRORS.test(code)) return { kind: 'untrusted', reason };
-  return { kind: 'unreachable', reason };
+  return { kind: 'unreachable', reason, ...(NEVER_CONNECTED.has(code) ? { unsent: true } : {}) };
 }
 
 /** The next hop of a 3xx: an address literal keeps the registrar's name; a host name becomes the name. */
 function redirectTarget(location: string, from: RegistrarTarget, path: string): { target: RegistrarTarget; path: string } | null {
+  // A path-only Location stays on the registrar that sent it.
+  if (/^\/(?!\/)/.test(location)) {
+    const rel = new URL(location, 'https://relative.invalid');
+    return { target: from, path: rel.pathname + rel.search };
+  }
   let u: URL;
   try {
     u = new URL(location, `https://${from.servername}:${from.port}${path}`);

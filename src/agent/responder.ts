@@ -87,7 +87,15 @@ export class Responder extends EventEmitter {
     else this.waitRaw(relay);
   }
 
+  /** An EOF while idle is the relay dropping the registration (sockets are half-open, so it would not close by itself). */
+  private closeOnIdleEnd(s: net.Socket): void {
+    s.once('end', () => {
+      if (this.state === 'idle') this.close();
+    });
+  }
+
   private waitRaw(relay: net.Socket): void {
+    this.closeOnIdleEnd(relay);
     if (this.target) {
       // serverFirst: already connected; the target's banner flows to the relay, which holds it.
       this.pump(relay, this.target);
@@ -115,6 +123,7 @@ export class Responder extends EventEmitter {
   private waitTls(relay: net.Socket, context: tls.SecureContext): void {
     const secure = new tls.TLSSocket(relay, { isServer: true, secureContext: context, requestCert: false });
     this.secure = secure;
+    this.closeOnIdleEnd(secure);
     this.target?.pause(); // a banner waits in the target socket until the client's TLS is up
     secure.on('error', (e) => {
       if (this.state === 'idle') this.markPaired(); // a client came, but its handshake failed
