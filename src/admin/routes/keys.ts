@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { TaasError } from '../../errors.js';
 import type { AdminContext } from '../context.js';
-import { viewOf, type NewKeyInput, type Permission } from '../keys.js';
+import { PERMISSIONS, viewOf, type NewKeyInput, type Permission } from '../keys.js';
 
 export function keyRoutes(app: FastifyInstance, ctx: AdminContext): void {
   app.get('/api/keys', { config: { perm: 'keys' } }, async () => (await ctx.keys.list()).map(viewOf));
@@ -14,7 +14,7 @@ export function keyRoutes(app: FastifyInstance, ctx: AdminContext): void {
     const body = (req.body ?? {}) as NewKeyInput;
     if (typeof body !== 'object' || Array.isArray(body)) throw new TaasError('TAAS_BAD_REQUEST', 'the body must be { name, permissions, expiresAt?, origins? }');
     const mine = req.principal!.key.permissions;
-    const extra = (Array.isArray(body.permissions) ? body.permissions : []).filter((p: Permission) => !mine.includes(p));
+    const extra = (Array.isArray(body.permissions) ? body.permissions : []).filter((p: Permission) => PERMISSIONS.includes(p) && !mine.includes(p));
     if (extra.length > 0) throw new TaasError('TAAS_FORBIDDEN', `a key can grant only permissions it holds; this one lacks ${extra.join(', ')}`);
     const { key, record } = await ctx.keys.create({ name: body.name, permissions: body.permissions, expiresAt: body.expiresAt ?? null, origins: body.origins ?? [] });
     req.log.info({ keyId: record.id, permissions: record.permissions, by: req.principal!.key.id }, 'API key created');
