@@ -1,0 +1,121 @@
+/**
+ * The admin API from the CLI's side: when a daemon runs on this data dir, `taas-server entries …`
+ * goes through its API (with the management key in `<dataDir>/admin.key`) so the daemon sees
+ * every change at once and the API's rules apply. `adminClient` returns null when no daemon
+ * answers, and the CLI then works on the store directly.
+ */
+import fs from 'node:fs';
+import type { Config } from '../config/schema.js';
+import { ERROR_CODES, TaasError, type ErrorCode } from '../errors.js';
+import type { AgentFile } from '../protocol/agent-file.js';
+import type { AttemptRecord, PairingRecord } from '../store/types.js';
+import { readManagementKey } from './management-key.js';
+import { adminUrlFile } from './server.js';
+import type { PublicEntry } from './views.js';
+
+/** A daemon that does not answer /healthz within this is treated as absent. */
+const PROBE_TIMEOUT_MS = 1500;
+/** Bound on any one API call from the CLI. */
+const CALL_TIMEOUT_MS = 15_000;
+
+export interface IssuedEntryView {
+  entry: PublicEntry;
+  secret: string;
+  otpauthUri: string;
+  qr: string;
+  agentFile: AgentFile;
+}
+
+export interface AdminClient {
+  readonly url: string;
+  createEntry(input: { id?: string; labels: string[]; clientPorts?: Record<string, number> }): Promise<IssuedEntryView>;
+  listEntries(): Promise<PublicEntry[]>;
+  getEntry(id: string): Promise<PublicEntry>;
+  removeEntry(id: string): Promise<boolean>;
+  addLabel(id: string, label: string): Promise<PublicEntry>;
+  removeLabel(id: string, label: string): Promise<PublicEntry>;
+  rotateSecret(id: string): Promise<IssuedEntryView>;
+  agentFile(id: string): Promise<AgentFile>;
+  pairings(label: string, limit?: number): Promise<PairingRecord[]>;
+  attempts(id: string, limit?: number): Promise<AttemptRecord[]>;
+}
+
+function baseUrl(dataDir: string, config: Readonly<Config>): string {
+  try {
+    const u = fs.readFileSync(adminUrlFile(dataDir), 'utf8').trim();
+    if (u) return u;
+  } catch {
+    // no URL file: the configured address
+  }
+  const host = config.adminHost === '0.0.0.0' ? '127.0.0.1' : config.adminHost === '::' ? '::1' : config.adminHost;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.adminPort}`;
+}
+
+async function probe(url: string): Promise<boolean> {
+  try {
+    const r = await fetch(url + '/healthz', { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    await r.arrayBuffer();
+    return r.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** The client for the daemon running on `dataDir`, or null when none answers (or no management key exists). */
+export async function adminClient(dataDir: string, config: Readonly<Config>): Promise<AdminClient | null> {
+  const key = readManagementKey(dataDir);
+  if (!key) return null;
+  const url = baseUrl(dataDir, config);
+  if (!(await probe(url))) return null;
+
+  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(url + path, {
+        method,
+        headers: { 'x-api-key': key!, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+      });
+    } catch (e) {
+      throw new TaasError('TAAS_STORE_UNAVAILABLE', `the daemon's admin API at ${url} did not answer: ${(e as Error).message}`);
+    }
+    const text = await res.text();
+    if (!res.ok) {
+      let code: ErrorCode = 'TAAS_INTERNAL';
+      let msg = `admin API ${method} ${path}: HTTP ${res.status}`;
+      try {
+        const b = JSON.parse(text) as { errorCode?: string; errorMsg?: string };
+        if (b.errorCode && b.errorCode in ERROR_CODES) code = b.errorCode as ErrorCode;
+        if (b.errorMsg) msg = b.errorMsg;
+      } catch {
+        // not our error body: keep the generic message
+      }
+      throw new TaasError(code, msg, { status: res.status });
+    }
+    return (text ? JSON.parse(text) : null) as T;
+  }
+  const e = encodeURIComponent;
+
+  return {
+    url,
+    createEntry: (input) => (input.id ? call('PUT', `/api/entries/${e(input.id)}`, { labels: input.labels, clientPorts: input.clientPorts }) : call('POST', '/api/entries', { labels: input.labels, clientPorts: input.clientPorts })),
+    listEntries: () => call('GET', '/api/entries'),
+    getEntry: (id) => call('GET', `/api/entries/${e(id)}`),
+    removeEntry: async (id) => {
+      try {
+        await call('DELETE', `/api/entries/${e(id)}`);
+        return true;
+      } catch (err) {
+        if (err instanceof TaasError && err.code === 'TAAS_ENTRY_NOT_FOUND') return false;
+        throw err;
+      }
+    },
+    addLabel: (id, label) => call('POST', `/api/entries/${e(id)}/labels`, { label }),
+    removeLabel: (id, label) => call('DELETE', `/api/entries/${e(id)}/labels/${e(label)}`),
+    rotateSecret: (id) => call('POST', `/api/entries/${e(id)}/rotate-secret`),
+    agentFile: (id) => call('GET', `/api/entries/${e(id)}/agent-file`),
+    pairings: (label, limit = 20) => call('GET', `/api/labels/${e(label)}/pairings?limit=${limit}`),
+    attempts: (id, limit = 20) => call('GET', `/api/entries/${e(id)}/attempts?limit=${limit}`),
+  };
+}
