@@ -80,7 +80,7 @@ export interface SeenRequest {
   url: string;
   host: string | undefined;
   /** TLS server name the client sent (SNI). */
-  servername: string | false | undefined;
+  servername: string | false | null | undefined;
   authorization: string | undefined;
   at: number;
 }
@@ -118,7 +118,7 @@ export class FakeRegistrar {
 
   constructor(pem: Pem = certs().registrar) {
     this.server = https.createServer({ cert: pem.cert, key: pem.key }, (req, res) => void this.handle(req, res));
-    this.server.on('connection', (s) => {
+    this.server.on('connection', (s: net.Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
