@@ -1,0 +1,27 @@
+/**
+ * The operator's event lines that no other module writes: pairing start and end (bytes,
+ * duration, reason) and refused registrations. Registrations accepted, clients and responders
+ * refused, and limits hit are logged where they happen (registrar, relay). Every line carries
+ * the `cid` of the request, connection or pairing it belongs to (correlation.ts).
+ */
+import type { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { PairingRecord } from '../store/types.js';
+
+export function attachEventLog(relay: EventEmitter, routes: EventEmitter, logger: Logger): () => void {
+  const listeners: [EventEmitter, string, Parameters<EventEmitter['on']>[1]][] = [
+    [relay, 'paired', (e: { label: string; waitMs: number }) => logger.info({ label: e.label, waitMs: e.waitMs }, 'pairing started')],
+    [relay, 'pairing-end', (r: PairingRecord) => {
+      const durationMs = Date.parse(r.end) - Date.parse(r.start);
+      logger.info({ label: r.label, client: r.client, responder: r.responder, bytesUp: r.bytesUp, bytesDown: r.bytesDown, durationMs, reason: r.reason }, 'pairing ended');
+    }],
+    [relay, 'pool-empty', (e: { label: string }) => logger.debug({ label: e.label }, 'mobile client arrived with no responder idle')],
+    [routes, 'registration', (e: { result: string; label?: string }) => {
+      if (e.result !== 'ok') logger.info({ result: e.result }, 'registration refused');
+    }],
+  ];
+  for (const [em, ev, fn] of listeners) em.on(ev, fn);
+  return () => {
+    for (const [em, ev, fn] of listeners) em.off(ev, fn);
+  };
+}
