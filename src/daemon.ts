@@ -20,6 +20,8 @@ import type { RelayEngine } from './relay/engine.js';
 import { RegistrarRoutes } from './registrar/routes.js';
 import { RegistrarServer } from './registrar/server.js';
 import { writeFileAtomic } from './store/atomic-file.js';
+import { createMetrics, type Metrics } from './observe/metrics.js';
+import { attachEventLog } from './observe/event-log.js';
 
 export interface RuntimeInfo {
   pid: number;
@@ -56,6 +58,8 @@ export class Daemon {
   private drainingFlag = false;
   private admin: AdminHandle | null = null;
   private unwatch: (() => void) | null = null;
+  private metrics: Metrics | null = null;
+  private detachEventLog: (() => void) | null = null;
 
   private constructor(
     private config: Readonly<Config>,
@@ -113,6 +117,15 @@ export class Daemon {
         this.logger.warn({ err: oneLine(e) }, 'fixed client ports not synchronised; will retry on the next change');
       }
     };
+    this.metrics = createMetrics({
+      relay: this.relay,
+      routes: this.routes,
+      store: this.store,
+      engine: this.engine.name,
+      config: () => this.config,
+      draining: () => this.drainingFlag,
+    });
+    this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
     this.admin = await this.startAdmin();
@@ -140,6 +153,7 @@ export class Daemon {
         entries: this.entries,
         live: () => [{ nodeId: this.nodeId, labels: this.relay.snapshot() }],
         logger: this.logger,
+        metrics: this.metrics?.registry,
         setLogLevel: (level: string) => {
           this.logger.level = level;
         },
@@ -218,6 +232,8 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.unwatch?.();
+    this.metrics?.close();
+    this.detachEventLog?.();
     await this.registrar.close();
     await this.admin?.close().catch(() => undefined);
     this.relay.closeAll('closed');

@@ -78,6 +78,7 @@ export class RegistrarRoutes extends EventEmitter {
           res.writeHead(307, { location: to + (req.url ?? ''), 'content-length': '0' }).end();
           return;
         }
+        this.emit('registration', { result: 'draining' });
         throw fail('TAAS_DRAINING', 'this node is draining; register again shortly', { retryAfter: NO_RESPONDER_RETRY_S });
       }
       if (hasBody(req)) throw fail('TAAS_BAD_REQUEST', 'a registration has no body');

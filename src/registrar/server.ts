@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import type { RegistrarRoutes } from './routes.js';
+import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
 
 /** How often Node checks header/request timeouts; its 30 s default would let slowloris linger. */
 const TIMEOUT_CHECK_MS = 250;
@@ -44,7 +45,8 @@ export class RegistrarServer {
       keepAliveTimeout: 5000,
       connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     };
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => void this.routes.handle(req, res);
+    // Each request gets a correlation id that its log lines (and the registration it makes) carry.
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => withCorrelation(newCorrelationId('h'), () => void this.routes.handle(req, res));
     const tls = this.tls;
     const server = tls
       ? https.createServer(

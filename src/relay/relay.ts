@@ -9,6 +9,7 @@ import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { TaasError } from '../errors.js';
+import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
 import type { PairingRecord } from '../store/types.js';
 import { normaliseAddress, peerOf } from './address.js';
 import { ClientPort } from './client-port.js';
@@ -195,6 +196,11 @@ export class Relay extends EventEmitter {
   }
 
   private takeClient(label: string, socket: net.Socket): void {
+    // Each client connection gets its own correlation id for its log lines (issue 7).
+    withCorrelation(newCorrelationId('c'), () => this.admitClient(label, socket));
+  }
+
+  private admitClient(label: string, socket: net.Socket): void {
     socket.on('error', () => {}); // until HeldSocket takes over (same tick); destroy() below otherwise
     if (!this.connLimit.admit(socket)) {
       socket.destroy();
@@ -309,6 +315,11 @@ export class Relay extends EventEmitter {
   }
 
   private startPairing(pool: LabelPool, w: Waiter, r: HeldSocket): void {
+    // One correlation id per pairing: its start and end lines (and the engine's) share it.
+    withCorrelation(newCorrelationId('p'), () => this.runPairing(pool, w, r));
+  }
+
+  private runPairing(pool: LabelPool, w: Waiter, r: HeldSocket): void {
     const client = w.held.take();
     const responder = r.take();
     const start = new Date();
