@@ -15,8 +15,8 @@
  *   {P:doc:<ns>}:d:<key>        one admin document (own TTL: a hash cannot expire fields in 7.0)
  *   {P:doc:<ns>}:index          set of the namespace's document keys
  *   {P}:events                  pub/sub channel of entry changes
- *   {P}:nodes, {P}:node:<id>    the multi-node directory (src/store/directory-redis.ts): all
- *                               node records under one tag so one MGET reads them all
+ *   {P}:nodes, {P}:node:<id>,   the multi-node directory (src/store/directory-redis.ts): all
+ *   {P}:idle:<id>               node records under one tag so one round trip reads them all
  *
  * Entries share one tag on purpose: there are few, they are rarely written, and a create must
  * check label ownership against all of them atomically. Variable parts are URI-encoded so an ID
@@ -77,13 +77,17 @@ export class RedisKeys {
   }
 
   // ---- multi-node directory -------------------------------------------------------------
-  /** Sorted set node id → heartbeat expiry (epoch ms): the live nodes. */
+  /** Sorted set of node ids (score: last heartbeat, ms): an index; liveness is the TTL'd record. */
   get nodes(): string {
     return `${this.tag()}:nodes`;
   }
   /** One node's advertisement (JSON), with a TTL of three heartbeats. */
   node(id: string): string {
     return `${this.tag()}:node:${enc(id)}`;
+  }
+  /** One node's idle-responder counts (hash label → count), same TTL as its advertisement. */
+  nodeIdle(id: string): string {
+    return `${this.tag()}:idle:${enc(id)}`;
   }
   /** Pub/sub channel on which a node receives requests. */
   nodeRequests(id: string): string {

@@ -1,0 +1,73 @@
+/**
+ * The multi-node directory: which relay nodes are alive, where they can be reached, and which
+ * labels they hold idle responders for. Nodes share it through Redis (directory-redis.ts); a
+ * single node on the embedded store has none.
+ *
+ * How the registrar uses it: a mobile client asks node A for LABEL; A has no idle responder for
+ * it; A calls `findClientPort(LABEL)`, which asks the nodes advertising idle responders for the
+ * label (most idle first) to open a client port, and redirects the client there in one 307.
+ */
+
+/** Where a node can be reached. */
+export interface NodeEndpoint {
+  /** Unique among the nodes sharing one Redis (config.nodeId, default host:port). */
+  id: string;
+  /** Its registrar as agents and clients should reach it (advertised host and registrar port). */
+  registrar: { host: string; port: number };
+  /** Host that mobile clients connect to for its client ports (its advertised host). */
+  clientHost: string;
+}
+
+/** A live node as last advertised. */
+export interface NodeInfo extends NodeEndpoint {
+  /** True while it drains (takes no new registrations). */
+  draining: boolean;
+  /** Idle responders over all its labels. */
+  idleTotal: number;
+  /** Epoch ms of its last advertisement, by its own clock (informative only). */
+  at: number;
+}
+
+/** A node with idle responders for the label asked about. */
+export interface NodeWithIdle extends NodeInfo {
+  idle: number;
+}
+
+/** A client port opened on another node for a label. */
+export interface ClientPortGrant {
+  node: string;
+  host: string;
+  port: number;
+}
+
+/** Answers "open (or give me) your client port for LABEL"; null when it has no idle responder. */
+export type ClientPortHandler = (label: string) => Promise<{ host: string; port: number } | null>;
+
+export interface Directory {
+  readonly self: NodeEndpoint;
+  /** Advertises this node at once, then every heartbeat; starts answering client-port requests. */
+  start(): Promise<void>;
+  /**
+   * Sets this node's idle-responder count for a label (0 removes it). Changes are advertised
+   * within ~100 ms (coalesced), and re-advertised with every heartbeat.
+   */
+  setIdle(label: string, count: number): void;
+  /** Marks this node as draining (advertised within ~100 ms). */
+  setDraining(draining: boolean): void;
+  /** Live nodes, this one first when included. Throws TAAS_STORE_UNAVAILABLE when Redis is. */
+  listNodes(): Promise<NodeInfo[]>;
+  /**
+   * Live nodes other than this one (unless `includeSelf`) advertising idle responders for the
+   * label, most idle first. Throws TAAS_STORE_UNAVAILABLE while Redis is unreachable.
+   */
+  findNodesFor(label: string, opts?: { includeSelf?: boolean }): Promise<NodeWithIdle[]>;
+  /**
+   * Asks one node for a client port for the label. Resolves null when the node has none, is not
+   * listening, or does not answer within `timeoutMs` (default 1000).
+   */
+  requestClientPort(nodeId: string, label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
+  /** findNodesFor, then requestClientPort on each candidate in turn until one grants a port. */
+  findClientPort(label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
+  /** Stops heartbeats and removes this node from the directory at once. */
+  close(): Promise<void>;
+}
