@@ -28,7 +28,13 @@ interface StateFile {
   auth: Record<string, AuthState & { exp: number }>;
 }
 
-const emptyState = (): StateFile => ({ pairings: {}, attempts: {}, daily: {}, docs: {}, steps: {}, auth: {} });
+/**
+ * Every map in the state is keyed by IDs, labels or addresses that come from requests; without
+ * a prototype, an ID or label such as `constructor` or `toString` finds nothing it did not put
+ * there (with `{}` it found Object's members: never locked out, history lost).
+ */
+const dict = <T>(from?: Record<string, T>): Record<string, T> => Object.assign(Object.create(null) as Record<string, T>, from ?? {});
+const emptyState = (): StateFile => ({ pairings: dict(), attempts: dict(), daily: dict(), docs: dict(), steps: dict(), auth: dict() });
 /** Batching delay for state.json writes: pairings are history, a second of it may be lost in a crash. */
 const FLUSH_DELAY_MS = 500;
 /** Entries are re-read on a timer too: fs.watch misses events on some file systems. */
@@ -308,7 +314,10 @@ export class FileStore implements Store {
   private loadState(): void {
     if (!fs.existsSync(this.stateFile)) return;
     try {
-      this.state = { ...emptyState(), ...JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) };
+      const raw = JSON.parse(fs.readFileSync(this.stateFile, 'utf8')) as Partial<StateFile>;
+      const docs = dict<Record<string, { value: unknown; exp: number }>>();
+      for (const [ns, d] of Object.entries(raw.docs ?? {})) docs[ns] = dict(d);
+      this.state = { pairings: dict(raw.pairings), attempts: dict(raw.attempts), daily: dict(raw.daily), docs, steps: dict(raw.steps), auth: dict(raw.auth) };
     } catch (e) {
       this.logger?.warn({ err: (e as Error).message }, 'state.json unreadable; starting with empty history');
       this.state = emptyState();
