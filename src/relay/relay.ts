@@ -283,6 +283,7 @@ export class Relay extends EventEmitter {
     } finally {
       pool.verifying--;
     }
+    if (!alive && this.closed) return r.destroy();
     if (!alive) {
       r.destroy();
       this.logger.info({ label: pool.label }, 'idle responder found dead at pairing; trying the next one');

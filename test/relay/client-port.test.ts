@@ -186,6 +186,22 @@ describe('client port', () => {
     await expect(connect(fixed)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 
+  it('closes client connections beyond maxConnsPerAddress', async () => {
+    t = makeRelay({ maxConnsPerAddress: 2, maxWaitingClients: 10 });
+    await addResponder(t, 'demo'); // one of the two connections from 127.0.0.1
+    const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
+    await open(t, q!); // the second: paired
+    await pollUntil(() => t.relay.labelState('demo').active === 1);
+    const third = await open(t, q!);
+    await closed(third);
+    await pollUntil(() => count(t, 'client-refused') === 1);
+    expect(t.events['client-refused']![0]).toEqual({ label: 'demo', why: 'conn-limit' });
+    // Another address is not affected.
+    const other = await open(t, q!, '127.0.0.2');
+    await pollUntil(() => t.relay.labelState('demo').waiting === 1);
+    other.destroy();
+  });
+
   it('ends pairings on closeAll("drain"), recording the reason', async () => {
     t = makeRelay();
     await addResponder(t, 'demo');
