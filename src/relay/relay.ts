@@ -138,6 +138,7 @@ export class Relay extends EventEmitter {
   }
 
   private addResponder(label: string, socket: net.Socket, head: Buffer | undefined): void {
+    socket.on('error', () => {}); // until HeldSocket takes over below; destroy() otherwise
     const pool = this.pool(label);
     if (this.closed) return void socket.destroy();
     socket.setKeepAlive(true, RESPONDER_KEEPALIVE_MS);
