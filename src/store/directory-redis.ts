@@ -7,7 +7,8 @@
  *   with nobody cleaning up. Liveness is Redis's TTL, not any node's clock.
  * - Request/reply over pub/sub: A publishes {id, from, label} on B's request channel; B calls
  *   the daemon's handler and publishes {id, host, port} (or {id, none}) on A's reply channel.
- *   PUBLISH returns how many listened, so a node that is gone is known at once, not at timeout.
+ *   PUBLISH returns how many listened, so a node that is gone is known at once, not at timeout
+ *   (on one server; on Cluster the count is the receiving shard's only, so there it is the timeout).
  */
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
@@ -67,6 +68,7 @@ export class RedisDirectory implements Directory {
   private heartbeat: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  private readonly cluster: boolean;
 
   constructor(
     store: RedisStore,
@@ -76,6 +78,7 @@ export class RedisDirectory implements Directory {
     this.keys = store.keys;
     this.client = store.client;
     this.logger = store.logger;
+    this.cluster = store.spec.mode === 'cluster';
     // Its own subscriber: request handling must not share a connection with store watch().
     this.sub = createClient(store.spec, { enableOfflineQueue: true, commandTimeout: undefined });
     this.sub.on('error', () => undefined);
@@ -194,7 +197,8 @@ export class RedisDirectory implements Directory {
       this.pending.get(req.id)?.(null);
       throw storeError(e);
     }
-    if (listeners === 0) this.pending.get(req.id)?.(null);
+    // On Cluster, PUBLISH counts only the receiving server's subscribers: 0 proves nothing there.
+    if (listeners === 0 && !this.cluster) this.pending.get(req.id)?.(null);
     const r = await reply;
     if (!r || r.none || typeof r.host !== 'string' || !Number.isInteger(r.port)) return null;
     return { node: nodeId, host: r.host, port: r.port! };

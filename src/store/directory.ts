@@ -7,6 +7,7 @@
  * it; A calls `findClientPort(LABEL)`, which asks the nodes advertising idle responders for the
  * label (most idle first) to open a client port, and redirects the client there in one 307.
  */
+import type { Store } from './types.js';
 
 /** Where a node can be reached. */
 export interface NodeEndpoint {
@@ -70,4 +71,19 @@ export interface Directory {
   findClientPort(label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
   /** Stops heartbeats and removes this node from the directory at once. */
   close(): Promise<void>;
+}
+
+/**
+ * The directory for a store: the Redis one when the store is Redis, none for the embedded store
+ * (one node, nothing to share). Loaded lazily, like the Redis store, so a single node never
+ * loads ioredis. Call `start()` on the result once the node's ports are known.
+ */
+export async function openDirectory(
+  store: Store,
+  opts: { self: NodeEndpoint; heartbeatInterval: number; onClientPortRequest?: ClientPortHandler },
+): Promise<Directory | null> {
+  if (store.kind !== 'redis') return null;
+  const [{ RedisDirectory }, { RedisStore }] = await Promise.all([import('./directory-redis.js'), import('./redis-store.js')]);
+  if (!(store instanceof RedisStore)) return null;
+  return new RedisDirectory(store, opts);
 }

@@ -116,6 +116,13 @@ export class RedisStore implements Store {
     } catch (e) {
       const err = storeError(e);
       if (err.code === 'TAAS_INTERNAL') this.logger.error({ err: err.message }, 'Redis store command failed');
+      // A server that holds the connection but does not answer (hung, partitioned) would cost
+      // every request the full command timeout. Drop the connection instead: until a fresh one
+      // is ready, calls fail at once (no offline queue).
+      if (/Command timed out/.test((e as Error)?.message ?? '') && this.client.status === 'ready') {
+        this.logger.warn({ redis: this.spec.describe }, 'Redis did not answer in time; reconnecting');
+        this.client.disconnect(true);
+      }
       throw err;
     }
   }

@@ -5,9 +5,11 @@
 import crypto from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDirectory } from '../../src/store/directory.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
 import { type RedisCluster, startCluster } from '../helpers/redis.js';
+import { pollUntil } from '../helpers/net.js';
 import { makeEntry, runStoreContract } from './contract.js';
 
 const box = new SecretBox([{ id: 'k1', key: crypto.randomBytes(32) }]);
@@ -41,6 +43,33 @@ describe('Redis Cluster layout', () => {
       expect(perNode.every((n) => n > 0)).toBe(true);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe('Redis Cluster directory', () => {
+  it('advertises nodes, finds idle responders and answers client-port requests across the cluster', async () => {
+    const opts = { cluster: cluster.seeds, prefix: 'dir' };
+    const sa = await RedisStore.connect(opts, box, logger, 'a');
+    const sb = await RedisStore.connect(opts, box, logger, 'b');
+    const a = await openDirectory(sa, { self: { id: 'a', registrar: { host: '127.0.0.1', port: 1 }, clientHost: '127.0.0.1' }, heartbeatInterval: 1 });
+    const b = await openDirectory(sb, {
+      self: { id: 'b', registrar: { host: '127.0.0.2', port: 2 }, clientHost: '127.0.0.2' },
+      heartbeatInterval: 1,
+      onClientPortRequest: async (label) => (label === 'lab' ? { host: '127.0.0.2', port: 40002 } : null),
+    });
+    try {
+      await a!.start();
+      await b!.start();
+      b!.setIdle('lab', 2);
+      await pollUntil(async () => (await a!.findNodesFor('lab')).length === 1, 5000, 20);
+      expect((await a!.listNodes()).map((n) => n.id)).toEqual(['a', 'b']);
+      expect(await a!.findClientPort('lab')).toEqual({ node: 'b', host: '127.0.0.2', port: 40002 });
+    } finally {
+      await a?.close();
+      await b?.close();
+      await sa.close();
+      await sb.close();
     }
   });
 });
