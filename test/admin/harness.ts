@@ -12,6 +12,7 @@ import { startAdmin } from '../../src/admin/server.js';
 import type { NodeLiveState } from '../../src/admin/deps.js';
 import { readManagementKey } from '../../src/admin/management-key.js';
 import { EntryService } from '../../src/store/entries.js';
+import { RelayTls } from '../../src/tls/relay-tls.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
 
@@ -27,11 +28,12 @@ export interface Harness {
   call(method: string, p: string, opts?: { key?: string; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; headers: Headers; body: any; text: string }>;
 }
 
-export async function startHarness(overrides: Record<string, unknown> = {}): Promise<Harness> {
+/** `tls: true` generates the registrar CA in the data dir so agent files carry a real `ca`. */
+export async function startHarness(overrides: Record<string, unknown> = {}, opts: { tls?: boolean } = {}): Promise<Harness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-admin-'));
   const config = validate({ dataDir: dir, adminPort: 0, taasPort: 8443, logLevel: 'silent', ...overrides });
   const store = await FileStore.open(dir, SecretBox.fromFile(path.join(dir, 'secret.key')), undefined, { watch: false });
-  const entries = new EntryService(store, { config, tls: null });
+  const entries = new EntryService(store, { config, tls: opts.tls ? RelayTls.load(config, { generate: true }) : null });
   const h: Partial<Harness> = { dir, store, entries, live: [] };
   const admin = await startAdmin({ config, store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
   h.url = admin.url;
