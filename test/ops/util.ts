@@ -1,0 +1,104 @@
+/**
+ * Helpers for the operations tests: the admin endpoints of a daemon started by
+ * test/helpers/daemon.ts (with its management key), a parser for the Prometheus text format,
+ * a raw TCP hidden server, and a raw mobile client that follows the registrar's 307 by hand.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { curlStatus } from '../helpers/curl.js';
+import type { Daemon } from '../helpers/daemon.js';
+import { closeServer, connect, listen } from '../helpers/net.js';
+
+export function adminKey(d: Daemon): string {
+  return fs.readFileSync(path.join(d.dataDir, 'admin.key'), 'utf8').trim();
+}
+
+export async function admin(d: Daemon, p: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(`http://127.0.0.1:${d.adminPort}${p}`, { ...init, headers: { 'x-api-key': adminKey(d), ...(init.headers ?? {}) } });
+}
+
+/** Sample name with its labels as written (`taas_x{a="b"}`) → value. */
+export type Samples = Map<string, number>;
+
+export function parseMetrics(text: string): Samples {
+  const out: Samples = new Map();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+export async function metrics(d: Daemon): Promise<Samples> {
+  const r = await admin(d, '/metrics');
+  if (r.status !== 200) throw new Error(`/metrics answered ${r.status}: ${await r.text()}`);
+  return parseMetrics(await r.text());
+}
+
+/**
+ * A hidden server speaking raw TCP: reads `expect` octets (or until EOF), then answers `reply`
+ * octets and half-closes. (A mobile client does not half-close before it is paired: the relay
+ * takes an EOF from a waiting client as its leaving.)
+ * Counts what it read per connection, so byte counts can be checked exactly.
+ */
+export class FixedReplyServer {
+  readonly server = net.createServer({ allowHalfOpen: true });
+  readonly received: number[] = [];
+  port = 0;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(readonly reply: number, readonly expect = Infinity) {
+    this.server.on('connection', (s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => {});
+      let n = 0;
+      let answered = false;
+      const answer = () => {
+        if (answered) return;
+        answered = true;
+        this.received.push(n);
+        s.end(Buffer.alloc(this.reply, 0x61));
+      };
+      s.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n >= this.expect) answer();
+      });
+      s.on('end', answer);
+    });
+  }
+
+  async start(): Promise<this> {
+    this.port = await listen(this.server);
+    return this;
+  }
+
+  get target(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await closeServer(this.server);
+  }
+}
+
+/** Asks the registrar for LABEL (as a browser would) and returns the client port from the 307. */
+export async function clientPort(d: Daemon, label: string): Promise<number> {
+  const host = `${label}.localhost`;
+  const r = await curlStatus(`https://${host}:${d.registrarPort}/`, d.caFile, ['--resolve', `${host}:${d.registrarPort}:127.0.0.1`]);
+  if (r.status !== 307) throw new Error(`expected 307 for ${label}, got ${r.status}: ${r.body}`);
+  return Number(new URL(r.headers.location!).port);
+}
+
+/** A registration request to the registrar with an explicit Authorization header. */
+export function register(d: Daemon, label: string, authorization: string) {
+  const host = 'registrar.localhost';
+  return curlStatus(`https://${host}:${d.registrarPort}/register/${label}`, d.caFile, [
+    '--resolve', `${host}:${d.registrarPort}:127.0.0.1`, '-X', 'PUT', '-H', `Authorization: ${authorization}`,
+  ]);
+}
+
+export { connect };
