@@ -167,7 +167,9 @@ export function storeError(e: unknown): TaasError {
   if (err?.name === 'ReplyError' && !UNAVAILABLE_REPLIES.test(err.message)) {
     return new TaasError('TAAS_INTERNAL', `Redis refused a command: ${err.message.split('\n')[0]}`, { cause: e });
   }
-  return new TaasError('TAAS_STORE_UNAVAILABLE', `the store cannot be reached: ${err?.message ?? String(e)}`, { retryAfter: RETRY_AFTER_S, cause: e });
+  // The message may reach a client in a 503 body: no driver internals in it. The reason is in
+  // `cause`, and in the outage line ConnectionHealth logs.
+  return new TaasError('TAAS_STORE_UNAVAILABLE', 'the store cannot be reached right now', { retryAfter: RETRY_AFTER_S, cause: e });
 }
 
 /** Resolves once the client is ready, or at its first failure, or after `ms`: never rejects, never waits for an outage. */

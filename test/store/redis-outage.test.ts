@@ -133,4 +133,16 @@ describe('Redis store while Redis is unreachable', () => {
     await store.putDoc('a', 'b', 2);
     expect(await store.getDoc('a', 'b')).toBe(2);
   });
+
+  it('starts with Cluster seeds or sentinels that are all down, and fails fast', async () => {
+    const port = await freePort();
+    for (const cfg of [{ cluster: [{ host: '127.0.0.1', port }] }, { sentinels: [{ host: '127.0.0.1', port }], name: 'm' }]) {
+      const t0 = performance.now();
+      const store = await RedisStore.connect(cfg, box, pino({ level: 'silent' }));
+      cleanups.push(() => store.close());
+      expect(performance.now() - t0).toBeLessThan(1700);
+      for (let i = 0; i < 5; i++) expect(await failsFast(store.ping())).toBeLessThan(200);
+      expect(await failsFast(store.listEntries())).toBeLessThan(200);
+    }
+  });
 });
