@@ -54,6 +54,8 @@ export class RedisStore implements Store {
   private readonly instance = crypto.randomUUID();
   private readonly health: ConnectionHealth;
   private closed = false;
+  /** Set when connect() returns; later subscriber (re)connections mean "re-read". */
+  private opened = false;
 
   private constructor(
     readonly spec: ConnectionSpec,
@@ -68,13 +70,12 @@ export class RedisStore implements Store {
     this.keys = new RedisKeys(spec.prefix);
     this.health = new ConnectionHealth(client, spec.describe, logger);
     // The subscriber's errors are the same outage the command connection reports: only keep
-    // ioredis from throwing them, and after a reconnection tell listeners to re-read, since
-    // announcements made during the outage were lost.
-    let subWasUp = false;
+    // ioredis from throwing them. Whenever it (re)connects after connect() returned (Redis was
+    // down at start, or an outage ended), tell listeners to re-read: announcements made while
+    // it was away were lost, and a daemon started during an outage has read nothing yet.
     sub.on('error', () => undefined);
     sub.on('ready', () => {
-      if (subWasUp) this.emit({ type: 'entries' });
-      subWasUp = true;
+      if (this.opened) this.emit({ type: 'entries' });
     });
     sub.on('message', (channel: string, message: string) => {
       if (channel !== this.keys.events) return;
@@ -105,6 +106,7 @@ export class RedisStore implements Store {
     // already subscribed, so it misses no change made after it was opened.
     const subReady = settleFirstConnect(sub).then((up) => up && withTimeout(subscribed, COMMAND_TIMEOUT_MS));
     await Promise.all([settleFirstConnect(client), subReady]);
+    store.opened = true;
     return store;
   }
 

@@ -54,6 +54,8 @@ describe('Redis store while Redis is unreachable', () => {
     const t0 = performance.now();
     const store = await RedisStore.connect(`redis://127.0.0.1:${port}`, box, logger);
     cleanups.push(() => store.close());
+    let events = 0;
+    store.watch(() => events++);
     // Connection refused settles the first connection at once: no start-up wait.
     expect(performance.now() - t0).toBeLessThan(1000);
     for (let i = 0; i < 20; i++) expect(await failsFast(store.getEntry('x'))).toBeLessThan(200);
@@ -67,6 +69,8 @@ describe('Redis store while Redis is unreachable', () => {
     await pollUntil(() => store.ping().then(() => true, () => false), 10_000, 50);
     // Reconnection backoff is capped at 2 s.
     expect(performance.now() - up).toBeLessThan(3000);
+    // Whoever watches (the daemon's fixed-port sync) is told to read what it could not at start.
+    await pollUntil(() => events > 0, 5000);
     const e = await store.createEntry(makeEntry());
     expect((await store.getEntry(e.id))?.secret).toBe(e.secret);
     expect(lines.filter((l) => /reachable again/.test(l.msg)).length).toBe(1);
