@@ -41,9 +41,11 @@ export class SecretBox {
     if (v !== 'v1' || !key || !iv || !tag || ct === undefined) {
       throw new TaasError('TAAS_FILE_UNREADABLE', `a stored secret cannot be opened (key ${kid ?? '?'} is not in the secret key file)`);
     }
-    const d = crypto.createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
-    d.setAuthTag(Buffer.from(tag, 'base64url'));
     try {
+      // The tag length is pinned: GCM would otherwise accept a truncated tag (down to 4 bytes),
+      // and a damaged value must be a TaasError, not a TypeError from setAuthTag.
+      const d = crypto.createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), { authTagLength: 16 });
+      d.setAuthTag(Buffer.from(tag, 'base64url'));
       return Buffer.concat([d.update(Buffer.from(ct, 'base64url')), d.final()]).toString('utf8');
     } catch {
       throw new TaasError('TAAS_FILE_UNREADABLE', `a stored secret failed authentication with key ${kid}`);
