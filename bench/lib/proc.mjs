@@ -1,0 +1,101 @@
+// Process helpers for the benchmark: the C tools, running loadgen, CPU time and RSS from /proc,
+// pinning with taskset, ports.
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const binDir = path.join(root, 'bench', '.bin');
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+export function have(cmd) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Compiles bench/c/*.c into bench/.bin (gcc -O2). */
+export function buildTools() {
+  fs.mkdirSync(binDir, { recursive: true });
+  for (const [src, out] of [['loadgen.c', 'loadgen'], ['bare-splice.c', 'bare-splice']]) {
+    execFileSync('gcc', ['-O2', '-Wall', '-pthread', '-o', path.join(binDir, out), path.join(root, 'bench', 'c', src)], { stdio: 'inherit' });
+  }
+}
+
+/** Runs loadgen; `pin` = run it on CPU 0 only. Resolves with its JSON line. */
+export function loadgen(args, { pin = false, timeoutMs = 120_000 } = {}) {
+  const cmd = pin ? 'taskset' : path.join(binDir, 'loadgen');
+  const argv = pin ? ['-c', '0', path.join(binDir, 'loadgen'), ...args] : args;
+  return new Promise((resolve, reject) => {
+    execFile(cmd, argv, { timeout: timeoutMs }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`loadgen ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      resolve(JSON.parse(stdout.trim().split('\n').pop()));
+    });
+  });
+}
+
+/** CPU seconds used by a process and its reaped children (utime+stime+cutime+cstime). */
+export function cpuSeconds(pid) {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14..17 of proc(5), counted from after the command name (which starts at field 3).
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
+}
+
+/** Resident set size in bytes (VmRSS). */
+export function rssBytes(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** Every thread of `pid` onto `cpus` ("0" or "0-1"). */
+export function pin(pid, cpus) {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts on 127.0.0.1:port (bounded). */
+export async function waitListening(port, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const s = net.connect({ port, host: '127.0.0.1' });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listening on ${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export function median(xs) {
+  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+export function percentile(xs, p) {
+  const v = [...xs].sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  return v[Math.min(v.length - 1, Math.floor(p * v.length))];
+}

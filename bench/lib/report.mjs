@@ -1,0 +1,109 @@
+// Turns the medians of a run into markdown tables (stdout, docs/bench.md) with ratios to
+// "direct" and to HAProxy computed within the run, and checks the targets of issue 3.
+
+const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : '–');
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
+const kb = (bytes) => (Number.isFinite(bytes) ? (bytes / 1024).toFixed(2) : '–');
+
+function table(head, rows) {
+  const lines = [`| ${head.join(' | ')} |`, `|${head.map((h, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  for (const r of rows) lines.push(`| ${r.join(' | ')} |`);
+  return lines.join('\n');
+}
+
+/** Ratios of every row to direct and to HAProxy, per metric. */
+export function ratios(res) {
+  const d = res.rows.direct;
+  const h = res.rows.haproxy;
+  const out = {};
+  for (const [key, r] of Object.entries(res.rows)) {
+    out[key] = {
+      bulk1VsDirect: ratio(r.bulk1?.gbps, d?.bulk1?.gbps),
+      bulk1VsHAProxy: ratio(r.bulk1?.gbps, h?.bulk1?.gbps),
+      bulk4VsDirect: ratio(r.bulk4?.gbps, d?.bulk4?.gbps),
+      bulk4VsHAProxy: ratio(r.bulk4?.gbps, h?.bulk4?.gbps),
+      bulk1VsBare: ratio(r.bulk1?.gbps, res.rows.bare?.bulk1?.gbps),
+      cpuPerGBVsHAProxy: ratio(r.bulk1?.cpuPerGB, h?.bulk1?.cpuPerGB),
+      addedP50PinnedUs1: (r.lat?.pinned1?.p50us ?? NaN) - (d?.lat?.pinned1?.p50us ?? NaN),
+      addedP50PinnedUs64: (r.lat?.pinned64?.p50us ?? NaN) - (d?.lat?.pinned64?.p50us ?? NaN),
+    };
+  }
+  return out;
+}
+
+export function tables(res) {
+  const keys = Object.keys(res.rows);
+  const R = res.ratios;
+  const label = (k) => res.rows[k].label;
+  const out = [];
+  out.push('### Bulk throughput (1 MiB writes) and relay CPU');
+  out.push(
+    table(
+      ['row', '1 stream GB/s', '× direct', '× HAProxy', '4 streams GB/s', '× direct', '× HAProxy', 'relay CPU s/GB (1 stream)', 'relay CPU s/GB (4 streams)'],
+      keys.map((k) => {
+        const r = res.rows[k];
+        return [label(k), f(r.bulk1?.gbps), f(R[k].bulk1VsDirect), f(R[k].bulk1VsHAProxy), f(r.bulk4?.gbps), f(R[k].bulk4VsDirect), f(R[k].bulk4VsHAProxy), f(r.bulk1?.cpuPerGB, 3), f(r.bulk4?.cpuPerGB, 3)];
+      }),
+    ),
+  );
+  out.push('', '### Round-trip latency, ping-pong (µs): p50 / p99');
+  out.push(
+    table(
+      ['row', '1 B pinned', '64 B pinned', '1 B unpinned', '64 B unpinned', 'added p50 pinned, 1 B', 'added p50 pinned, 64 B'],
+      keys.map((k) => {
+        const l = res.rows[k].lat ?? {};
+        const pp = (x) => (x ? `${f(x.p50us, 1)} / ${f(x.p99us, 1)}` : '–');
+        return [label(k), pp(l.pinned1), pp(l.pinned64), pp(l.unpinned1), pp(l.unpinned64), f(R[k].addedP50PinnedUs1, 1), f(R[k].addedP50PinnedUs64, 1)];
+      }),
+    ),
+  );
+  out.push('', `### Pairing and memory (time-to-pair: connect → first octet at the far end; RSS at ${res.config.rssN} each)`);
+  out.push(
+    table(
+      ['row', 'pairings/s', 'time-to-pair p50 ms', 'p99 ms', 'RSS per established pairing KB', 'RSS per idle responder KB'],
+      keys.map((k) => {
+        const r = res.rows[k];
+        return [label(k), f(r.pairings?.perSec, 0), f(r.pairings?.p50ms), f(r.pairings?.p99ms), kb(r.rss?.perPairing), kb(r.rss?.perIdleResponder)];
+      }),
+    ),
+  );
+  const taas = keys.filter((k) => k.startsWith('taas-'));
+  if (taas.length) {
+    out.push('', '### Registrations (HTTPS PUT + TOTP/session + port allocation + connect + cookie)');
+    out.push(
+      table(
+        ['row', 'registrations/s (16 in flight)', 'p99 ms idle', 'p99 ms, data path saturated', 'saturated / idle', 'GB/s meanwhile'],
+        taas.map((k) => {
+          const r = res.rows[k];
+          return [label(k), f(r.pairings?.regPerSec, 0), f(r.reg?.idleP99ms), f(r.reg?.busyP99ms), f(ratio(r.reg?.busyP99ms, r.reg?.idleP99ms)), f(r.reg?.busyGbps)];
+        }),
+      ),
+    );
+  }
+  return out.join('\n');
+}
+
+/** The targets of issue 3 for the splice engine, each met or missed with the figures. */
+export function targets(res) {
+  const s = res.rows['taas-splice'];
+  const h = res.rows.haproxy;
+  const b = res.rows.bare;
+  if (!s) return [{ target: 'taas splice row', met: false, detail: 'not measured (addon not built)' }];
+  const R = res.ratios['taas-splice'];
+  const rh = res.ratios.haproxy;
+  const t = [];
+  const add = (target, value, limit, cmp, detail) => t.push({ target, met: Number.isFinite(value) && Number.isFinite(limit) ? cmp(value, limit) : null, detail });
+  add('1 stream ≥ 1.25× HAProxy', R.bulk1VsHAProxy, 1.25, (a, l) => a >= l, `${f(R.bulk1VsHAProxy)}× (${f(s.bulk1?.gbps)} vs ${f(h?.bulk1?.gbps)} GB/s)`);
+  add('1 stream ≥ 0.9× bare splice', R.bulk1VsBare, 0.9, (a, l) => a >= l, `${f(R.bulk1VsBare)}× (${f(s.bulk1?.gbps)} vs ${f(b?.bulk1?.gbps)} GB/s)`);
+  add('4 streams ≥ 1.1× HAProxy', R.bulk4VsHAProxy, 1.1, (a, l) => a >= l, `${f(R.bulk4VsHAProxy)}× (${f(s.bulk4?.gbps)} vs ${f(h?.bulk4?.gbps)} GB/s)`);
+  add('relay CPU per GB ≤ HAProxy', s.bulk1?.cpuPerGB, h?.bulk1?.cpuPerGB, (a, l) => a <= l, `${f(s.bulk1?.cpuPerGB, 3)} vs ${f(h?.bulk1?.cpuPerGB, 3)} s/GB`);
+  add('added p50 latency pinned (1 B) ≤ HAProxy', R.addedP50PinnedUs1, rh?.addedP50PinnedUs1, (a, l) => a <= l, `+${f(R.addedP50PinnedUs1, 1)} vs +${f(rh?.addedP50PinnedUs1, 1)} µs`);
+  add('added p50 latency pinned (64 B) ≤ HAProxy', R.addedP50PinnedUs64, rh?.addedP50PinnedUs64, (a, l) => a <= l, `+${f(R.addedP50PinnedUs64, 1)} vs +${f(rh?.addedP50PinnedUs64, 1)} µs`);
+  add('RSS per established pairing ≤ 1 KB', s.rss?.perPairing, 1024, (a, l) => a <= l, `${kb(s.rss?.perPairing)} KB (HAProxy ${kb(h?.rss?.perPairing)} KB)`);
+  add('registration p99 saturated ≤ 2× idle', s.reg?.busyP99ms, 2 * (s.reg?.idleP99ms ?? NaN), (a, l) => a <= l, `${f(s.reg?.busyP99ms)} vs ${f(s.reg?.idleP99ms)} ms idle`);
+  return t;
+}
+
+export function targetLines(list) {
+  return list.map((x) => `- ${x.met === null ? 'NOT MEASURED' : x.met ? 'met' : 'MISSED'}: ${x.target} — ${x.detail}`).join('\n');
+}

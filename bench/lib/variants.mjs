@@ -1,0 +1,176 @@
+// The rows of the benchmark. Each variant starts once, is measured interleaved with the others,
+// and stops at the end. `endpoints(streams)` gives loadgen its connection arguments; `pid` is
+// the relay process whose CPU time and RSS are read (none for "direct").
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { binDir, freePort, have, root, waitListening } from './proc.mjs';
+import { TaasDaemon } from './taas.mjs';
+
+/** A relay that listens on `front` and connects to `target`, where the far end listens. */
+class ForwardingVariant {
+  constructor(key, label, opts = {}) {
+    this.key = key;
+    this.label = label;
+    this.kind = 'forward';
+    this.multiProcess = opts.multiProcess ?? false;
+    this.child = null;
+  }
+
+  get pid() {
+    return this.child?.pid;
+  }
+
+  async ports() {
+    this.front = await freePort();
+    this.target = await freePort();
+  }
+
+  endpoints() {
+    return { args: ['--near', String(this.front), '--listen', String(this.target)] };
+  }
+
+  async spawnRelay(cmd, args) {
+    this.child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.child.stderr.on('data', (d) => process.stderr.write(`[${this.key}] ${d}`));
+    await waitListening(this.front);
+  }
+
+  async stop() {
+    if (this.child && this.child.exitCode === null) {
+      this.child.kill('SIGTERM');
+      await new Promise((r) => this.child.once('exit', r));
+    }
+  }
+}
+
+class Direct extends ForwardingVariant {
+  constructor() {
+    super('direct', 'direct (no relay)');
+  }
+  async start() {
+    this.target = await freePort();
+    this.front = this.target;
+  }
+  get pid() {
+    return undefined;
+  }
+}
+
+class BareSplice extends ForwardingVariant {
+  constructor() {
+    super('bare', 'bare splice relay (C)');
+  }
+  async start() {
+    await this.ports();
+    await this.spawnRelay(path.join(binDir, 'bare-splice'), [String(this.front), String(this.target)]);
+  }
+}
+
+class HAProxy extends ForwardingVariant {
+  constructor() {
+    super('haproxy', 'HAProxy (TCP, forced splice)');
+  }
+  async start() {
+    await this.ports();
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-bench-haproxy-'));
+    const cfg = path.join(this.dir, 'haproxy.cfg');
+    // TCP mode with splice forced both ways and 1 MiB pipes, one thread per CPU (its default):
+    // the strongest configuration HAProxy offers for this job.
+    fs.writeFileSync(
+      cfg,
+      `global
+  maxconn 6000
+  tune.pipesize 1048576
+  nbthread ${os.availableParallelism()}
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  option splice-auto
+  option splice-request
+  option splice-response
+frontend fe
+  bind 127.0.0.1:${this.front}
+  default_backend be
+backend be
+  server s1 127.0.0.1:${this.target}
+`,
+    );
+    await this.spawnRelay('haproxy', ['-db', '-q', '-f', cfg]);
+  }
+  async stop() {
+    await super.stop();
+    if (this.dir) fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+class Socat extends ForwardingVariant {
+  constructor() {
+    // One process per connection (fork): CPU is counted through the parent's reaped children.
+    super('socat', 'socat (fork, 1 MiB buffer)', { multiProcess: true });
+  }
+  async start() {
+    await this.ports();
+    await this.spawnRelay('socat', ['-b', '1048576', `TCP-LISTEN:${this.front},bind=127.0.0.1,fork,reuseaddr,nodelay`, `TCP:127.0.0.1:${this.target},nodelay`]);
+  }
+}
+
+/** A relay engine alone in a small Node process (bench/lib/engine-relay.mjs): no daemon around it. */
+class EngineOnly extends ForwardingVariant {
+  constructor(engine) {
+    super(`engine-${engine}`, `${engine} engine alone (no daemon)`);
+    this.engine = engine;
+  }
+  async start() {
+    await this.ports();
+    await this.spawnRelay(process.execPath, [path.join(root, 'bench', 'lib', 'engine-relay.mjs'), this.engine, String(this.front), String(this.target)]);
+  }
+}
+
+/** The real daemon: registrations, 307, pairing. */
+class Taas {
+  constructor(engine) {
+    this.key = `taas-${engine}`;
+    this.label = `taas ${engine}`;
+    this.kind = 'taas';
+    this.engine = engine;
+  }
+  get pid() {
+    return this.daemon.pid;
+  }
+  async start() {
+    const lo = this.engine === 'splice' ? 20000 : 30000;
+    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range: [lo, lo + 9999] });
+    await this.daemon.start();
+    await this.daemon.nearPort();
+  }
+  endpoints(streams) {
+    return this.daemon.endpoints(streams);
+  }
+  async stop() {
+    await this.daemon?.stop();
+  }
+}
+
+/** Every row this machine can run, and the reason for each it cannot. */
+export function variants({ engineRows = false } = {}) {
+  const rows = [];
+  const skipped = [];
+  rows.push(new Direct(), new BareSplice());
+  if (have('haproxy')) rows.push(new HAProxy());
+  else skipped.push({ key: 'haproxy', why: 'haproxy not installed (scripts/install-bench-deps.sh)' });
+  if (have('socat')) rows.push(new Socat());
+  else skipped.push({ key: 'socat', why: 'socat not installed (scripts/install-bench-deps.sh)' });
+  const addon = path.join(root, 'build', 'Release', 'taas_splice.node');
+  if (fs.existsSync(addon)) rows.push(new Taas('splice'));
+  else skipped.push({ key: 'taas-splice', why: 'native addon not built (npm run build:native)' });
+  rows.push(new Taas('stream'));
+  if (engineRows) {
+    if (fs.existsSync(addon)) rows.push(new EngineOnly('splice'));
+    rows.push(new EngineOnly('stream'));
+  }
+  return { rows, skipped };
+}

@@ -1,0 +1,176 @@
+// `npm run bench`: the benchmark of issue 3. Not a test: it measures, interleaved, with the
+// median of several repetitions, every row this machine can run (direct, bare splice relay,
+// taas splice, taas stream, HAProxy, socat), prints markdown tables with ratios to direct and
+// to HAProxy, checks the targets, and writes bench/results/latest.json.
+//
+//   node bench/run.mjs [--reps N] [--seconds S] [--pairings N] [--rss N] [--only k1,k2]
+//                      [--skip bulk,latency,pairings,registration,rss] [--engine-rows] [--quick]
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { machine } from './lib/machine.mjs';
+import { bulk, latency, pairings, registrationUnderLoad, rss } from './lib/measure.mjs';
+import { buildTools, median, root } from './lib/proc.mjs';
+import { ratios, tables, targetLines, targets } from './lib/report.mjs';
+import { variants } from './lib/variants.mjs';
+
+const { values: o } = parseArgs({
+  options: {
+    reps: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '2' },
+    pairings: { type: 'string', default: '1000' },
+    rss: { type: 'string', default: '5000' },
+    only: { type: 'string' },
+    skip: { type: 'string', default: '' },
+    'engine-rows': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
+    'no-raise': { type: 'boolean', default: false },
+  },
+});
+
+// 5,000 pairings need ~10,000 descriptors here and in the relay: raise the soft limit to the
+// hard one by re-running under a shell that does (a process cannot raise its own from Node).
+const soft = Number(spawnSync('sh', ['-c', 'ulimit -Sn']).stdout.toString());
+const hard = spawnSync('sh', ['-c', 'ulimit -Hn']).stdout.toString().trim();
+if (!o['no-raise'] && String(soft) !== hard) {
+  const r = spawnSync('sh', ['-c', `ulimit -n ${hard} && exec "$0" "$@"`, process.execPath, ...process.argv.slice(1), '--no-raise'], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+
+const reps = o.quick ? 1 : Number(o.reps);
+const seconds = o.quick ? 1 : Number(o.seconds);
+const nPairings = o.quick ? 200 : Number(o.pairings);
+const skip = new Set(o.skip.split(',').filter(Boolean));
+const limits = { soft: Number(spawnSync('sh', ['-c', 'ulimit -Sn']).stdout.toString()), hard: Number(hard) };
+const rssN = Math.min(o.quick ? 500 : Number(o.rss), Math.floor((limits.soft - 200) / 2));
+
+for (const need of ['dist/relay/engines/stream.js', 'dist/auth/totp.js', 'bin/taas-server']) {
+  if (!fs.existsSync(path.join(root, need))) {
+    console.error(`bench: ${need} missing; run npm run build (and npm run build:native) first`);
+    process.exit(2);
+  }
+}
+buildTools();
+
+const m = machine();
+const log = (s) => process.stderr.write(`${s}\n`);
+log(`bench: ${m.cpu}, ${m.cpus} CPUs, ${m.kernel}, Node ${m.node}; descriptors soft ${limits.soft} / hard ${limits.hard}`);
+
+const { rows: all, skipped } = variants({ engineRows: o['engine-rows'] });
+const only = o.only ? new Set(o.only.split(',')) : null;
+const rows = only ? all.filter((v) => only.has(v.key)) : all;
+for (const s of skipped) log(`bench: row ${s.key} skipped: ${s.why}`);
+
+const started = Date.now();
+const runs = {}; // key -> metric -> [results]
+const put = (v, metric, r) => ((runs[v.key] ??= {})[metric] ??= []).push(r);
+/** Each repetition visits the rows in a rotated order, so no row always runs first or last. */
+const rotate = (list, i) => list.map((_, j) => list[(i + j) % list.length]);
+
+try {
+  for (const v of rows) {
+    log(`bench: starting ${v.label}`);
+    await v.start();
+  }
+
+  if (!skip.has('bulk')) {
+    for (let rep = 0; rep < reps; rep++) {
+      for (const streams of [1, 4]) {
+        for (const v of rotate(rows, rep)) {
+          const r = await bulk(v, { streams, seconds });
+          put(v, `bulk${streams}`, r);
+          log(`bulk ${streams} stream(s) rep ${rep + 1}: ${v.key} ${r.gbps.toFixed(2)} GB/s, ${r.cpuPerGB.toFixed(3)} CPU s/GB`);
+        }
+      }
+    }
+  }
+
+  if (!skip.has('latency')) {
+    for (let rep = 0; rep < reps; rep++) {
+      for (const pinned of [true, false]) {
+        for (const size of [1, 64]) {
+          for (const v of rotate(rows, rep)) {
+            const r = await latency(v, { size, pinned, iters: 5000 });
+            put(v, `${pinned ? 'pinned' : 'unpinned'}${size}`, r);
+            log(`latency ${size} B ${pinned ? 'pinned' : 'unpinned'} rep ${rep + 1}: ${v.key} p50 ${r.p50us} µs p99 ${r.p99us} µs`);
+          }
+        }
+      }
+    }
+  }
+
+  // Pairings: the bare relay is one thread per direction by design (a throughput ceiling, not a
+  // server), and socat forks per connection; both are still measured, for reference.
+  if (!skip.has('pairings')) {
+    for (let rep = 0; rep < reps; rep++) {
+      for (const v of rotate(rows, rep)) {
+        const r = await pairings(v, { n: nPairings, conc: 32 });
+        put(v, 'pairings', r);
+        log(`pairings rep ${rep + 1}: ${v.key} ${r.perSec.toFixed(0)}/s, p99 ${r.p99ms.toFixed(2)} ms${r.regPerSec ? `, registrations ${r.regPerSec.toFixed(0)}/s` : ''}`);
+      }
+    }
+  }
+
+  if (!skip.has('registration')) {
+    for (let rep = 0; rep < Math.min(reps, 2); rep++) {
+      for (const v of rotate(rows.filter((x) => x.kind === 'taas'), rep)) {
+        const r = await registrationUnderLoad(v, { seconds: o.quick ? 1.5 : 3 });
+        put(v, 'reg', r);
+        log(`registration rep ${rep + 1}: ${v.key} p99 idle ${r.idleP99ms.toFixed(2)} ms (${r.idleN}), saturated ${r.busyP99ms.toFixed(2)} ms (${r.busyN}) at ${r.busyGbps.toFixed(2)} GB/s`);
+      }
+    }
+  }
+
+  // RSS last: thousands of sockets leave garbage behind that would blur the earlier phases.
+  // Only for relays that serve many connections in one process.
+  if (!skip.has('rss')) {
+    for (const v of rows.filter((x) => x.kind === 'taas' || x.key === 'haproxy' || x.key.startsWith('engine-'))) {
+      const r = await rss(v, { n: rssN });
+      put(v, 'rss', r);
+      log(`rss at ${rssN}: ${v.key} ${(r.perPairing / 1024).toFixed(2)} KB per pairing, ${(r.perIdleResponder / 1024).toFixed(2)} KB per idle responder`);
+    }
+  }
+} finally {
+  for (const v of rows) await v.stop().catch((e) => log(`bench: stopping ${v.key}: ${e.message}`));
+}
+
+/** Median of each numeric field over the repetitions. */
+function med(list) {
+  if (!list?.length) return undefined;
+  const out = {};
+  for (const k of Object.keys(list[0])) out[k] = median(list.map((x) => x[k]));
+  return out;
+}
+
+const res = {
+  when: new Date().toISOString(),
+  durationSeconds: Math.round((Date.now() - started) / 1000),
+  machine: m,
+  config: { reps, bulkSeconds: seconds, pairings: nPairings, pairingConcurrency: 32, rssN, latencyIters: 5000, descriptorLimits: limits },
+  skipped,
+  rows: {},
+};
+for (const v of rows) {
+  const r = runs[v.key] ?? {};
+  res.rows[v.key] = {
+    label: v.label,
+    bulk1: med(r.bulk1),
+    bulk4: med(r.bulk4),
+    lat: { pinned1: med(r.pinned1), pinned64: med(r.pinned64), unpinned1: med(r.unpinned1), unpinned64: med(r.unpinned64) },
+    pairings: med(r.pairings),
+    reg: med(r.reg),
+    rss: med(r.rss),
+    runs: r,
+  };
+}
+res.ratios = ratios(res);
+res.targets = targets(res);
+
+const header = `Machine: ${m.cpu}, ${m.cpus} CPUs, ${m.memoryGB} GB, ${m.kernel} (${m.distro}), Node ${m.node}, ${m.haproxy ?? 'no HAProxy'}; medians of ${reps} interleaved repetitions, ${seconds} s bulk runs; descriptor limit soft ${limits.soft} / hard ${limits.hard}; load average at start ${m.loadAverageAtStart.join(' ')}.`;
+const text = `${header}\n\n${tables(res)}\n\n### Targets (taas splice)\n${targetLines(res.targets)}\n`;
+process.stdout.write(`\n${text}`);
+fs.mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
+res.markdown = text;
+fs.writeFileSync(path.join(root, 'bench', 'results', 'latest.json'), JSON.stringify(res, null, 2) + '\n');
+log(`bench: done in ${res.durationSeconds} s; bench/results/latest.json written`);
