@@ -93,4 +93,20 @@ describe('Redis store specifics', () => {
       await store.close();
     }
   });
+
+  it('connects as an ACL user, to a chosen database, from a URL or from host/port options', async () => {
+    const pw = 'pw with spaces & symbols';
+    redis.cli('ACL', 'SETUSER', 'relay', 'on', '>relay:p@ss/w', '~*', '&*', '+@all');
+    const viaUrl = await RedisStore.connect({ url: `redis://relay:${encodeURIComponent('relay:p@ss/w')}@127.0.0.1:${redis.port}/3`, prefix: 'acl' }, box, logger);
+    const viaOptions = await RedisStore.connect({ host: '127.0.0.1', port: redis.port, password: pw, db: 3, prefix: 'acl' }, box, logger);
+    try {
+      const e = await viaUrl.createEntry(makeEntry({ labels: ['acl1'] }));
+      expect((await viaOptions.entryForLabel('acl1'))?.id).toBe(e.id);
+      expect(redis.cli('-n', '3', 'hlen', '{acl}:entries')).toBe('1');
+      expect(redis.cli('-n', '0', 'exists', '{acl}:entries')).toBe('0');
+    } finally {
+      await viaUrl.close();
+      await viaOptions.close();
+    }
+  });
 });
