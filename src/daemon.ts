@@ -33,6 +33,9 @@ export interface RuntimeInfo {
   startedAt: string;
 }
 
+/** After drainTimeout, how long closed pairings get to report their end (the engine is quick). */
+const DRAIN_CLOSE_WAIT_MS = 2000;
+
 export function runtimeFile(dataDir: string): string {
   return path.resolve(dataDir, 'daemon.json');
 }
@@ -203,8 +206,13 @@ export class Daemon {
       };
       tick();
     });
-    if (this.relay.activePairings > 0) this.logger.warn({ active: this.relay.activePairings }, 'drain timeout reached; closing remaining pairings');
+    if (this.relay.activePairings === 0) return;
+    this.logger.warn({ active: this.relay.activePairings }, 'drain timeout reached; closing remaining pairings');
     this.relay.closeAll('drain');
+    // The engine reports the closed pairings asynchronously: wait for their ends (bounded), so
+    // that they are logged, counted and recorded before the store and the log are closed.
+    const closeBy = Date.now() + DRAIN_CLOSE_WAIT_MS;
+    while (this.relay.activePairings > 0 && Date.now() < closeBy) await new Promise((r) => setTimeout(r, 10));
   }
 
   /** SIGHUP: new config file values (certificate, limits, log level); a bad one is refused. */
