@@ -3,6 +3,7 @@
  * test/helpers/daemon.ts (with its management key), a parser for the Prometheus text format,
  * a raw TCP hidden server, and a raw mobile client that follows the registrar's 307 by hand.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -102,3 +103,62 @@ export function register(d: Daemon, label: string, authorization: string) {
 }
 
 export { connect };
+
+/**
+ * A hidden server that hashes everything it receives and, at EOF, answers
+ * `<octets> <sha256 hex>\n` and closes. `pauseAt` pauses reading once that many octets have
+ * arrived (TCP backpressure holds the sender), until `resume()`, so a test can act mid-transfer.
+ */
+export class HashSink {
+  readonly server = net.createServer({ allowHalfOpen: true });
+  port = 0;
+  received = 0;
+  private readonly sockets = new Set<net.Socket>();
+  private paused: net.Socket | null = null;
+  private onPause: (() => void) | null = null;
+
+  constructor(private readonly pauseAt = Infinity) {
+    this.server.on('connection', (s) => {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => {});
+      const hash = crypto.createHash('sha256');
+      let n = 0;
+      s.on('data', (c: Buffer) => {
+        hash.update(c);
+        n += c.length;
+        this.received += c.length;
+        if (n >= this.pauseAt && !this.paused && this.onPause) {
+          this.paused = s;
+          s.pause();
+          this.onPause();
+          this.onPause = null;
+        }
+      });
+      s.on('end', () => s.end(`${n} ${hash.digest('hex')}\n`));
+    });
+  }
+
+  async start(): Promise<this> {
+    this.port = await listen(this.server);
+    return this;
+  }
+
+  get target(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+
+  /** Resolves when a connection has delivered `pauseAt` octets and is paused. */
+  paused$(): Promise<void> {
+    return new Promise((resolve) => (this.onPause = resolve));
+  }
+
+  resume(): void {
+    this.paused?.resume();
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await closeServer(this.server);
+  }
+}
