@@ -90,8 +90,19 @@ function tmpDir(tag: string): string {
 
 /** Starts one redis-server; see RedisStartOptions. */
 export async function startRedis(opts: RedisStartOptions = {}): Promise<RedisProcess> {
+  // A port found free can be taken by another test process before redis-server binds it:
+  // then (and only then) choose another port.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRedisOn(opts.port ?? (await freePort()), opts);
+    } catch (e) {
+      if (opts.port !== undefined || attempt >= 3 || !/Address already in use/.test((e as Error).message)) throw e;
+    }
+  }
+}
+
+async function startRedisOn(port: number, opts: RedisStartOptions): Promise<RedisProcess> {
   const dir = opts.dir ?? tmpDir('redis');
-  const port = opts.port ?? (await freePort());
   const args = ['--bind', LOOPBACK, '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', ''];
   if (opts.tls) {
     args.push('--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.cert, '--tls-key-file', opts.tls.key);
@@ -101,7 +112,13 @@ export async function startRedis(opts: RedisStartOptions = {}): Promise<RedisPro
   }
   if (opts.password) args.push('--requirepass', opts.password);
   args.push(...(opts.args ?? []));
-  let child: ChildProcess | null = await spawnReady('redis-server', args, dir, READY);
+  let child: ChildProcess | null;
+  try {
+    child = await spawnReady('redis-server', args, dir, READY);
+  } catch (e) {
+    if (!opts.dir) fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const auth = opts.password ? `:${encodeURIComponent(opts.password)}@` : '';
   const cliBase = ['-h', LOOPBACK, '-p', String(port), ...(opts.password ? ['-a', opts.password, '--no-auth-warning'] : [])];
   if (opts.tls) cliBase.push('--tls', '--cacert', opts.tls.ca);
