@@ -230,6 +230,7 @@ export class Daemon {
     this.logger.level = next.logLevel;
     this.auth.setConfig(next);
     this.registrar.setConfig(next);
+    this.relay.setConfig(next);
     if (tls && this.tls) {
       this.tls = tls;
       this.registrar.setTls(tls);

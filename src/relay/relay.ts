@@ -56,7 +56,7 @@ export interface RelayEvents {
 }
 
 export class Relay extends EventEmitter {
-  private readonly config: Readonly<Config>;
+  private config: Readonly<Config>;
   private readonly engine: RelayEngine;
   private readonly logger: Logger;
   private readonly nodeId: string | undefined;
@@ -79,6 +79,17 @@ export class Relay extends EventEmitter {
     this.nodeId = deps.nodeId ?? deps.config.nodeId;
     this.allocator = new PortAllocator(this.config.portRange, this.config.taasHost, this.config.maxPorts);
     this.connLimit = new ConnLimit(this.config.maxConnsPerAddress);
+  }
+
+  /**
+   * SIGHUP (issue 7): the limits and timeouts read per use (maxIdlePerLabel, maxPendingPerId,
+   * maxWaitingClients, clientWaitTimeout, clientPortIdle, registrationTimeout, idleBufferBytes,
+   * pairingIdleTimeout) apply from now on to new registrations, clients and pairings;
+   * established ones keep what they started with. portRange, maxPorts and maxConnsPerAddress
+   * size structures built at start and need a restart.
+   */
+  setConfig(config: Readonly<Config>): void {
+    this.config = config;
   }
 
   override emit<K extends keyof RelayEvents>(event: K, payload: RelayEvents[K]): boolean {
