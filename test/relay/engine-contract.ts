@@ -283,13 +283,13 @@ export function runEngineContract(
       // Keep the busy pairing talking (a round trip every ~60 ms) until the quiet one is gone.
       let quietDone = false;
       void q.done.then(() => (quietDone = true));
-      while (!quietDone) {
+      while (!quietDone && Date.now() - started < 10_000) {
         const r = readExactly(busy.client, 1);
         busy.client.write('.');
         await r;
         await new Promise((res) => setTimeout(res, 60));
       }
-      const result = await settled(q);
+      const result = await settled(q, 1000);
       expect(result.reason).toBe('idle');
       expect(Date.now() - started).toBeGreaterThanOrEqual(idleMs - 20);
       await quietClosed;
