@@ -15,11 +15,18 @@ interface KeyFile {
 }
 
 export class SecretBox {
-  private readonly keys: Map<string, Buffer>;
-  private readonly current: string;
+  private keys!: Map<string, Buffer>;
+  private current!: string;
+  /** The key file this box was read from: re-read when a sealed value names a key not yet known. */
+  private file: string | null = null;
 
   constructor(keys: { id: string; key: Buffer }[]) {
+    this.setKeys(keys);
+  }
+
+  private setKeys(keys: { id: string; key: Buffer }[]): void {
     if (keys.length === 0) throw new TaasError('TAAS_FILE_UNREADABLE', 'secret key file holds no key');
+    if (keys.some((k) => typeof k.id !== 'string' || k.key.length !== 32)) throw new TaasError('TAAS_FILE_UNREADABLE', 'secret key file: every key needs an id and 32 bytes (base64)');
     this.keys = new Map(keys.map((k) => [k.id, k.key]));
     this.current = keys[keys.length - 1]!.id;
   }
@@ -29,6 +36,8 @@ export class SecretBox {
   }
 
   seal(plain: string): string {
+    // A key appended by `store rotate-key` is used from the next seal on, without a restart.
+    if (this.file && this.fileChanged()) this.reload();
     const iv = crypto.randomBytes(12);
     const c = crypto.createCipheriv('aes-256-gcm', this.keys.get(this.current)!, iv);
     const ct = Buffer.concat([c.update(plain, 'utf8'), c.final()]);
@@ -37,6 +46,8 @@ export class SecretBox {
 
   open(sealed: string): string {
     const [v, kid, iv, tag, ct] = sealed.split('.');
+    // `store rotate-key` appended a key and re-sealed while this process ran: take the new file.
+    if (kid !== undefined && !this.keys.has(kid) && this.file) this.reload();
     const key = kid === undefined ? undefined : this.keys.get(kid);
     if (v !== 'v1' || !key || !iv || !tag || ct === undefined) {
       throw new TaasError('TAAS_FILE_UNREADABLE', `a stored secret cannot be opened (key ${kid ?? '?'} is not in the secret key file)`);
@@ -56,20 +67,50 @@ export class SecretBox {
     return sealed.split('.')[1] === this.current;
   }
 
+  private loadedMtime = 0;
+
+  private fileChanged(): boolean {
+    try {
+      return fs.statSync(this.file!).mtimeMs !== this.loadedMtime;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Re-reads the key file (kept as it was when the file is unreadable: a half-copied file must not lock us out). */
+  private reload(): void {
+    try {
+      this.loadedMtime = fs.statSync(this.file!).mtimeMs;
+      this.setKeys(readKeyFile(this.file!));
+    } catch {
+      /* the open() that follows reports the unknown key */
+    }
+  }
+
   /** Loads the key file, creating it (mode 0600) with one fresh key when absent. */
   static fromFile(file: string): SecretBox {
     if (!fs.existsSync(file)) {
       fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
       writeKeyFile(file, { keys: [newKey()] });
     }
-    let parsed: KeyFile;
-    try {
-      parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
-    } catch (e) {
-      throw new TaasError('TAAS_FILE_UNREADABLE', `secret key file ${file}: ${(e as Error).message}`);
-    }
-    if (!Array.isArray(parsed?.keys)) throw new TaasError('TAAS_FILE_UNREADABLE', `secret key file ${file}: no "keys" list`);
-    return new SecretBox(parsed.keys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })));
+    const mtime = fs.statSync(file).mtimeMs;
+    const box = new SecretBox(readKeyFile(file));
+    box.file = file;
+    box.loadedMtime = mtime;
+    return box;
+  }
+
+  /** Rewrites the key file with only the current key (after every secret was re-sealed with it). */
+  static keepOnlyCurrent(file: string): SecretBox {
+    const box = SecretBox.fromFile(file);
+    const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as KeyFile;
+    writeKeyFile(file, { keys: parsed.keys.filter((k) => k.id === box.currentKeyId) });
+    return SecretBox.fromFile(file);
+  }
+
+  /** Ids of the keys this box can open with, oldest first. */
+  get keyIds(): string[] {
+    return [...this.keys.keys()];
   }
 
   /** Appends a new key to the file; the caller re-seals stored secrets with the new box. */
@@ -79,6 +120,17 @@ export class SecretBox {
     writeKeyFile(file, parsed);
     return SecretBox.fromFile(file);
   }
+}
+
+function readKeyFile(file: string): { id: string; key: Buffer }[] {
+  let parsed: KeyFile;
+  try {
+    parsed = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new TaasError('TAAS_FILE_UNREADABLE', `secret key file ${file}: ${(e as Error).message}`);
+  }
+  if (!Array.isArray(parsed?.keys)) throw new TaasError('TAAS_FILE_UNREADABLE', `secret key file ${file}: no "keys" list`);
+  return parsed.keys.map((k) => ({ id: k?.id, key: Buffer.from(typeof k?.key === 'string' ? k.key : '', 'base64') }));
 }
 
 function newKey(): { id: string; key: string } {
