@@ -17,6 +17,7 @@ import type { Store } from '../store/types.js';
 import { Daemon, readRuntime } from '../daemon.js';
 import { versionReport } from './version.js';
 import { printPairings, printEntries } from './print.js';
+import { addStoreCommands } from './store-commands.js';
 
 interface GlobalOpts {
   config?: string;
@@ -196,6 +197,7 @@ export function buildProgram(): Command {
       console.log(JSON.stringify({ file: file ?? '(embedded default)', config: maskConfig(c) }, null, 2));
     });
 
+  addStoreCommands(program);
   return program;
 }
 
