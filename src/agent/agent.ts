@@ -1,10 +1,12 @@
 /**
  * The hidden-server agent: keeps `pool` registrations open per label and forwards each paired
- * connection to the target. Registrations are made one at a time by a single loop, which
- * keeps the credential rules simple (one TOTP code per step, then the newest session token)
- * and makes backoff pool-wide: a relay that is down sees one agent retrying, not N slots.
+ * connection to the target. One loop starts all registrations: while no session token is held
+ * it runs one at a time (one TOTP code per step), with a token up to `concurrency` at once, so
+ * a burst of pairings is refilled in about one round trip. Backoff is agent-wide: a relay that
+ * is down sees one agent retrying, not N slots.
  */
 import { EventEmitter } from 'node:events';
+import https from 'node:https';
 import tls from 'node:tls';
 import { TaasError } from '../errors.js';
 import type { AgentFile, AgentServer } from '../protocol/index.js';
@@ -32,6 +34,8 @@ export interface AgentOptions {
   requestTimeoutMs: number;
   connectTimeoutMs: number;
   keepAliveMs: number;
+  /** Registrations in flight at once once a session token is held. */
+  concurrency: number;
   log: Logger;
 }
 
@@ -45,6 +49,8 @@ export const AGENT_DEFAULTS = {
   connectTimeoutMs: 10_000,
   // Below the common 60 s NAT UDP/TCP-idle floors of home routers, above chatty.
   keepAliveMs: 30_000,
+  // Enough to refill a burst of pairings in about one round trip without hammering the registrar.
+  concurrency: 4,
 } as const;
 
 /** A relay that closes a fresh registration this soon is refusing it, not recycling it. */
@@ -69,6 +75,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private gateUntil = 0;
   private rr = 0;
   private wakeUp: (() => void) | null = null;
+  /** A wake() that came while the loop was not paused: the next pause returns at once. */
+  private woken = false;
+  private readonly inflight = new Set<Promise<void>>();
+  private readonly http: https.Agent;
   private loopDone: Promise<void> | null = null;
   private stopping = false;
   private readonly log: Logger;
@@ -86,6 +96,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.backoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: opts.retryCapMs });
     if (opts.tls && !file.tls) throw new TaasError('TAAS_FILE_UNREADABLE', 'the agent file has no "tls" certificate for --tls; write it again with a current `taas-server entries add`');
     this.secureContext = opts.tls && file.tls ? tls.createSecureContext({ cert: file.tls.cert, key: file.tls.key }) : null;
+    this.http = new https.Agent({ keepAlive: true, maxSockets: Math.max(1, opts.concurrency) });
   }
 
   start(): void {
@@ -99,11 +110,16 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private wake(): void {
-    this.wakeUp?.();
+    if (this.wakeUp) this.wakeUp();
+    else this.woken = true;
   }
 
   /** Sleeps until woken, `ms` passes, or the agent stops. */
   private pause(ms: number): Promise<void> {
+    if (this.woken || this.stopping) {
+      this.woken = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -130,8 +146,20 @@ export class Agent extends EventEmitter<AgentEvents> {
         await this.pause(this.gateUntil - now);
         continue;
       }
-      await this.registerOne(pool);
+      const limit = this.credentials.hasUsableSession() ? Math.max(1, this.opts.concurrency) : 1;
+      if (this.inflight.size >= limit) {
+        await this.pause(Infinity); // a registration finishing wakes the loop
+        continue;
+      }
+      const p: Promise<void> = this.registerOne(pool)
+        .catch((e) => this.log.error({ label: pool.label, err: (e as Error).message }, 'registration failed unexpectedly'))
+        .finally(() => {
+          this.inflight.delete(p);
+          this.wake();
+        });
+      this.inflight.add(p);
     }
+    await Promise.all(this.inflight);
   }
 
   /** The next moment something is due without an event: a label unblocks or a registration ages out. */
@@ -171,6 +199,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         ca: this.opts.file.ca,
         timeoutMs: this.opts.requestTimeoutMs,
         signal: this.abort.signal,
+        agent: this.http,
       });
       if (outcome.kind !== 'unreachable') return outcome;
       this.log.warn({ label, server: `${target.host}:${target.port}`, err: outcome.reason }, 'relay unreachable');
@@ -276,6 +305,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.abort.abort();
     this.wake();
     await this.loopDone;
+    this.http.destroy();
     const paired: Responder[] = [];
     for (const p of this.pools) {
       for (const r of [...p.idle, ...p.retiring]) r.close();

@@ -37,6 +37,8 @@ export interface RegisterRequest {
   timeoutMs: number;
   maxHops?: number;
   signal?: AbortSignal;
+  /** A keep-alive agent saves a TLS handshake per registration when a pool refills; default: a fresh connection. */
+  agent?: https.Agent;
 }
 
 /** A registrar answers with a few dozen bytes; anything longer is not a registrar. */
@@ -63,8 +65,7 @@ function exchange(req: RegisterRequest, target: RegistrarTarget, path: string): 
       method: 'PUT',
       path,
       ca: req.ca,
-      // A fresh connection per registration: no stale keep-alive socket after a relay restart.
-      agent: false,
+      agent: req.agent ?? false,
       timeout: req.timeoutMs,
       signal: req.signal,
       headers: { host: target.servername, authorization: req.authorization, 'content-length': '0' },
@@ -72,7 +73,13 @@ function exchange(req: RegisterRequest, target: RegistrarTarget, path: string): 
       checkServerIdentity: (_host, cert) => checkServerIdentity(target.servername, cert),
     });
     r.on('timeout', () => r.destroy(Object.assign(new Error(`no answer within ${req.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
-    r.on('error', reject);
+    r.on('error', (e: NodeJS.ErrnoException) => {
+      // A kept-alive connection the registrar closed just as it was reused (restart, idle
+      // timeout): the request never reached it, so one retry on a new connection is safe.
+      if (r.reusedSocket && (e.code === 'ECONNRESET' || e.code === 'EPIPE') && !req.signal?.aborted) {
+        exchange({ ...req, agent: undefined }, target, path).then(resolve, reject);
+      } else reject(e);
+    });
     r.on('response', (res) => {
       const chunks: Buffer[] = [];
       let size = 0;

@@ -110,7 +110,7 @@ export class Responder extends EventEmitter {
           this.target = target;
           if (relay.destroyed) return target.destroy();
           target.write(first); // bytes already read reach the target first
-          this.pump(relay, target);
+          this.pump(relay, target, first.length);
         },
         (e: Error) => {
           this.opts.log.warn({ label: this.opts.label, target: `${this.opts.target.host}:${this.opts.target.port}`, err: e.message }, 'cannot reach the target; closing the paired client');
@@ -155,10 +155,11 @@ export class Responder extends EventEmitter {
   }
 
   private pumping = false;
-  private pump(client: net.Socket, target: net.Socket): void {
+  /** `head`: client octets already forwarded before the copy started (counted in the record). */
+  private pump(client: net.Socket, target: net.Socket, head = 0): void {
     this.pumping = true;
     target.setNoDelay(true);
-    void splice(client, target).then((bytes) => this.finish(bytes));
+    void splice(client, target).then((bytes) => this.finish({ ...bytes, aToB: bytes.aToB + head }));
   }
 
   private onRelayClose(): void {
