@@ -83,6 +83,12 @@ export interface Config {
   failuresPerAddress: number;
   /** Labels given their own series in metrics; the rest are folded into "other". */
   metricsLabelCap: number;
+  /**
+   * Seconds of silence on an idle responder before TCP keepalive probes start (Linux then
+   * probes every second, 10 times): a hidden server that vanished silently leaves the pool
+   * within this plus ~10 s.
+   */
+  responderKeepalive: number;
   /** File holding the key that encrypts TOTP secrets at rest. */
   secretKeyFile?: string;
   /** Seconds between node heartbeats in a multi-node relay; the TTL is three times this. */
@@ -146,6 +152,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   lockoutMax: { kind: 'number', default: 900, min: 0, max: 86400 },
   failuresPerAddress: { kind: 'int', default: 30, min: 1, max: 1_000_000 },
   metricsLabelCap: { kind: 'int', default: 100, min: 0, max: 100_000 },
+  responderKeepalive: { kind: 'int', default: 30, min: 1, max: 7200 },
   secretKeyFile: { kind: 'string' },
   heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600 },
   nodeId: { kind: 'string' },
