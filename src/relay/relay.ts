@@ -14,7 +14,7 @@ import type { PairingRecord } from '../store/types.js';
 import { normaliseAddress, peerOf } from './address.js';
 import { ClientPort } from './client-port.js';
 import { ConnLimit } from './conn-limit.js';
-import { RESPONDER_KEEPALIVE_MS, WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
+import { WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
 import type { PairingResult, RelayEngine } from './engine.js';
 import { HeldSocket } from './held-socket.js';
 import { PathBook } from './path-book.js';
@@ -152,7 +152,9 @@ export class Relay extends EventEmitter {
     socket.on('error', () => {}); // until HeldSocket takes over below; destroy() otherwise
     const pool = this.pool(label);
     if (this.closed) return void socket.destroy();
-    socket.setKeepAlive(true, RESPONDER_KEEPALIVE_MS);
+    // A hidden server that vanished silently (NAT mapping dropped, host gone) is found by TCP
+    // keepalive: libuv probes every 1 s, 10 times, after responderKeepalive s of silence.
+    socket.setKeepAlive(true, this.config.responderKeepalive * 1000);
     const held = new HeldSocket(socket, head, this.config.idleBufferBytes, (h) => {
       pool.removeIdle(h);
       this.logger.debug({ label }, 'idle responder left the pool');
