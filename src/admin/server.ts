@@ -126,6 +126,12 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
   });
   await app.register(cookie);
 
+  // API answers describe changing state (and some carry secrets): no cache may keep or reuse
+  // them. Without this, browsers reuse GET responses heuristically from Last-Modified.
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (req.url.startsWith('/api/') && !reply.hasHeader('cache-control')) void reply.header('cache-control', 'no-store');
+    return payload;
+  });
   installAuth(app, ctx);
   healthRoutes(app, ctx);
   sessionRoutes(app, ctx);

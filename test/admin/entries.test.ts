@@ -33,6 +33,8 @@ describe('entries', () => {
     const one = await h.call('GET', `/api/entries/${ID}`, { key: h.managementKey });
     expect(one.text).not.toContain(r.body.secret);
     expect(one.headers.get('etag')).toBe('"1"');
+    // Without no-store a browser reuses a GET heuristically from Last-Modified and shows stale data.
+    expect(one.headers.get('cache-control')).toBe('no-store');
     expect(one.headers.get('last-modified')).toBe(new Date(one.body.updatedAt).toUTCString());
   });
 

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
 import { parseAgentFile } from '../../src/protocol/agent-file.js';
 import { startHarness, type Harness } from '../admin/harness.js';
 import { launch, SCREENSHOTS } from './browser.js';
@@ -33,9 +33,19 @@ afterAll(async () => {
   await h?.close();
 });
 
+/** On failure, say what the page showed: the notice line and the main area's text. */
+function explainFailures(): void {
+  onTestFailed(async () => {
+    const notice = await page.locator('#notice').textContent().catch(() => '?');
+    const text = await page.locator('main').innerText().catch(() => '?');
+    console.error(`page at ${page.url()}\nnotice: ${notice}\nmain: ${text.slice(0, 1500)}`);
+  });
+}
+
 const shot = (name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 
 describe('admin page', () => {
+  beforeEach(() => explainFailures());
   it('signs in with the keyboard alone', async () => {
     await page.goto(h.url + '/');
     await page.locator('#signin-form').waitFor();
