@@ -25,7 +25,7 @@ const MAX_BACKOFF_MS = 2000;
 export const RETRY_AFTER_S = 5;
 
 /** Reply errors that mean "not available right now" rather than "bad command". */
-const UNAVAILABLE_REPLIES = /^(LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOAUTH|WRONGPASS|BUSY|NOREPLICAS|MOVED|ASK)\b/;
+const UNAVAILABLE_REPLIES = /^(LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOAUTH|WRONGPASS|BUSY|NOREPLICAS|MOVED|ASK)\b|\bREADONLY\b/;
 
 export interface ConnectionSpec {
   mode: 'single' | 'sentinel' | 'cluster';
@@ -49,6 +49,10 @@ const FAIL_FAST: IORedisOptions = {
   sentinelRetryStrategy: backoff,
   sentinelMaxConnections: 3,
   disableClientInfo: true,
+  // A master demoted to replica (Sentinel switchover, managed failover behind one DNS name)
+  // answers writes with READONLY while the connection stays up: reconnect, which asks the
+  // sentinels (or DNS) for the master again. The failed command itself is not resent.
+  reconnectOnError: (err: Error) => (/READONLY/.test(err.message) ? 1 : false),
 };
 
 /** Turns the `redis` config value (URL or options) into ioredis options. */

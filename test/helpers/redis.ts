@@ -192,6 +192,8 @@ export interface RedisSentinelSetup {
   replica: RedisProcess;
   sentinels: { host: string; port: number }[];
   name: string;
+  /** Runs redis-cli against the sentinel. */
+  sentinelCli(...args: string[]): string;
   stop(): Promise<void>;
 }
 
@@ -205,6 +207,9 @@ export async function startSentinel(password?: string): Promise<RedisSentinelSet
   // No 5 s wait before the replica's first full sync (the default diskless delay).
   const master = await startRedis({ password, args: [...auth, '--repl-diskless-sync-delay', '0'] });
   const replica = await startRedis({ password, args: [...auth, '--replicaof', master.host, String(master.port)] });
+  // Synced before the sentinel first looks (it looks again only every 10 s): otherwise it may
+  // judge the replica unfit to promote for that long.
+  await pollUntil(() => /master_link_status:up/.test(replica.cli('info', 'replication')), 15_000, 20);
   const dir = tmpDir('sentinel');
   const port = await freePort();
   const conf = path.join(dir, 'sentinel.conf');
@@ -234,6 +239,7 @@ export async function startSentinel(password?: string): Promise<RedisSentinelSet
     replica,
     sentinels: [{ host: LOOPBACK, port }],
     name,
+    sentinelCli: (...a) => execFileSync('redis-cli', ['-h', LOOPBACK, '-p', String(port), ...a], { encoding: 'utf8' }).trim(),
     stop: async () => {
       await exited(sentinel, 'SIGKILL');
       await Promise.all([master.stop(), replica.stop()]);

@@ -4,7 +4,7 @@
  */
 import crypto from 'node:crypto';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isTaasError } from '../../src/errors.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
@@ -16,10 +16,11 @@ const box = new SecretBox([{ id: 'k1', key: crypto.randomBytes(32) }]);
 const logger = pino({ level: 'silent' });
 let setup: RedisSentinelSetup;
 
-beforeAll(async () => {
+// A fresh master, replica and sentinel per test: each test changes who is master.
+beforeEach(async () => {
   setup = await startSentinel('sentinel-pw');
 });
-afterAll(async () => {
+afterEach(async () => {
   await setup?.stop();
 });
 
