@@ -64,6 +64,7 @@ export class RedisDirectory implements Directory {
   private readonly logger: Logger;
   private readonly idle = new Map<string, number>();
   private draining = false;
+  private load = 0;
   private readonly pending = new Map<string, (r: Reply | null) => void>();
   private heartbeat: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
@@ -106,7 +107,7 @@ export class RedisDirectory implements Directory {
       idleTotal += n;
       pairs.push(label, n);
     }
-    const info: NodeInfo = { ...this.self, draining: this.draining, idleTotal, at: Date.now() };
+    const info: NodeInfo = { ...this.self, draining: this.draining, idleTotal, load: this.load, at: Date.now() };
     const keys = [this.keys.node(this.self.id), this.keys.nodeIdle(this.self.id), this.keys.nodes];
     try {
       await ADVERTISE.run(this.client, keys, [this.self.id, JSON.stringify(info), this.ttlMs, Date.now(), ...pairs]);
@@ -136,6 +137,18 @@ export class RedisDirectory implements Directory {
     if (draining === this.draining) return;
     this.draining = draining;
     this.flushSoon();
+  }
+
+  setLoad(load: number): void {
+    // Written with the next heartbeat: load moves with every registration, and a few seconds
+    // of staleness only shifts which node a redirected hidden server lands on.
+    this.load = Math.min(1, Math.max(0, Number.isFinite(load) ? load : 0));
+  }
+
+  async pickNodeForRegistration(): Promise<NodeInfo | null> {
+    const candidates = (await this.read()).map((n) => n.info).filter((n) => n.id !== this.self.id && !n.draining && (n.load ?? 0) < 1);
+    candidates.sort((a, b) => (a.load ?? 0) - (b.load ?? 0) || a.id.localeCompare(b.id));
+    return candidates[0] ?? null;
   }
 
   /** Live node ids with their records and, when asked, their idle count for one label. */

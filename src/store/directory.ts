@@ -25,6 +25,8 @@ export interface NodeInfo extends NodeEndpoint {
   draining: boolean;
   /** Idle responders over all its labels. */
   idleTotal: number;
+  /** How full it is, 0..1 (e.g. ports in use / maxPorts), as it last said with setLoad. */
+  load: number;
   /** Epoch ms of its last advertisement, by its own clock (informative only). */
   at: number;
 }
@@ -55,6 +57,8 @@ export interface Directory {
   setIdle(label: string, count: number): void;
   /** Marks this node as draining (advertised within ~100 ms). */
   setDraining(draining: boolean): void;
+  /** Sets how full this node is, 0..1 (advertised with the next heartbeat). */
+  setLoad(load: number): void;
   /** Live nodes, this one first when included. Throws TAAS_STORE_UNAVAILABLE when Redis is. */
   listNodes(): Promise<NodeInfo[]>;
   /**
@@ -67,6 +71,11 @@ export interface Directory {
    * listening, or does not answer within `timeoutMs` (default 1000).
    */
   requestClientPort(nodeId: string, label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
+  /**
+   * Where to send a hidden server this node will not take (full, draining): the live node other
+   * than this one that is not draining and least loaded, or null when there is none.
+   */
+  pickNodeForRegistration(): Promise<NodeInfo | null>;
   /** findNodesFor, then requestClientPort on each candidate in turn until one grants a port. */
   findClientPort(label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
   /** Stops heartbeats and removes this node from the directory at once. */

@@ -57,9 +57,23 @@ describe('Redis directory', () => {
     const b = await node('node-b', undefined, '127.0.0.2');
     const nodes = await a.listNodes();
     expect(nodes.map((n) => n.id)).toEqual(['node-a', 'node-b']);
-    expect(nodes[1]).toMatchObject({ id: 'node-b', registrar: { host: '127.0.0.2', port: 8443 }, clientHost: '127.0.0.2', draining: false, idleTotal: 0 });
+    expect(nodes[1]).toMatchObject({ id: 'node-b', registrar: { host: '127.0.0.2', port: 8443 }, clientHost: '127.0.0.2', draining: false, idleTotal: 0, load: 0 });
     b.setDraining(true);
     await pollUntil(async () => (await a.listNodes())[1]!.draining, 3000);
+  });
+
+  it('picks the least loaded node that is not draining for a hidden server sent elsewhere', async () => {
+    const a = await node('node-a');
+    const b = await node('node-b');
+    const c = await node('node-c');
+    expect(await a.pickNodeForRegistration()).toMatchObject({ id: 'node-b' });
+    b.setLoad(0.7);
+    c.setLoad(0.2);
+    await pollUntil(async () => (await a.pickNodeForRegistration())?.id === 'node-c', 3000, 20);
+    c.setDraining(true);
+    await pollUntil(async () => (await a.pickNodeForRegistration())?.id === 'node-b', 3000, 20);
+    b.setLoad(1);
+    await pollUntil(async () => (await a.pickNodeForRegistration()) === null, 3000, 20);
   });
 
   it('finds the nodes with idle responders for a label, most idle first, soon after a change', async () => {
