@@ -11,6 +11,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import type { RegistrarRoutes } from './routes.js';
+import { sendError } from './respond.js';
+import { TaasError } from '../errors.js';
 import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
 
 /** How often Node checks header/request timeouts; its 30 s default would let slowloris linger. */
@@ -46,7 +48,10 @@ export class RegistrarServer {
       connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     };
     // Each request gets a correlation id that its log lines (and the registration it makes) carry.
-    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => withCorrelation(newCorrelationId('h'), () => void this.routes.handle(req, res));
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      if (this.tooManyHeaders(req, res)) return;
+      withCorrelation(newCorrelationId('h'), () => void this.routes.handle(req, res));
+    };
     const tls = this.tls;
     const server = tls
       ? https.createServer(
@@ -67,7 +72,8 @@ export class RegistrarServer {
           handler,
         )
       : http.createServer(common, handler);
-    server.maxHeadersCount = c.maxHeaders;
+    // One more than allowed, so that an excess is seen (Node would drop the rest silently).
+    server.maxHeadersCount = c.maxHeaders + 1;
     server.on('connection', (s: net.Socket) => this.admit(s));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
       // Malformed requests, oversized headers and timeouts: a short answer where one can still
@@ -91,6 +97,18 @@ export class RegistrarServer {
     });
     server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
     this.server = server;
+  }
+
+  /**
+   * More than maxHeaders headers: 431 and close. Cutting the list silently (Node's default)
+   * would let a request hide a second Authorization past the cut, or lose the only one.
+   */
+  private tooManyHeaders(req: http.IncomingMessage, res: http.ServerResponse): boolean {
+    if (req.rawHeaders.length / 2 <= this.config.maxHeaders) return false;
+    this.logger.debug({ from: req.socket.remoteAddress, limit: this.config.maxHeaders }, 'registrar request refused: too many headers');
+    res.shouldKeepAlive = false;
+    sendError(res, new TaasError('TAAS_BAD_REQUEST', `more than ${this.config.maxHeaders} headers`, { status: 431 }));
+    return true;
   }
 
   /** Bounds concurrent connections per source address. */
@@ -119,7 +137,7 @@ export class RegistrarServer {
   setConfig(config: Readonly<Config>): void {
     this.config = config;
     if (this.server) {
-      this.server.maxHeadersCount = config.maxHeaders;
+      this.server.maxHeadersCount = config.maxHeaders + 1;
       this.server.headersTimeout = config.headersTimeout * 1000;
     }
   }
