@@ -89,6 +89,15 @@ describe('bounds before authentication', () => {
     expect(Date.now() - t0).toBeLessThan(1000);
   });
 
+  it('more headers than maxHeaders get 431, not a silent cut (which would hide a second Authorization)', async () => {
+    const many = Array.from({ length: 50 }, (_, i) => `X-H${i}: v\r\n`).join('');
+    const auth = 'Authorization: TOTP username="a", response="123456"\r\n';
+    const r = await d.rawRequest(`PUT /register/demo HTTP/1.1\r\nHost: registrar.localhost\r\n${many}${auth}${auth}Connection: close\r\n\r\n`);
+    expect(r.status).toBe(431);
+    const under = Array.from({ length: 40 }, (_, i) => `X-H${i}: v\r\n`).join('');
+    expect((await d.rawRequest(`PUT /register/demo HTTP/1.1\r\nHost: registrar.localhost\r\n${under}Connection: close\r\n\r\n`)).status).toBe(401);
+  });
+
   it('a header block under the limit is served (the 431 is the limit, not any big request)', async () => {
     const r = await d.rawRequest(`PUT /register/demo HTTP/1.1\r\nHost: registrar.localhost\r\nX-Pad: ${'a'.repeat(4 * 1024)}\r\nConnection: close\r\n\r\n`);
     expect(r.status).toBe(401);
