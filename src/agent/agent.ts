@@ -288,9 +288,9 @@ export class Agent extends EventEmitter<AgentEvents> {
   private onDone(pool: LabelPool, r: Responder, d: ResponderDone): void {
     pool.remove(r);
     if (d.paired) {
-      this.log.info({ label: pool.label, clientToTarget: d.bytes?.aToB ?? 0, targetToClient: d.bytes?.bToA ?? 0, err: d.bytes?.error?.message }, 'pairing ended');
+      this.log.info({ label: pool.label, clientToTarget: d.bytes?.aToB ?? 0, targetToClient: d.bytes?.bToA ?? 0, err: d.bytes?.error?.message, idle: pool.idle.size }, 'pairing ended');
     } else if (!this.stopping) {
-      this.log.info({ label: pool.label, idleMs: d.idleMs }, 'registration closed while idle');
+      this.log.info({ label: pool.label, idleMs: d.idleMs, idle: pool.idle.size }, 'registration closed while idle');
       if (d.idleMs < EARLY_CLOSE_MS) this.fail(pool.label, 'early-close', Math.max(MIN_RETRY_MS, this.backoff.next()));
     }
     this.wake();
