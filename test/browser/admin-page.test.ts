@@ -111,6 +111,8 @@ describe('admin page', () => {
     expect((await h.call('GET', `/api/entries/${entryId}`, { key: h.managementKey })).body.labels).toEqual(['kitchen', 'pantry']);
     await page.locator('text=/status').waitFor();
     await page.locator('td:has-text("127.0.0.1")').first().waitFor();
+    // Today's count of the pairing above: one pairing, 4608 bytes.
+    await page.locator('td[data-label="Bytes"]:text-is("4.5 KiB")').waitFor();
     await shot('entry');
   });
 

@@ -196,7 +196,7 @@ function route() {
   const parts = location.hash.replace(/^#\//, '').split('/').map(decodeURIComponent);
   const view = parts[0] || 'entries';
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.dataset.view === view) a.setAttribute('aria-current', 'page');
+    if (a.dataset.view === ({ entry: 'entries', key: 'keys' }[view] ?? view)) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   if (view !== 'new' && state.shown) state.shown = null;
@@ -310,7 +310,12 @@ async function renderNew() {
 }
 
 async function renderEntry(id) {
-  const [entry, attempts] = await Promise.all([api('GET', `/api/entries/${encodeURIComponent(id)}`), api('GET', `/api/entries/${encodeURIComponent(id)}/attempts?limit=20`)]);
+  const [entry, attempts, counts] = await Promise.all([
+    api('GET', `/api/entries/${encodeURIComponent(id)}`),
+    api('GET', `/api/entries/${encodeURIComponent(id)}/attempts?limit=20`),
+    api('GET', '/api/counts'),
+  ]);
+  const daily = counts.filter((c) => entry.labels.includes(c.label)).sort((a, b) => b.day.localeCompare(a.day) || a.label.localeCompare(b.label)).slice(0, 30);
   const canWrite = state.me.permissions.includes('write');
   const statusBox = h('div', {}, 'Loading live status…');
   const pairingsBox = h('div');
@@ -376,6 +381,9 @@ async function renderEntry(id) {
           }
         } }, 'Delete…'))) : null,
     h('section', { class: 'card', 'aria-labelledby': 'pr' }, h('h2', { id: 'pr' }, 'Pairings'), h('label', { for: 'pairings-label', class: 'inline' }, 'Label'), labelSelect, pairingsBox),
+    h('section', { class: 'card', 'aria-labelledby': 'dc' }, h('h2', { id: 'dc' }, 'Pairings per day'),
+      daily.length === 0 ? h('p', { class: 'muted' }, 'No pairings counted yet.') : table(['Day', 'Label', 'Pairings', 'Bytes'], daily.map((c) => h('tr', {},
+        cell('Day', c.day), cell('Label', c.label), cell('Pairings', String(c.pairings)), cell('Bytes', bytes(c.bytes)))))),
     h('section', { class: 'card', 'aria-labelledby': 'at' }, h('h2', { id: 'at' }, 'Registration attempts'),
       attempts.length === 0 ? h('p', { class: 'muted' }, 'No registration attempts yet.') : table(['When', 'From', 'Label', 'Result'], attempts.map((a) => h('tr', {},
         cell('When', time(a.at)), cell('From', h('span', { class: 'mono' }, a.from)), cell('Label', a.label), cell('Result', h('span', { class: a.result === 'ok' ? 'live' : 'bad' }, a.result)))))),
