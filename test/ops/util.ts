@@ -87,9 +87,9 @@ export class FixedReplyServer {
 }
 
 /** Asks the registrar for LABEL (as a browser would) and returns the client port from the 307. */
-export async function clientPort(d: Daemon, label: string, caFile = d.caFile): Promise<number> {
+export async function clientPort(d: Daemon, label: string, caFile = d.caFile, address = '127.0.0.1'): Promise<number> {
   const host = `${label}.localhost`;
-  const r = await curlStatus(`https://${host}:${d.registrarPort}/`, caFile, ['--resolve', `${host}:${d.registrarPort}:127.0.0.1`]);
+  const r = await curlStatus(`https://${host}:${d.registrarPort}/`, caFile, ['--resolve', `${host}:${d.registrarPort}:${address}`]);
   if (r.status !== 307) throw new Error(`expected 307 for ${label}, got ${r.status}: ${r.body}`);
   return Number(new URL(r.headers.location!).port);
 }
