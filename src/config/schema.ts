@@ -45,6 +45,9 @@ export interface Config {
   advertiseHost?: string;
   adminHost: string;
   adminPort: number;
+  /** PEM key and certificate for the admin server; when both are set it speaks HTTPS (cookies get Secure). */
+  adminKeyFile?: string;
+  adminCertFile?: string;
   logLevel: LogLevel;
   relayEngine: RelayEngineName;
   /** Accept original-protocol hidden servers that send no TAAS-Cookie line. */
@@ -128,6 +131,8 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   advertiseHost: { kind: 'string' },
   adminHost: { kind: 'string', default: '127.0.0.1' },
   adminPort: { kind: 'port', default: 8893 },
+  adminKeyFile: { kind: 'string' },
+  adminCertFile: { kind: 'string' },
   logLevel: { kind: 'enum', values: LEVELS, default: 'info' },
   relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto' },
   allowCookieless: { kind: 'bool', default: false },
@@ -257,6 +262,9 @@ export function validate(raw: Record<string, unknown>): Readonly<Config> {
   if (cfg.lockoutMax < cfg.lockoutBase) throw bad('lockoutMax', cfg.lockoutMax, `a number >= lockoutBase (${cfg.lockoutBase})`);
   if ((cfg.keyFile === undefined) !== (cfg.certFile === undefined)) {
     throw bad(cfg.keyFile === undefined ? 'keyFile' : 'certFile', 'missing', 'keyFile and certFile set together');
+  }
+  if ((cfg.adminKeyFile === undefined) !== (cfg.adminCertFile === undefined)) {
+    throw bad(cfg.adminKeyFile === undefined ? 'adminKeyFile' : 'adminCertFile', 'missing', 'adminKeyFile and adminCertFile set together');
   }
   if ((cfg.keyData === undefined) !== (cfg.crtData === undefined)) {
     throw bad(cfg.keyData === undefined ? 'keyData' : 'crtData', 'missing', 'keyData and crtData set together');
