@@ -13,7 +13,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { TaasError } from '../errors.js';
-import type { ClientPortGrant, ClientPortHandler, Directory, NodeEndpoint, NodeInfo, NodeWithIdle } from './directory.js';
+import type { ClientPortGrant, ClientPortHandler, Directory, LabelLiveState, NodeEndpoint, NodeInfo, NodeLiveState, NodeWithIdle } from './directory.js';
 import { closeClient, createClient, type RedisClient, settleFirstConnect, storeError } from './redis-connection.js';
 import type { RedisKeys } from './redis-keys.js';
 import { LuaScript } from './redis-scripts.js';
@@ -24,13 +24,21 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 1000;
 /** Idle-count changes are written at most this often (a busy pool changes many times a second). */
 const COALESCE_MS = 100;
 
-/** KEYS info, idle, nodes; ARGV id, json, ttlMs, nowMs, label, count, ...: one node's advertisement. */
+/**
+ * KEYS info, idle, nodes, live; ARGV id, json, ttlMs, nowMs, liveJson ('' keeps it), label,
+ * count, ...: one node's advertisement.
+ */
 const ADVERTISE = new LuaScript(`
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
-if #ARGV > 4 then
-  for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+if #ARGV > 5 then
+  for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[3])
+else
+  redis.call('PEXPIRE', KEYS[4], ARGV[3])
 end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 return 1
@@ -65,6 +73,7 @@ export class RedisDirectory implements Directory {
   private readonly idle = new Map<string, number>();
   private draining = false;
   private load = 0;
+  private live: LabelLiveState[] = [];
   private readonly pending = new Map<string, (r: Reply | null) => void>();
   private heartbeat: NodeJS.Timeout | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
@@ -108,9 +117,11 @@ export class RedisDirectory implements Directory {
       pairs.push(label, n);
     }
     const info: NodeInfo = { ...this.self, draining: this.draining, idleTotal, load: this.load, at: Date.now() };
-    const keys = [this.keys.node(this.self.id), this.keys.nodeIdle(this.self.id), this.keys.nodes];
+    const keys = [this.keys.node(this.self.id), this.keys.nodeIdle(this.self.id), this.keys.nodes, this.keys.nodeLive(this.self.id)];
+    // The live detail is rewritten with every heartbeat (Redis may have restarted empty).
+    const live = JSON.stringify(this.live);
     try {
-      await ADVERTISE.run(this.client, keys, [this.self.id, JSON.stringify(info), this.ttlMs, Date.now(), ...pairs]);
+      await ADVERTISE.run(this.client, keys, [this.self.id, JSON.stringify(info), this.ttlMs, Date.now(), live, ...pairs]);
     } catch (e) {
       throw storeError(e);
     }
@@ -143,6 +154,26 @@ export class RedisDirectory implements Directory {
     // Written with the next heartbeat: load moves with every registration, and a few seconds
     // of staleness only shifts which node a redirected hidden server lands on.
     this.load = Math.min(1, Math.max(0, Number.isFinite(load) ? load : 0));
+  }
+
+  setLiveState(labels: LabelLiveState[]): void {
+    this.live = labels;
+  }
+
+  async listLiveStates(): Promise<NodeLiveState[]> {
+    try {
+      const ids = await this.client.zrange(this.keys.nodes, '0', '-1');
+      if (ids.length === 0) return [];
+      const lives = await this.client.mget(...ids.map((id) => this.keys.nodeLive(id)));
+      const out: NodeLiveState[] = [];
+      ids.forEach((nodeId, i) => {
+        const json = lives[i];
+        if (json) out.push({ nodeId, labels: JSON.parse(json) as LabelLiveState[] });
+      });
+      return out.sort((a, b) => (a.nodeId === this.self.id ? -1 : b.nodeId === this.self.id ? 1 : a.nodeId.localeCompare(b.nodeId)));
+    } catch (e) {
+      throw storeError(e);
+    }
   }
 
   async pickNodeForRegistration(): Promise<NodeInfo | null> {
@@ -261,9 +292,8 @@ export class RedisDirectory implements Directory {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     for (const settle of [...this.pending.values()]) settle(null);
     // Leave at once rather than after the TTL (best effort: Redis may be the reason we stop).
-    await Promise.all([this.client.del(this.keys.node(this.self.id), this.keys.nodeIdle(this.self.id)), this.client.zrem(this.keys.nodes, this.self.id)]).catch(
-      () => undefined,
-    );
+    const mine = [this.keys.node(this.self.id), this.keys.nodeIdle(this.self.id), this.keys.nodeLive(this.self.id)];
+    await Promise.all([this.client.del(...mine), this.client.zrem(this.keys.nodes, this.self.id)]).catch(() => undefined);
     await closeClient(this.sub);
   }
 }

@@ -31,6 +31,22 @@ export interface NodeInfo extends NodeEndpoint {
   at: number;
 }
 
+/** One label's live state on one node (the admin page's view; same shape as admin's LabelState). */
+export interface LabelLiveState {
+  label: string;
+  idle: number;
+  pending: number;
+  waiting: number;
+  active: number;
+  clientPort: number | null;
+  fixedPort: number | null;
+}
+
+export interface NodeLiveState {
+  nodeId: string;
+  labels: LabelLiveState[];
+}
+
 /** A node with idle responders for the label asked about. */
 export interface NodeWithIdle extends NodeInfo {
   idle: number;
@@ -71,6 +87,13 @@ export interface Directory {
    * listening, or does not answer within `timeoutMs` (default 1000).
    */
   requestClientPort(nodeId: string, label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
+  /**
+   * Sets this node's live detail per label, for the admin page of any node; written with each
+   * heartbeat, in its own key (findNodesFor never reads it).
+   */
+  setLiveState(labels: LabelLiveState[]): void;
+  /** Every live node's last live detail, this node first. Throws TAAS_STORE_UNAVAILABLE when Redis is. */
+  listLiveStates(): Promise<NodeLiveState[]>;
   /**
    * Where to send a hidden server this node will not take (full, draining): the live node other
    * than this one that is not draining and least loaded, or null when there is none.

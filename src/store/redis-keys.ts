@@ -16,7 +16,7 @@
  *   {P:doc:<ns>}:index          set of the namespace's document keys
  *   {P}:events                  pub/sub channel of entry changes
  *   {P}:nodes, {P}:node:<id>,   the multi-node directory (src/store/directory-redis.ts): all
- *   {P}:idle:<id>               node records under one tag so one round trip reads them all
+ *   {P}:idle:<id>, {P}:live:<id> node records under one tag so one round trip reads them all
  *
  * Entries share one tag on purpose: there are few, they are rarely written, and a create must
  * check label ownership against all of them atomically. Variable parts are URI-encoded so an ID
@@ -88,6 +88,10 @@ export class RedisKeys {
   /** One node's idle-responder counts (hash label → count), same TTL as its advertisement. */
   nodeIdle(id: string): string {
     return `${this.tag()}:idle:${enc(id)}`;
+  }
+  /** One node's live detail per label (JSON), for the admin page; same TTL. */
+  nodeLive(id: string): string {
+    return `${this.tag()}:live:${enc(id)}`;
   }
   /** Pub/sub channel on which a node receives requests. */
   nodeRequests(id: string): string {

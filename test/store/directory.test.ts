@@ -62,6 +62,21 @@ describe('Redis directory', () => {
     await pollUntil(async () => (await a.listNodes())[1]!.draining, 3000);
   });
 
+  it('shares each node\'s live detail per label, dropped when the node leaves', async () => {
+    const a = await node('node-a');
+    const b = await node('node-b');
+    const st = { label: 'lab', idle: 2, pending: 1, waiting: 0, active: 3, clientPort: 40001, fixedPort: null };
+    b.setLiveState([st]);
+    a.setLiveState([]);
+    await pollUntil(async () => (await a.listLiveStates()).some((n) => n.nodeId === 'node-b' && n.labels.length === 1), 3000, 20);
+    expect(await a.listLiveStates()).toEqual([
+      { nodeId: 'node-a', labels: [] },
+      { nodeId: 'node-b', labels: [st] },
+    ]);
+    await b.close();
+    expect((await a.listLiveStates()).map((n) => n.nodeId)).toEqual(['node-a']);
+  });
+
   it('picks the least loaded node that is not draining for a hidden server sent elsewhere', async () => {
     const a = await node('node-a');
     const b = await node('node-b');
