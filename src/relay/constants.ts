@@ -9,6 +9,8 @@
  * without letting a silent stranger hold a candidate slot for the whole registration time.
  */
 export const COOKIE_WAIT_MS = 5000;
+/** ...and never more than this share of the registration's own time, so one can follow. */
+export const COOKIE_WAIT_SHARE = 0.5;
 
 /**
  * With allowCookieless, how long a silent connection is given before it is taken as an

@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.js';
 import { cookieEquals, scanCookieLine } from '../protocol/index.js';
 import { normaliseAddress, sameAddress } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
-import { COOKIE_WAIT_MS, COOKIELESS_GRACE_MS, MAX_CANDIDATES_PER_REGISTRATION } from './constants.js';
+import { COOKIE_WAIT_MS, COOKIE_WAIT_SHARE, COOKIELESS_GRACE_MS, MAX_CANDIDATES_PER_REGISTRATION } from './constants.js';
 import type { PortAllocator } from './ports.js';
 
 export interface RegistrationInfo {
@@ -148,7 +148,7 @@ export class Registration {
       this.candidates.delete(s);
       s.destroy();
     };
-    timer = setTimeout(() => reject('timeout'), COOKIE_WAIT_MS);
+    timer = setTimeout(() => reject('timeout'), Math.min(COOKIE_WAIT_MS, this.config.registrationTimeout * 1000 * COOKIE_WAIT_SHARE));
     timer.unref();
     // An original-protocol responder never speaks first: silence means "no cookie coming".
     if (this.config.allowCookieless) {

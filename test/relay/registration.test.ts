@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isTaasError } from '../../src/errors.js';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
 import { closed, closeServer, connect, listen, pollUntil, readExactly } from '../helpers/net.js';
-import { addResponder, count, ID, makeRelay, open, track, type TestRelay } from './relay-harness.js';
+import { addResponder, count, ID, makeRelay, open, testRange, track, type TestRelay } from './relay-harness.js';
 
 let t: TestRelay;
 afterEach(async () => {
@@ -86,6 +86,22 @@ describe('allocated port', () => {
     });
   }
 
+  it('refuses a connection that stays silent (timeout) without consuming the registration', async () => {
+    t = makeRelay({ registrationTimeout: 1 });
+    const cookie = newCookie();
+    const { port } = await t.relay.allocate({ id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie });
+    const started = Date.now();
+    const silent = await open(t, port);
+    await closed(silent);
+    // Cut off at half the registration's time, so the genuine hidden server still has the rest.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+    await pollUntil(() => count(t, 'responder-refused') === 1);
+    expect(t.events['responder-refused']![0]!.why).toBe('timeout');
+    const genuine = await open(t, port);
+    genuine.write(formatCookieLine(cookie));
+    await pollUntil(() => t.relay.labelState('demo').idle === 1);
+  });
+
   it('gives up after registrationTimeout: port closed, registration-expired, nothing pending', async () => {
     t = makeRelay({ registrationTimeout: 0.2 });
     const started = Date.now();
@@ -134,20 +150,22 @@ describe('allocated port', () => {
   });
 
   it('skips a busy port, rotates through the range, and says TAAS_NO_PORT when all are taken', async () => {
-    // Find two adjacent free ports and occupy the first with a foreign listener.
+    // Two adjacent free ports below the ephemeral range (where TIME_WAIT from other tests'
+    // outgoing connections can block a bind); the first is occupied by a foreign listener.
     let foreign: net.Server | null = null;
     let lo = 0;
     for (let i = 0; i < 20 && !foreign; i++) {
+      [lo] = testRange(2);
       const probe = net.createServer();
-      const p = await listen(probe);
       const next = net.createServer();
       try {
-        await listen(next, p + 1);
+        await listen(probe, lo);
+        await listen(next, lo + 1);
         await closeServer(next);
         foreign = probe;
-        lo = p;
       } catch {
         await closeServer(probe);
+        await closeServer(next);
       }
     }
     expect(foreign).not.toBeNull();
