@@ -24,10 +24,7 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 1000;
 /** Idle-count changes are written at most this often (a busy pool changes many times a second). */
 const COALESCE_MS = 100;
 
-/**
- * KEYS info, idle, nodes, live; ARGV id, json, ttlMs, nowMs, liveJson ('' keeps it), label,
- * count, ...: one node's advertisement.
- */
+/** KEYS info, idle, nodes, live; ARGV id, json, ttlMs, nowMs, liveJson, label, count, ...: one node's advertisement. */
 const ADVERTISE = new LuaScript(`
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('DEL', KEYS[2])
@@ -35,11 +32,7 @@ if #ARGV > 5 then
   for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
-if ARGV[5] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[3])
-else
-  redis.call('PEXPIRE', KEYS[4], ARGV[3])
-end
+redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 return 1
 `);
