@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCode } from '../../src/auth/totp.js';
 import type { AgentFile } from '../../src/protocol/agent-file.js';
 import { pollUntil } from '../helpers/net.js';
+import { startRedis, type RedisProcess } from '../helpers/redis.js';
 import { TestDaemon, wrongCodes, type Reply } from './daemon.js';
 
 interface Attempt {
@@ -142,7 +143,7 @@ describe('credentials: one address spraying many IDs', () => {
 
   it('is rate-limited after failuresPerAddress failures, whatever the IDs', async () => {
     // The count is per one-minute window: start well inside one so it cannot roll over mid-run.
-    await pollUntil(() => Date.now() % 60_000 < 45_000, 20_000, 100);
+    await pollUntil(() => Date.now() % 60_000 < 52_000, 20_000, 100);
     const statuses: number[] = [];
     for (let i = 0; i < 40; i++) {
       const id = `guess-${i}`;
@@ -156,5 +157,51 @@ describe('credentials: one address spraying many IDs', () => {
     // The 20th failure trips the limit; every request after it is refused before any check.
     expect(statuses.slice(0, 20)).toEqual(Array(20).fill(401));
     expect(statuses.slice(20)).toEqual(Array(20).fill(429));
+  });
+});
+
+describe('credentials: the lock-out ends', () => {
+  let d: TestDaemon;
+  let agent: AgentFile;
+  beforeAll(async () => {
+    d = TestDaemon.create({ lockoutThreshold: 3, lockoutBase: 1, lockoutMax: 4 });
+    agent = d.addEntry(['comeback']);
+    await d.start();
+  });
+  afterAll(async () => {
+    await d?.dispose();
+  });
+
+  it('after the lock expires the next attempt is checked, and a right code clears the count', async () => {
+    const wrong = wrongCodes(agent.secret, 4);
+    const statuses = [];
+    for (const c of wrong) statuses.push((await d.register(agent, 'comeback', c)).status);
+    expect(statuses).toEqual([401, 401, 401, 429]);
+    await pollUntil(() => (authState(d, agent.id)?.lockedUntil ?? 0) < Date.now(), 5000, 50);
+    expect((await d.register(agent, 'comeback')).status).toBe(200);
+    await pollUntil(() => authState(d, agent.id) === undefined, 2000, 20);
+  });
+});
+
+describe('credentials: brute force against the Redis store (real I/O between check and count)', () => {
+  let redis: RedisProcess;
+  let d: TestDaemon;
+  let victim: AgentFile;
+  beforeAll(async () => {
+    redis = await startRedis();
+    d = TestDaemon.create({ redis: redis.url, lockoutThreshold: 5, lockoutBase: 120, failuresPerAddress: 1_000_000 });
+    victim = d.addEntry(['rvictim']);
+    await d.start();
+  });
+  afterAll(async () => {
+    await d?.dispose();
+    await redis?.stop();
+  });
+
+  it('1,000 guesses, 50 in flight: still exactly 5 answered before the lock', async () => {
+    const replies = await spray(d, victim, wrongCodes(victim.secret, 1000), 50);
+    const answered = replies.filter((r) => r.status === 401).length;
+    expect(replies.filter((r) => r.status === 429).length).toBe(1000 - answered);
+    expect(answered).toBe(5);
   });
 });
