@@ -39,11 +39,11 @@ describe('Redis directory', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  async function node(id: string, handler?: ClientPortHandler, host = '127.0.0.1') {
+  async function node(id: string, handler?: ClientPortHandler, host = '127.0.0.1', heartbeatInterval = HEARTBEAT_S) {
     const store = await RedisStore.connect({ url: redis.url, prefix }, box, logger, id);
     const dir = new RedisDirectory(store, {
       self: { id, registrar: { host, port: 8443 }, clientHost: host },
-      heartbeatInterval: HEARTBEAT_S,
+      heartbeatInterval,
       onClientPortRequest: handler,
     });
     cleanups.push(() => store.close());
@@ -92,17 +92,15 @@ describe('Redis directory', () => {
   });
 
   it('finds the nodes with idle responders for a label, most idle first, soon after a change', async () => {
-    const a = await node('node-a');
-    const b = await node('node-b');
-    const c = await node('node-c');
+    // Heartbeats 60 s apart: what is seen within the test was written on change (coalesced, 100 ms).
+    const a = await node('node-a', undefined, '127.0.0.1', 60);
+    const b = await node('node-b', undefined, '127.0.0.1', 60);
+    const c = await node('node-c', undefined, '127.0.0.1', 60);
     expect(await a.findNodesFor('lab')).toEqual([]);
-    const t0 = performance.now();
     b.setIdle('lab', 2);
     c.setIdle('lab', 5);
     c.setIdle('other', 1);
     await pollUntil(async () => (await a.findNodesFor('lab')).length === 2, 3000, 10);
-    // Coalesced writes (100 ms), not the next heartbeat.
-    expect(performance.now() - t0).toBeLessThan(HEARTBEAT_S * 1000);
     const found = await a.findNodesFor('lab');
     expect(found.map((n) => [n.id, n.idle])).toEqual([
       ['node-c', 5],
@@ -139,7 +137,7 @@ describe('Redis directory', () => {
     // Nobody listens on a missing node's channel: known at once, not after the timeout.
     const t2 = performance.now();
     expect(await a.requestClientPort('node-zz', 'lab', 5000)).toBeNull();
-    expect(performance.now() - t2).toBeLessThan(500);
+    expect(performance.now() - t2).toBeLessThan(1000);
   });
 
   it('findClientPort goes to the most idle node that grants a port', async () => {
