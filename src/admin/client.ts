@@ -5,6 +5,9 @@
  * answers, and the CLI then works on the store directly.
  */
 import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { ERROR_CODES, TaasError, type ErrorCode } from '../errors.js';
 import type { AgentFile } from '../protocol/agent-file.js';
@@ -48,14 +51,46 @@ function baseUrl(dataDir: string, config: Readonly<Config>): string {
     // no URL file: the configured address
   }
   const host = config.adminHost === '0.0.0.0' ? '127.0.0.1' : config.adminHost === '::' ? '::1' : config.adminHost;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${config.adminPort}`;
+  return `${config.adminCertFile ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${config.adminPort}`;
 }
 
-async function probe(url: string): Promise<boolean> {
+interface Answer {
+  status: number;
+  text: string;
+}
+
+/**
+ * One HTTP(S) request with node:http(s): under admin TLS the certificate in adminCertFile is
+ * trusted besides the usual roots (it is often self-signed), which fetch cannot be told.
+ */
+function request(url: string, init: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number; ca?: string }): Promise<Answer> {
+  const u = new URL(url);
+  const mod = u.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.request(u, { method: init.method, headers: init.headers, timeout: init.timeoutMs, ...(init.ca ? { ca: [...tls.rootCertificates, init.ca] } : {}) }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${init.timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+function adminCa(config: Readonly<Config>): string | undefined {
+  if (!config.adminCertFile) return undefined;
   try {
-    const r = await fetch(url + '/healthz', { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
-    await r.arrayBuffer();
-    return r.ok;
+    return fs.readFileSync(config.adminCertFile, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+async function probe(url: string, ca: string | undefined): Promise<boolean> {
+  try {
+    return (await request(url + '/healthz', { method: 'GET', headers: {}, timeoutMs: PROBE_TIMEOUT_MS, ca })).status === 200;
   } catch {
     return false;
   }
@@ -66,22 +101,24 @@ export async function adminClient(dataDir: string, config: Readonly<Config>): Pr
   const key = readManagementKey(dataDir);
   if (!key) return null;
   const url = baseUrl(dataDir, config);
-  if (!(await probe(url))) return null;
+  const ca = adminCa(config);
+  if (!(await probe(url, ca))) return null;
 
   async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    let res: Response;
+    let res: Answer;
     try {
-      res = await fetch(url + path, {
+      res = await request(url + path, {
         method,
         headers: { 'x-api-key': key!, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(CALL_TIMEOUT_MS),
+        timeoutMs: CALL_TIMEOUT_MS,
+        ca,
       });
     } catch (e) {
       throw new TaasError('TAAS_STORE_UNAVAILABLE', `the daemon's admin API at ${url} did not answer: ${(e as Error).message}`);
     }
-    const text = await res.text();
-    if (!res.ok) {
+    const text = res.text;
+    if (res.status < 200 || res.status > 299) {
       let code: ErrorCode = 'TAAS_INTERNAL';
       let msg = `admin API ${method} ${path}: HTTP ${res.status}`;
       try {

@@ -54,7 +54,7 @@ export function adminUrlFile(dataDir: string): string {
 }
 
 function tlsOptions(deps: AdminDeps): { key: string; cert: string } | null {
-  const c = deps.config as unknown as { adminKeyFile?: string; adminCertFile?: string };
+  const c = deps.config;
   if (!c.adminKeyFile || !c.adminCertFile) return null;
   try {
     return { key: fs.readFileSync(c.adminKeyFile, 'utf8'), cert: fs.readFileSync(c.adminCertFile, 'utf8') };

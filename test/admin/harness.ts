@@ -23,6 +23,8 @@ export interface Harness {
   entries: EntryService;
   managementKey: string;
   live: NodeLiveState[];
+  /** A second admin server (another node: its own data dir and signing key) over the same store. */
+  startPeer(): Promise<{ url: string; dir: string; close(): Promise<void> }>;
   close(): Promise<void>;
   /** fetch against the admin URL; `key` adds X-API-Key; JSON bodies are encoded. */
   call(method: string, p: string, opts?: { key?: string; body?: unknown; headers?: Record<string, string>; raw?: string }): Promise<{ status: number; headers: Headers; body: any; text: string }>;
@@ -37,6 +39,18 @@ export async function startHarness(overrides: Record<string, unknown> = {}, opts
   const h: Partial<Harness> = { dir, store, entries, live: [] };
   const admin = await startAdmin({ config, store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
   h.url = admin.url;
+  h.startPeer = async () => {
+    const peerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-admin-peer-'));
+    const peer = await startAdmin({ config: validate({ ...config, dataDir: peerDir }), store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
+    return {
+      url: peer.url,
+      dir: peerDir,
+      async close() {
+        await peer.close();
+        fs.rmSync(peerDir, { recursive: true, force: true });
+      },
+    };
+  };
   h.managementKey = readManagementKey(dir)!;
   h.close = async () => {
     await admin.close();
