@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs from Debian what the test suite drives for real: curl (the mobile client),
 # openssl (certificates in tests), redis-server/redis-sentinel (the Redis store and multi-node
-# tests), chromium (the admin page's browser tests), iproute2 (network namespaces).
+# tests), chromium (the admin page's browser tests), iproute2 (network namespaces), systemd
+# (systemd-analyze verify of the unit files).
 set -euo pipefail
-pkgs=(curl openssl redis-server redis-sentinel redis-tools chromium iproute2 procps ca-certificates)
+pkgs=(curl openssl redis-server redis-sentinel redis-tools chromium iproute2 procps ca-certificates systemd)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
