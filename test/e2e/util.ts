@@ -32,7 +32,7 @@ export async function clientPort(d: Daemon, label: string, path = '/'): Promise<
   return ep!.port;
 }
 
-/** Resolves when the socket is closed by the peer or refused, with how it ended. */
+/** Resolves when the peer refused, reset or ended the connection, saying which. */
 export function refusedOrClosed(s: net.Socket, ms = 10_000): Promise<'refused' | 'closed' | 'reset'> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`connection still open after ${ms} ms`)), ms);
@@ -40,10 +40,13 @@ export function refusedOrClosed(s: net.Socket, ms = 10_000): Promise<'refused' |
       clearTimeout(timer);
       resolve(e.code === 'ECONNREFUSED' ? 'refused' : 'reset');
     });
-    s.once('close', () => {
+    // Sockets from helpers/net connect() are half-open: a FIN alone gives 'end', not 'close'.
+    const closed = () => {
       clearTimeout(timer);
       resolve('closed');
-    });
+    };
+    s.once('end', closed);
+    s.once('close', closed);
     s.resume();
   });
 }
