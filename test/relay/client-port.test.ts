@@ -81,7 +81,7 @@ describe('client port', () => {
   });
 
   it('bounds the waiting queue and each wait', async () => {
-    t = makeRelay({ maxWaitingClients: 1, clientWaitTimeout: 0.3 });
+    t = makeRelay({ maxWaitingClients: 1, clientWaitTimeout: 1 });
     await addResponder(t, 'demo');
     const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
     await open(t, q!); // takes the only responder

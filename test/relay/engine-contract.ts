@@ -291,7 +291,7 @@ export function runEngineContract(
       const busy = await h.ends();
       echo(busy.responder);
       const started = Date.now();
-      const idleMs = 600;
+      const idleMs = 1000; // wide enough that a loaded CI machine's pauses do not idle the busy one out
       const q = engine.pair({ socket: quiet.clientInner }, { socket: quiet.responderInner }, { idleTimeoutMs: idleMs });
       const b = engine.pair({ socket: busy.clientInner }, { socket: busy.responderInner }, { idleTimeoutMs: idleMs });
       let busyDone = false;
