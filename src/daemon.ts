@@ -20,6 +20,7 @@ import type { RelayEngine } from './relay/engine.js';
 import { RegistrarRoutes } from './registrar/routes.js';
 import { RegistrarServer } from './registrar/server.js';
 import { writeFileAtomic } from './store/atomic-file.js';
+import { NodeLink } from './cluster/node-link.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { attachEventLog } from './observe/event-log.js';
 
@@ -63,6 +64,7 @@ export class Daemon {
   private unwatch: (() => void) | null = null;
   private metrics: Metrics | null = null;
   private detachEventLog: (() => void) | null = null;
+  private link: NodeLink | null = null;
 
   private constructor(
     private config: Readonly<Config>,
@@ -98,6 +100,8 @@ export class Daemon {
       logger,
       tls: () => d?.tls !== null && d?.tls !== undefined,
       draining: () => d?.drainingFlag ?? false,
+      elsewhere: async (label) => (d?.link ? d.link.elsewhere(label) : null),
+      registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(d.tls !== null) : null),
     });
     const registrar = new RegistrarServer(config, tls, routes, logger);
     await registrar.listen();
@@ -129,6 +133,7 @@ export class Daemon {
       draining: () => this.drainingFlag,
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
+    this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: () => this.config, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
     this.admin = await this.startAdmin();
@@ -154,7 +159,11 @@ export class Daemon {
         config: this.config,
         store: this.store,
         entries: this.entries,
-        live: () => [{ nodeId: this.nodeId, labels: this.relay.snapshot() }],
+        live: async () => {
+          const local = [{ nodeId: this.nodeId, labels: this.relay.snapshot() }];
+          // Every node's view when several share Redis; this node's alone if Redis is away.
+          return this.link ? this.link.liveStates().catch(() => local) : local;
+        },
         logger: this.logger,
         metrics: this.metrics?.registry,
         setLogLevel: (level: string) => {
@@ -196,6 +205,7 @@ export class Daemon {
   async drain(): Promise<void> {
     if (this.drainingFlag) return;
     this.drainingFlag = true;
+    this.link?.setDraining(true);
     this.relay.stopAccepting();
     const deadline = Date.now() + this.config.drainTimeout * 1000;
     this.logger.info({ active: this.relay.activePairings, drainTimeout: this.config.drainTimeout }, 'draining');
@@ -241,6 +251,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.unwatch?.();
+    await this.link?.close().catch(() => undefined);
     this.metrics?.close();
     this.detachEventLog?.();
     await this.registrar.close();

@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.js';
 import { TaasError, isTaasError } from '../errors.js';
 import { AuthFailure, type Authenticator } from '../auth/guard.js';
 import { COOKIE_HEADER, newCookie } from '../protocol/cookie.js';
-import { advertisedHost, formatEndpoint, formatLocation } from '../protocol/endpoint.js';
+import { advertisedHost, formatEndpoint, formatLocation, safePathAndQuery } from '../protocol/endpoint.js';
 import { isReservedLabel, normaliseHost, routeHost } from '../protocol/names.js';
 import { parseRegistrarPath } from '../protocol/paths.js';
 import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
@@ -30,9 +30,10 @@ export interface RoutesDeps {
   logger: Logger;
   tls: () => boolean;
   elsewhere?: ElsewhereLookup;
-  /** Set while draining: registrations get 503 (or a 3xx to `drainTo` when another node is known). */
+  /** Set while draining: registrations get 503, or a 307 to another node when one is known. */
   draining: () => boolean;
-  drainTo?: () => Promise<string | null>;
+  /** Base URL of another node's registrar for a hidden server this node will not take (draining, full). */
+  registerElsewhere?: () => Promise<string | null>;
 }
 
 /** Seconds a client is told to wait when no responder is idle: agents refill within moments. */
@@ -73,11 +74,7 @@ export class RegistrarRoutes extends EventEmitter {
     const address = req.socket.remoteAddress ?? '';
     if (path.kind === 'register') {
       if (this.d.draining()) {
-        const to = await this.d.drainTo?.();
-        if (to) {
-          res.writeHead(307, { location: to + (req.url ?? ''), 'content-length': '0' }).end();
-          return;
-        }
+        if (await this.redirectRegistration(req, res)) return;
         this.emit('registration', { result: 'draining' });
         throw fail('TAAS_DRAINING', 'this node is draining; register again shortly', { retryAfter: NO_RESPONDER_RETRY_S });
       }
@@ -108,6 +105,8 @@ export class RegistrarRoutes extends EventEmitter {
     } catch (e) {
       await this.attempt(entry.id, address, path.label, isTaasError(e) ? e.code.replace('TAAS_', '').toLowerCase() : 'error');
       this.emit('registration', { result: 'refused' });
+      // Full here: another node of the relay may take it (the agent follows a 3xx).
+      if (isTaasError(e) && e.status === 503 && (await this.redirectRegistration(req, res))) return;
       throw isTaasError(e) && e.retryAfter === undefined && e.status === 503 ? new TaasError(e.code, e.message, { retryAfter: NO_RESPONDER_RETRY_S }) : e;
     }
     await this.attempt(entry.id, address, path.label, 'ok');
@@ -116,6 +115,14 @@ export class RegistrarRoutes extends EventEmitter {
     const session = issueSessionToken(entry.secret, entry.id, c.sessionLifetime, this.d.auth.sessionBinding(address));
     this.d.logger.info({ id: entry.id, label: path.label, port, from: address, via: authed.via }, 'registration accepted');
     sendText(res, 200, formatEndpoint(host, port), { [COOKIE_HEADER]: cookie, [SESSION_HEADER]: session });
+  }
+
+  /** 307 to another node's registrar, when the relay has one; false when there is none. */
+  private async redirectRegistration(req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> {
+    const to = await this.d.registerElsewhere?.();
+    if (!to) return false;
+    res.writeHead(307, { location: to + safePathAndQuery(req.url ?? '/'), 'content-length': '0', 'cache-control': 'no-store' }).end();
+    return true;
   }
 
   private async attempt(id: string, from: string, label: string, result: string): Promise<void> {

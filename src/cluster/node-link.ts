@@ -1,0 +1,123 @@
+/**
+ * Joins this node to a multi-node relay through the directory (Redis): advertises the labels
+ * it holds idle responders for, answers other nodes' requests for a client port, and tells
+ * the registrar where to send a mobile client (or a hidden server) this node cannot serve.
+ */
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { advertisedHost } from '../protocol/endpoint.js';
+import { openDirectory, type Directory } from '../store/directory.js';
+import type { Store } from '../store/types.js';
+import type { Relay } from '../relay/relay.js';
+
+/** Idle counts are re-read from the relay at least this often, besides on every pool event. */
+const SYNC_MS = 1000;
+/** How long node A waits for node B to open a client port before trying the next node. */
+const REQUEST_TIMEOUT_MS = 1000;
+
+export class NodeLink {
+  private advertised = new Set<string>();
+  private timer: NodeJS.Timeout | null = null;
+  private scheduled = false;
+
+  private constructor(
+    private readonly directory: Directory,
+    private readonly relay: Relay,
+    private readonly config: () => Readonly<Config>,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The link for a Redis store; null for the embedded store (one node, nothing to share). */
+  static async open(opts: { store: Store; relay: Relay; config: () => Readonly<Config>; logger: Logger; nodeId: string; registrarPort: number }): Promise<NodeLink | null> {
+    const c = opts.config();
+    const host = c.advertiseHost && !c.advertiseHost.includes('{label}') ? c.advertiseHost : c.taasHost;
+    let link: NodeLink | null = null;
+    const directory = await openDirectory(opts.store, {
+      self: { id: opts.nodeId, registrar: { host, port: opts.registrarPort }, clientHost: host },
+      heartbeatInterval: c.heartbeatInterval,
+      onClientPortRequest: (label) => link?.grant(label) ?? Promise.resolve(null),
+    });
+    if (!directory) return null;
+    link = new NodeLink(directory, opts.relay, opts.config, opts.logger);
+    await link.start();
+    return link;
+  }
+
+  private async start(): Promise<void> {
+    for (const ev of ['responder-ready', 'paired', 'pairing-end', 'registration-expired', 'responder-refused']) {
+      this.relay.on(ev, () => this.schedule());
+    }
+    this.timer = setInterval(() => this.sync(), SYNC_MS);
+    this.timer.unref();
+    this.sync();
+    await this.directory.start();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.sync();
+    });
+  }
+
+  /** Advertises each label's idle count, and 0 for labels that have none any more. */
+  private sync(): void {
+    const now = new Set<string>();
+    const states = this.relay.snapshot();
+    for (const s of states) {
+      if (s.idle > 0) now.add(s.label);
+      this.directory.setIdle(s.label, s.idle);
+    }
+    for (const l of this.advertised) if (!now.has(l)) this.directory.setIdle(l, 0);
+    this.advertised = now;
+    this.directory.setLiveState(states);
+    this.directory.setLoad(Math.min(1, this.relay.openPorts / this.config().maxPorts));
+  }
+
+  /** Another node asks for this node's client port of a label: granted only with an idle responder here. */
+  private async grant(label: string): Promise<{ host: string; port: number } | null> {
+    if (this.relay.labelState(label).idle === 0) return null;
+    const port = await this.relay.clientPort(label, { remoteAddress: '', path: '' });
+    if (port === null) return null;
+    const c = this.config();
+    return { host: c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port };
+  }
+
+  /** A client port on another node with an idle responder for the label, or null. */
+  async elsewhere(label: string): Promise<{ host: string; port: number } | null> {
+    try {
+      const g = await this.directory.findClientPort(label, REQUEST_TIMEOUT_MS);
+      if (g) this.logger.info({ label, node: g.node }, 'client sent to another node');
+      return g ? { host: g.host, port: g.port } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Base URL of the node a hidden server should register at instead of this one, or null. */
+  async registerElsewhere(secure: boolean): Promise<string | null> {
+    try {
+      const n = await this.directory.pickNodeForRegistration();
+      if (!n) return null;
+      const host = n.registrar.host.includes(':') ? `[${n.registrar.host}]` : n.registrar.host;
+      return `${secure ? 'https' : 'http'}://${host}:${n.registrar.port}`;
+    } catch {
+      return null;
+    }
+  }
+
+  setDraining(draining: boolean): void {
+    this.directory.setDraining(draining);
+  }
+
+  liveStates(): ReturnType<Directory['listLiveStates']> {
+    return this.directory.listLiveStates();
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.directory.close();
+  }
+}
