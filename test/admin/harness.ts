@@ -14,12 +14,14 @@ import { readManagementKey } from '../../src/admin/management-key.js';
 import { EntryService } from '../../src/store/entries.js';
 import { RelayTls } from '../../src/tls/relay-tls.js';
 import { FileStore } from '../../src/store/file-store.js';
+import { RedisStore } from '../../src/store/redis-store.js';
+import type { Store } from '../../src/store/types.js';
 import { SecretBox } from '../../src/store/secret-box.js';
 
 export interface Harness {
   url: string;
   dir: string;
-  store: FileStore;
+  store: Store;
   entries: EntryService;
   managementKey: string;
   live: NodeLiveState[];
@@ -31,10 +33,11 @@ export interface Harness {
 }
 
 /** `tls: true` generates the registrar CA in the data dir so agent files carry a real `ca`. */
-export async function startHarness(overrides: Record<string, unknown> = {}, opts: { tls?: boolean } = {}): Promise<Harness> {
+export async function startHarness(overrides: Record<string, unknown> = {}, opts: { tls?: boolean; redis?: string } = {}): Promise<Harness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-admin-'));
   const config = validate({ dataDir: dir, adminPort: 0, taasPort: 8443, logLevel: 'silent', ...overrides });
-  const store = await FileStore.open(dir, SecretBox.fromFile(path.join(dir, 'secret.key')), undefined, { watch: false });
+  const box = SecretBox.fromFile(path.join(dir, 'secret.key'));
+  const store: Store = opts.redis ? await RedisStore.connect(opts.redis, box, pino({ level: 'silent' })) : await FileStore.open(dir, box, undefined, { watch: false });
   const entries = new EntryService(store, { config, tls: opts.tls ? RelayTls.load(config, { generate: true }) : null });
   const h: Partial<Harness> = { dir, store, entries, live: [] };
   const admin = await startAdmin({ config, store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
