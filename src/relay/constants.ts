@@ -28,14 +28,13 @@ export const MAX_CANDIDATES_PER_REGISTRATION = 8;
  */
 export const WAITING_CLIENT_BUFFER_BYTES = 64 * 1024;
 
-/**
- * TCP keepalive on idle responders: the first probe after this much silence; libuv (1.46, in
- * Node 20) then probes every 1 s, 10 times (seen with strace: TCP_KEEPINTVL 1, TCP_KEEPCNT 10),
- * so a hidden server that vanished without a packet leaves the pool about 40 s after it went
- * quiet. Probes also keep NAT mappings on the path alive. TCP_USER_TIMEOUT cannot be set from
- * Node without native code: left to the splice engine.
+/*
+ * TCP keepalive on idle responders is config.responderKeepalive (seconds of silence before the
+ * first probe); libuv (1.46, in Node 20) then probes every 1 s, 10 times (seen with strace:
+ * TCP_KEEPINTVL 1, TCP_KEEPCNT 10), so a hidden server that vanished without a packet leaves
+ * the pool about responderKeepalive + 10 s after it went quiet. TCP_USER_TIMEOUT cannot be set
+ * from Node without native code: left to the splice engine.
  */
-export const RESPONDER_KEEPALIVE_MS = 30_000;
 
 /** Paths remembered per label (address → last path), and for how long: a 307 is followed at once. */
 export const PATHS_PER_LABEL = 1024;
