@@ -2,6 +2,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
+import type { TaasError } from '../errors.js';
 import type { EntryService } from '../store/entries.js';
 import type { Store } from '../store/types.js';
 
@@ -37,4 +38,6 @@ export interface AdminDeps {
   /** When given, served at GET /metrics (prometheus text) without authentication on loopback use. */
   metrics?: Registry;
   setLogLevel?: (level: string) => void;
+  /** Why the node should take no traffic now (draining), or null; /readyz answers 503 with it. */
+  notReady?: () => TaasError | null;
 }

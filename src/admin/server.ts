@@ -35,6 +35,8 @@ export type { AdminDeps } from './deps.js';
 const BODY_LIMIT = 64 * 1024;
 /** Requests per address per minute: the page polls every few seconds; scripts get ample room. */
 const REQUESTS_PER_MINUTE = 1200;
+/** How often to retry writing the management key while the store is unreachable at start. */
+const KEY_RETRY_MS = 2000;
 
 /**
  * The page's folder: dist/admin/ui when a build copied it there, else src/admin/ui resolved
@@ -75,6 +77,8 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     trustProxy: false,
+    // Entry IDs may be 128 characters (protocol/limits.ts); fastify's default cap is 100.
+    routerOptions: { maxParamLength: 256 },
     ...(tls ? { https: tls } : {}),
   }) as unknown as FastifyInstance;
 
@@ -149,7 +153,26 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
 /** Starts the admin server on adminHost:adminPort; writes the management key and admin.url. */
 export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: number; close(): Promise<void> }> {
   const { app, ctx } = await buildAdmin(deps);
-  await ensureManagementKey(ctx.keys, deps.config.dataDir);
+  // The store may be unreachable at start (Redis not up yet): the admin server starts anyway
+  // (health says not ready) and the management key is written once the store answers.
+  let keyTimer: NodeJS.Timeout | null = null;
+  const ensureKey = (): void => {
+    ensureManagementKey(ctx.keys, deps.config.dataDir).then(
+      () => deps.logger.debug('management key ready'),
+      (e) => {
+        deps.logger.warn({ err: oneLine(e) }, 'management key not written yet; retrying');
+        keyTimer = setTimeout(ensureKey, KEY_RETRY_MS);
+        keyTimer.unref();
+      },
+    );
+  };
+  try {
+    await ensureManagementKey(ctx.keys, deps.config.dataDir);
+  } catch (e) {
+    deps.logger.warn({ err: oneLine(e) }, 'management key not written yet; retrying');
+    keyTimer = setTimeout(ensureKey, KEY_RETRY_MS);
+    keyTimer.unref();
+  }
   try {
     await app.listen({ host: deps.config.adminHost, port: deps.config.adminPort });
   } catch (e) {
@@ -167,6 +190,7 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
     url,
     port,
     async close() {
+      if (keyTimer) clearTimeout(keyTimer);
       await ctx.accessLog.flush();
       await app.close();
       // Only remove the URL file if it is still ours (another daemon may have started since).

@@ -74,8 +74,19 @@ export class TokenService {
     const kid = await calculateJwkThumbprint(pub);
     const publicJwk = { ...pub, kid, alg: ALG, use: 'sig' };
     const privateKey = (await importJWK({ ...priv, alg: ALG }, ALG)) as CryptoKey;
-    await store.putDoc(JWKS_NS, kid, publicJwk);
-    return new TokenService(store, privateKey, publicJwk);
+    const svc = new TokenService(store, privateKey, publicJwk);
+    // Published now if the store answers, else before the first token is signed.
+    await svc.publish().catch(() => undefined);
+    return svc;
+  }
+
+  private published = false;
+
+  /** Puts this node's public key in the store, where every node looks verification keys up. */
+  async publish(): Promise<void> {
+    if (this.published) return;
+    await this.store.putDoc(JWKS_NS, this.publicJwk.kid, this.publicJwk);
+    this.published = true;
   }
 
   /** Public keys of every node (for other verifiers). */
@@ -84,6 +95,7 @@ export class TokenService {
   }
 
   async signAccess(claims: AccessClaims): Promise<{ token: string; expiresAt: number }> {
+    await this.publish();
     const expiresAt = Math.floor(Date.now() / 1000) + ACCESS_TTL_S;
     const token = await new SignJWT({ sid: claims.sid, csrf: claims.csrf })
       .setProtectedHeader({ alg: ALG, kid: this.publicJwk.kid })

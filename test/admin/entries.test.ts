@@ -38,6 +38,14 @@ describe('entries', () => {
     expect(one.headers.get('last-modified')).toBe(new Date(one.body.updatedAt).toUTCString());
   });
 
+  it('takes IDs up to the protocol limit of 128 characters', async () => {
+    const long = 'a'.repeat(128);
+    const r = await h.call('PUT', `/api/entries/${long}`, { key: h.managementKey, body: { labels: ['long-one'] } });
+    expect(r.status).toBe(201);
+    expect((await h.call('GET', `/api/entries/${long}`, { key: h.managementKey })).body.id).toBe(long);
+    expect((await h.call('DELETE', `/api/entries/${long}`, { key: h.managementKey })).status).toBe(204);
+  });
+
   it('POST creates with a server-chosen UUID', async () => {
     const r = await h.call('POST', '/api/entries', { key: h.managementKey, body: { labels: ['garage'] } });
     expect(r.status).toBe(201);

@@ -23,6 +23,7 @@ export interface Harness {
   dir: string;
   store: Store;
   entries: EntryService;
+  /** The key in admin.key (null while the store has not let the server write one). */
   managementKey: string;
   live: NodeLiveState[];
   /** A second admin server (another node: its own data dir and signing key) over the same store. */

@@ -2,9 +2,12 @@
  * The admin plane over the Redis store (a real redis-server): keys, sessions and tokens, entries
  * with conditional writes, the access log, and /readyz when Redis goes away.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pollUntil } from '../helpers/net.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
+import { readManagementKey } from '../../src/admin/management-key.js';
 import { startHarness, type Harness } from './harness.js';
 
 let redis: RedisProcess;
@@ -56,5 +59,26 @@ describe('admin over Redis', () => {
     expect(down.body.errorCode).toBe('TAAS_STORE_UNAVAILABLE');
     await redis.restart();
     await pollUntil(async () => (await h.call('GET', '/readyz')).status === 200, 15_000, 100);
+  });
+});
+
+describe('admin started while Redis is down', () => {
+  it('starts, says not ready, and writes the management key once Redis answers', async () => {
+    const r2 = await startRedis();
+    await r2.kill();
+    const late = await startHarness({}, { redis: r2.url });
+    try {
+      expect(late.managementKey).toBeNull();
+      expect((await late.call('GET', '/readyz')).status).toBe(503);
+      expect((await late.call('GET', '/healthz')).status).toBe(200);
+      await r2.restart();
+      await pollUntil(() => fs.existsSync(path.join(late.dir, 'admin.key')), 15_000, 50);
+      const key = readManagementKey(late.dir)!;
+      expect((await late.call('GET', '/api/entries', { key })).status).toBe(200);
+      expect((await late.call('GET', '/readyz')).status).toBe(200);
+    } finally {
+      await late.close();
+      await r2.stop();
+    }
   });
 });

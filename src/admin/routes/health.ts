@@ -1,6 +1,7 @@
 /**
  * Health (reference 000): /healthz says the process answers; /readyz says the store answers
- * too (503 TAAS_STORE_UNAVAILABLE otherwise). Both public and cheap, for load balancers.
+ * too (503 TAAS_STORE_UNAVAILABLE otherwise) and the node is not draining (503 TAAS_DRAINING).
+ * The admin listener starts after the registrar listens, so an answer also means that. Both public and cheap, for load balancers.
  * /metrics is served when the daemon hands over a prom-client registry; it needs `read`.
  */
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +15,9 @@ export function healthRoutes(app: FastifyInstance, ctx: AdminContext): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async () => {
+    // A draining node must leave the load balancer's rotation before its listeners close.
+    const notReady = ctx.deps.notReady?.();
+    if (notReady) throw notReady;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new TaasError('TAAS_STORE_UNAVAILABLE', `the store did not answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
