@@ -1,7 +1,8 @@
 /** Human and JSON output of the CLI's listings. */
-import type { Entry, PairingRecord } from '../store/types.js';
+import type { PairingRecord } from '../store/types.js';
+import type { EntryView } from './operator.js';
 
-export function printEntries(entries: Entry[], json: boolean): void {
+export function printEntries(entries: (EntryView & { secret?: string })[], json: boolean): void {
   if (json) {
     console.log(JSON.stringify(entries.map(({ secret: _s, ...e }) => e), null, 2));
     return;

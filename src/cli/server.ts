@@ -17,6 +17,7 @@ import type { Store } from '../store/types.js';
 import { Daemon, readRuntime } from '../daemon.js';
 import { versionReport } from './version.js';
 import { printPairings, printEntries } from './print.js';
+import { withOperator } from './operator.js';
 import { addStoreCommands } from './store-commands.js';
 
 interface GlobalOpts {
@@ -27,25 +28,6 @@ interface GlobalOpts {
 
 async function config(opts: GlobalOpts): Promise<{ config: Readonly<Config>; file: string | null }> {
   return loadConfig({ configFile: opts.config, flags: { dataDir: opts.dataDir, logLevel: opts.logLevel } });
-}
-
-/** A store for one command; the embedded one without watching, and without writing history. */
-async function withStore<T>(c: Readonly<Config>, fn: (store: Store, entries: EntryService) => Promise<T>): Promise<T> {
-  const silent = createLogger({ level: 'error', pretty: false, destination: process.stderr as never });
-  const box = openSecretBox(c);
-  const store = c.redis ? await openStore(c, box, silent) : await FileStore.open(path.resolve(c.dataDir), box, silent, { watch: false, readOnlyState: true });
-  const running = readRuntime(c.dataDir);
-  const tls = RelayTls.load(c, { generate: c.generateCert });
-  const entries = new EntryService(store, {
-    config: c,
-    tls,
-    registrarEndpoint: () => ({ host: c.advertiseHost && !c.advertiseHost.includes('{label}') ? c.advertiseHost : c.taasHost, port: running?.registrar.port ?? c.taasPort }),
-  });
-  try {
-    return await fn(store, entries);
-  } finally {
-    await store.close();
-  }
 }
 
 async function start(opts: GlobalOpts): Promise<void> {
@@ -142,11 +124,11 @@ export function buildProgram(): Command {
     .option('--client-port <label=port>', 'fixed client port for a label, for clients that cannot follow a redirect (repeatable)', collect)
     .action(async (o: { label: string[]; id?: string; out?: string; clientPort?: string[] }, cmd: Command) => {
       const { config: c } = await config(cmd.optsWithGlobals());
-      await withStore(c, async (_s, svc) => {
-        const issued = await svc.create({ id: o.id, labels: o.label, clientPorts: parseClientPorts(o.clientPort) });
+      await withOperator(c, async (op) => {
+        const issued = await op.create({ id: o.id, labels: o.label, clientPorts: parseClientPorts(o.clientPort) });
         const out = path.resolve(o.out ?? `taas-agent-${issued.entry.labels[0]}.json`);
         fs.writeFileSync(out, JSON.stringify(issued.agentFile, null, 2) + '\n', { mode: 0o600 });
-        console.log(`id:         ${issued.entry.id}\nlabels:     ${issued.entry.labels.join(', ')}\notpauth:    ${issued.otpauthUri}\nagent file: ${out} (holds the secret; mode 0600)`);
+        console.log(`id:         ${issued.entry.id}\nlabels:     ${issued.entry.labels.join(', ')}\notpauth:    ${issued.otpauthUri}\nagent file: ${out} (holds the secret; mode 0600)\nvia:        ${op.via}`);
       });
     });
   entries
@@ -155,15 +137,15 @@ export function buildProgram(): Command {
     .option('--json', 'JSON output')
     .action(async (o: { json?: boolean }, cmd: Command) => {
       const { config: c } = await config(cmd.optsWithGlobals());
-      await withStore(c, async (store) => printEntries(await store.listEntries(), !!o.json));
+      await withOperator(c, async (op) => printEntries(await op.list(), !!o.json));
     });
   entries
     .command('remove <id>')
     .description('remove an entry')
     .action(async (id: string, _o, cmd: Command) => {
       const { config: c } = await config(cmd.optsWithGlobals());
-      await withStore(c, async (_s, svc) => {
-        if (!(await svc.remove(id))) throw new TaasError('TAAS_ENTRY_NOT_FOUND', `no entry with ID ${id}`);
+      await withOperator(c, async (op) => {
+        if (!(await op.remove(id))) throw new TaasError('TAAS_ENTRY_NOT_FOUND', `no entry with ID ${id}`);
         console.log(`removed ${id}`);
       });
     });
@@ -172,8 +154,8 @@ export function buildProgram(): Command {
     .description('grant another label to an entry')
     .action(async (id: string, label: string, _o, cmd: Command) => {
       const { config: c } = await config(cmd.optsWithGlobals());
-      await withStore(c, async (_s, svc) => {
-        const e = await svc.addLabel(id, label);
+      await withOperator(c, async (op) => {
+        const e = await op.addLabel(id, label);
         console.log(`${e.id}: ${e.labels.join(', ')}`);
       });
     });
@@ -184,7 +166,7 @@ export function buildProgram(): Command {
     .option('--json', 'JSON output')
     .action(async (label: string, o: { json?: boolean }, cmd: Command) => {
       const { config: c } = await config(cmd.optsWithGlobals());
-      await withStore(c, async (store) => printPairings(await store.listPairings(label.toLowerCase()), !!o.json));
+      await withOperator(c, async (op) => printPairings(await op.pairings(label.toLowerCase()), !!o.json));
     });
 
   program
