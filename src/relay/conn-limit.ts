@@ -5,13 +5,13 @@ import { normaliseAddress } from './address.js';
 export class ConnLimit {
   private readonly counts = new Map<string, number>();
 
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: () => number) {}
 
   /** Counts the socket until it closes; false (and nothing counted) when its address is at the limit. */
   admit(s: net.Socket): boolean {
     const a = normaliseAddress(s.remoteAddress);
     const n = this.counts.get(a) ?? 0;
-    if (n >= this.max) return false;
+    if (n >= this.max()) return false;
     this.counts.set(a, n + 1);
     s.once('close', () => {
       const left = (this.counts.get(a) ?? 1) - 1;

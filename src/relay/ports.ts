@@ -28,12 +28,13 @@ export class PortAllocator {
   /** Fixed client ports (from entries), open always; skipped by the rotation. */
   private readonly fixed = new Set<number>();
 
+  /** `range` and `maxPorts` are read at each use: a reload may change them. */
   constructor(
-    private readonly range: readonly [number, number],
+    private readonly range: () => readonly [number, number],
     private readonly host: string,
-    private readonly maxPorts: number,
+    private readonly maxPorts: () => number,
   ) {
-    this.next = range[0];
+    this.next = range()[0];
   }
 
   get open(): number {
@@ -42,10 +43,12 @@ export class PortAllocator {
 
   /** Listens `server` on the next free port of the range. Throws TAAS_LIMIT_REACHED / TAAS_NO_PORT. */
   async listen(server: net.Server): Promise<number> {
-    if (this.used.size >= this.maxPorts) {
-      throw new TaasError('TAAS_LIMIT_REACHED', `all ${this.maxPorts} relay ports allowed by maxPorts are open`, { retryAfter: 5 });
+    const max = this.maxPorts();
+    if (this.used.size >= max) {
+      throw new TaasError('TAAS_LIMIT_REACHED', `all ${max} relay ports allowed by maxPorts are open`, { retryAfter: 5 });
     }
-    const [lo, hi] = this.range;
+    const [lo, hi] = this.range();
+    if (this.next < lo || this.next > hi) this.next = lo; // the range changed on reload
     for (let tried = 0; tried <= hi - lo; tried++) {
       const port = this.next;
       this.next = port >= hi ? lo : port + 1;

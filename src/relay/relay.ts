@@ -77,8 +77,9 @@ export class Relay extends EventEmitter {
     this.engine = deps.engine;
     this.logger = deps.logger;
     this.nodeId = deps.nodeId ?? deps.config.nodeId;
-    this.allocator = new PortAllocator(this.config.portRange, this.config.taasHost, this.config.maxPorts);
-    this.connLimit = new ConnLimit(this.config.maxConnsPerAddress);
+    // Limits read through `this.config` at each use, so that setConfig (SIGHUP) applies them.
+    this.allocator = new PortAllocator(() => this.config.portRange, this.config.taasHost, () => this.config.maxPorts);
+    this.connLimit = new ConnLimit(() => this.config.maxConnsPerAddress);
   }
 
   /**
@@ -86,7 +87,8 @@ export class Relay extends EventEmitter {
    * maxWaitingClients, clientWaitTimeout, clientPortIdle, registrationTimeout, idleBufferBytes,
    * pairingIdleTimeout) apply from now on to new registrations, clients and pairings;
    * established ones keep what they started with. portRange, maxPorts and maxConnsPerAddress
-   * size structures built at start and need a restart.
+   * apply to the next port opened / connection accepted (ports already open stay open);
+   * taasHost needs a restart.
    */
   setConfig(config: Readonly<Config>): void {
     this.config = config;

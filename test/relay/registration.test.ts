@@ -1,6 +1,7 @@
 /** Allocated (one-shot) ports: cookie, source address, single use, timeout, limits, busy ports. */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { validate } from '../../src/config/schema.js';
 import { isTaasError } from '../../src/errors.js';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
 import { closed, closeServer, connect, listen, pollUntil, readExactly } from '../helpers/net.js';
@@ -191,6 +192,18 @@ describe('allocated port', () => {
     await t.relay.allocate({ ...reg, label: 'b' });
     await expect(t.relay.allocate({ ...reg, label: 'c' })).rejects.toSatisfy((e) => isTaasError(e, 'TAAS_LIMIT_REACHED'));
     expect(t.relay.openPorts).toBe(2);
+  });
+
+  it('applies reloaded limits (setConfig) to the next allocation', async () => {
+    t = makeRelay({ maxPorts: 1, maxPendingPerId: 1 });
+    const reg = { id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie: newCookie() };
+    await t.relay.allocate(reg);
+    await expect(t.relay.allocate({ ...reg, id: 'b' })).rejects.toSatisfy((e) => isTaasError(e, 'TAAS_LIMIT_REACHED'));
+    t.relay.setConfig(validate({ ...t.config, maxPorts: 3, maxPendingPerId: 2 }));
+    await t.relay.allocate({ ...reg, id: 'b' });
+    await t.relay.allocate(reg);
+    await expect(t.relay.allocate(reg)).rejects.toSatisfy((e) => isTaasError(e, 'TAAS_LIMIT_REACHED'));
+    expect(t.relay.openPorts).toBe(3);
   });
 
   it('closes a flood of connections beyond maxConnsPerAddress', async () => {
