@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { loadConfig } from './config/load.js';
-import { oneLine } from './errors.js';
+import { TaasError, oneLine } from './errors.js';
 import { Authenticator } from './auth/guard.js';
 import { openSecretBox, openStore } from './store/open.js';
 import { EntryService } from './store/entries.js';
@@ -166,6 +166,7 @@ export class Daemon {
         },
         logger: this.logger,
         metrics: this.metrics?.registry,
+        notReady: () => (this.drainingFlag ? new TaasError('TAAS_DRAINING', 'this node is draining (SIGTERM); it takes no new registrations') : null),
         setLogLevel: (level: string) => {
           this.logger.level = level;
         },

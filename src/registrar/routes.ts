@@ -104,7 +104,7 @@ export class RegistrarRoutes extends EventEmitter {
       ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }));
     } catch (e) {
       await this.attempt(entry.id, address, path.label, isTaasError(e) ? e.code.replace('TAAS_', '').toLowerCase() : 'error');
-      this.emit('registration', { result: 'refused' });
+      this.emit('registration', { result: 'refused', code: isTaasError(e) ? e.code : 'TAAS_INTERNAL' });
       // Full here: another node of the relay may take it (the agent follows a 3xx).
       if (isTaasError(e) && e.status === 503 && (await this.redirectRegistration(req, res))) return;
       throw isTaasError(e) && e.retryAfter === undefined && e.status === 503 ? new TaasError(e.code, e.message, { retryAfter: NO_RESPONDER_RETRY_S }) : e;
