@@ -16,8 +16,9 @@ export function attachEventLog(relay: EventEmitter, routes: EventEmitter, logger
       logger.info({ label: r.label, client: r.client, responder: r.responder, bytesUp: r.bytesUp, bytesDown: r.bytesDown, durationMs, reason: r.reason }, 'pairing ended');
     }],
     [relay, 'pool-empty', (e: { label: string }) => logger.debug({ label: e.label }, 'mobile client arrived with no responder idle')],
-    [routes, 'registration', (e: { result: string; label?: string }) => {
-      if (e.result !== 'ok') logger.info({ result: e.result }, 'registration refused');
+    [routes, 'registration', (e: { result: string; code?: string }) => {
+      // A limit hit (TAAS_LIMIT_REACHED, TAAS_NO_PORT) comes with its code (not `code`: redacted as a TOTP code).
+      if (e.result !== 'ok') logger.info({ result: e.result, ...(e.code ? { errorCode: e.code } : {}) }, 'registration refused');
     }],
   ];
   for (const [em, ev, fn] of listeners) em.on(ev, fn);

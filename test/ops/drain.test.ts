@@ -37,6 +37,11 @@ describe('drain on SIGTERM', () => {
     expect(r.status).toBe(503);
     expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
     expect(JSON.parse(r.body)).toMatchObject({ errorCode: 'TAAS_DRAINING' });
+    // Load balancers see the drain: not ready, while the process is still alive.
+    const ready = await fetch(`http://127.0.0.1:${d.adminPort}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toMatchObject({ errorCode: 'TAAS_DRAINING' });
+    expect((await fetch(`http://127.0.0.1:${d.adminPort}/healthz`)).status).toBe(200);
     const m = await metrics(d);
     expect(m.get('taas_draining')).toBe(1);
     expect(m.get('taas_registrations_total{result="draining"}')).toBe(1);
