@@ -1,6 +1,6 @@
 /**
  * The OpenAPI 3.1 description of the admin API, served at /api/openapi.json. Written by hand
- * next to the routes; test/admin/openapi.test.ts checks that every route is described.
+ * next to the routes; test/admin/openapi.test.ts holds it to the routes both ways.
  */
 import { ERROR_CODES } from '../errors.js';
 
@@ -28,6 +28,7 @@ export function openApiDocument(): Record<string, unknown> {
     paths: {
       '/healthz': { get: op(null, 'The process answers', { '200': json('ok', { type: 'object' }) }) },
       '/readyz': { get: op(null, 'The store answers', { '200': json('ready', { type: 'object' }), '503': err('TAAS_STORE_UNAVAILABLE') }) },
+      '/metrics': { get: op('read', 'Prometheus metrics (when the daemon provides a registry)', { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } }) },
       '/api/openapi.json': { get: op(null, 'This document', { '200': json('OpenAPI document', { type: 'object' }) }) },
       '/api/auth/jwks.json': { get: op(null, 'Public keys that verify access tokens (all nodes)', { '200': json('JWK set', { type: 'object' }) }) },
       '/api/auth/session': {

@@ -65,7 +65,7 @@ function tlsOptions(deps: AdminDeps): { key: string; cert: string } | null {
   }
 }
 
-export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstance; ctx: AdminContext }> {
+export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstance; ctx: AdminContext; routes: { method: string; url: string }[] }> {
   const tls = tlsOptions(deps);
   const keys = new ApiKeys(deps.store);
   const tokens = await TokenService.open(deps.store, deps.config.dataDir);
@@ -82,6 +82,11 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
     ...(tls ? { https: tls } : {}),
   }) as unknown as FastifyInstance;
 
+  // Every route, for the test that holds the OpenAPI document to the routes.
+  const routes: { method: string; url: string }[] = [];
+  app.addHook('onRoute', (r) => {
+    for (const m of [r.method].flat()) routes.push({ method: m, url: r.url });
+  });
   installErrorHandling(app);
   app.addContentTypeParser('application/json-patch+json', { parseAs: 'string' }, (_req, body, done) => {
     try {
@@ -147,7 +152,7 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
   app.get('/api/openapi.json', async () => doc);
 
   await app.register(fastifyStatic, { root: uiDir(), prefix: '/', index: 'index.html', cacheControl: false, setHeaders: (res) => res.setHeader('cache-control', 'no-cache') });
-  return { app, ctx };
+  return { app, ctx, routes };
 }
 
 /** Starts the admin server on adminHost:adminPort; writes the management key and admin.url. */
