@@ -414,7 +414,7 @@ async function renderKeys() {
       cell('Origins', k.origins.join(' ') || '—'), cell('Last used', time(k.lastUsedAt)),
       cell('', h('div', { class: 'row' }, h('a', { href: `#/key/${encodeURIComponent(k.id)}` }, 'Log'),
         k.state === 'active' ? h('button', { type: 'button', class: 'danger small', 'aria-label': `Revoke key ${k.name}`, onclick: async () => {
-          if (!(await confirmDialog('Revoke this key?', `${k.name} (${k.id}) stops working at once, and its sessions end${k.id === state.me.id ? ' — including this one' : ''}.`, 'Revoke key'))) return;
+          if (!(await confirmDialog('Revoke this key?', `${k.name} (${k.id}) stops working at once, and its sessions end${k.id === state.me.id ? ' — including this one' : ''}.${k.management ? ' The CLI uses this key: it works through the API again after the daemon restarts and writes a new admin.key.' : ''}`, 'Revoke key'))) return;
           try {
             await api('DELETE', `/api/keys/${encodeURIComponent(k.id)}`);
             say(`Key ${k.name} revoked.`);
