@@ -57,10 +57,12 @@ export class ClientPort {
   close(): Promise<void> {
     if (this.closing) return this.closing;
     if (this.timer) clearTimeout(this.timer);
-    this.closing = new Promise<void>((resolve) => {
-      if (!this.server.listening) return resolve();
-      this.server.close(() => resolve());
-    }).then(() => (this.fixed ? this.allocator.releaseFixed(this.port) : this.allocator.release(this.port)));
+    // The listening socket closes at once; the server's 'close' event would wait for every
+    // pairing accepted here to end, so the port is released now rather than then.
+    if (this.server.listening) this.server.close();
+    if (this.fixed) this.allocator.releaseFixed(this.port);
+    else this.allocator.release(this.port);
+    this.closing = Promise.resolve();
     return this.closing;
   }
 

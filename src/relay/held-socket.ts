@@ -17,11 +17,20 @@ export class HeldSocket {
   private taken = false;
   private bound: number;
 
+  /** A FIN arrived after some octets: a half-close (request sent, reply awaited), not a leave. */
+  private halfClosed = false;
+
+  /**
+   * `keepHalfClosed`: a FIN after some octets is a half-close to carry into the pairing (a
+   * mobile client that sent its request and shut its side, like `nc -N`); a FIN with nothing
+   * before it, or any FIN from an idle responder, means the peer left.
+   */
   constructor(
     readonly socket: net.Socket,
     head: Buffer | undefined,
     private readonly limit: number,
     private readonly onLeave: (h: HeldSocket) => void,
+    private readonly keepHalfClosed = false,
   ) {
     this.bound = limit;
     if (head && head.length > 0) {
@@ -29,7 +38,7 @@ export class HeldSocket {
       this.buffered = head.length;
     }
     socket.on('data', this.onData);
-    socket.on('end', this.leave);
+    socket.on('end', this.onEnd);
     socket.on('close', this.leave);
     socket.on('error', this.leave);
     if (this.buffered < this.bound) socket.resume();
@@ -39,7 +48,7 @@ export class HeldSocket {
   /** Nothing seen yet says the peer is gone. */
   get alive(): boolean {
     const s = this.socket;
-    return !this.left && !s.destroyed && !s.readableEnded && s.writable;
+    return !this.left && !s.destroyed && (this.halfClosed || !s.readableEnded) && s.writable;
   }
 
   get bufferedBytes(): number {
@@ -82,7 +91,7 @@ export class HeldSocket {
 
   private detach(): void {
     this.socket.off('data', this.onData);
-    this.socket.off('end', this.leave);
+    this.socket.off('end', this.onEnd);
     this.socket.off('close', this.leave);
     this.socket.off('error', this.leave);
   }
@@ -91,6 +100,11 @@ export class HeldSocket {
     this.parts.push(chunk);
     this.buffered += chunk.length;
     if (this.buffered >= this.bound) this.socket.pause();
+  };
+
+  private readonly onEnd = (): void => {
+    if (this.keepHalfClosed && this.buffered > 0) this.halfClosed = true;
+    else this.leave();
   };
 
   private readonly leave = (): void => {

@@ -74,10 +74,12 @@ export class Registration {
     if (this.timer) clearTimeout(this.timer);
     for (const s of this.candidates) s.destroy();
     this.candidates.clear();
-    this.closing = new Promise<void>((resolve) => {
-      if (!this.server.listening) return resolve();
-      this.server.close(() => resolve());
-    }).then(() => this.allocator.release(this.port));
+    // server.close() closes the listening socket at once (the port is free, a connect is
+    // refused); its 'close' event would wait for the accepted responder to end, so the port is
+    // released now rather than then.
+    if (this.server.listening) this.server.close();
+    this.allocator.release(this.port);
+    this.closing = Promise.resolve();
     return this.closing;
   }
 

@@ -238,10 +238,16 @@ export class Relay extends EventEmitter {
       socket.destroy();
       return this.refuseClient(label, noWait ? 'timeout' : 'queue-full');
     }
-    const held = new HeldSocket(socket, undefined, WAITING_CLIENT_BUFFER_BYTES, (h) => {
-      if (pool.removeWaiter(h)) this.logger.debug({ label }, 'waiting client left');
-      this.forgetIfEmpty(pool);
-    });
+    const held = new HeldSocket(
+      socket,
+      undefined,
+      WAITING_CLIENT_BUFFER_BYTES,
+      (h) => {
+        if (pool.removeWaiter(h)) this.logger.debug({ label }, 'waiting client left');
+        this.forgetIfEmpty(pool);
+      },
+      true,
+    );
     const now = Date.now();
     const w: Waiter = { held, arrived: now, deadline: now + this.config.clientWaitTimeout * 1000, timer: null };
     pool.waiting.push(w);

@@ -101,6 +101,42 @@ describe('client port', () => {
     expect(t.relay.labelState('demo').waiting).toBe(0);
   });
 
+  it('serves a client that sends its request and half-closes before it is paired', async () => {
+    t = makeRelay();
+    const r = await addResponder(t, 'demo');
+    const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
+    const c = await open(t, q!);
+    c.end('GET / HTTP/1.0\r\n\r\n'); // at once, like `nc -N`: the FIN races the pairing
+    const atR = readAll(r);
+    const atC = readAll(c);
+    expect((await atR)).toMatchObject({ how: 'end' });
+    expect((await atR).data.toString()).toBe('GET / HTTP/1.0\r\n\r\n');
+    r.end('HTTP/1.0 200 OK\r\n\r\n');
+    expect((await atC).data.toString()).toBe('HTTP/1.0 200 OK\r\n\r\n');
+    await pollUntil(() => count(t, 'pairing-end') === 1);
+    expect(t.events['pairing-end']![0]!.reason).toBe('eof');
+  });
+
+  it('makes a half-closed client that is still waiting wait, then serves it', async () => {
+    t = makeRelay();
+    await addResponder(t, 'demo');
+    const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
+    await open(t, q!);
+    await pollUntil(() => t.relay.labelState('demo').active === 1);
+    const cookie = newCookie();
+    const { port } = await t.relay.allocate({ id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie });
+    const c = await open(t, q!);
+    const atC = readAll(c);
+    c.end('request');
+    await pollUntil(() => t.relay.labelState('demo').waiting === 1);
+    const r2 = await open(t, port);
+    const atR2 = readAll(r2);
+    r2.write(formatCookieLine(cookie));
+    expect((await atR2).data.toString()).toBe('request');
+    r2.end('reply');
+    expect((await atC).data.toString()).toBe('reply');
+  });
+
   it('lets a waiting client that disconnects leave the queue', async () => {
     t = makeRelay();
     await addResponder(t, 'demo');
