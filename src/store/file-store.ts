@@ -175,7 +175,10 @@ export class FileStore implements Store {
   async incrFailures(id: string, ttlSeconds: number): Promise<number> {
     const cur = await this.getAuthState(id);
     this.state.auth[id] = { ...cur, failures: cur.failures + 1, exp: Date.now() + ttlSeconds * 1000 };
-    this.flushNow();
+    // Memory is authoritative in this one process; every attempt is counted (the authenticator
+    // counts before it checks), so an fsync each would cost more than the count is worth.
+    // A lock, once set, is written at once (setLockedUntil).
+    this.flushSoon();
     return cur.failures + 1;
   }
 
@@ -188,7 +191,7 @@ export class FileStore implements Store {
   async resetFailures(id: string): Promise<void> {
     if (this.state.auth[id]) {
       delete this.state.auth[id];
-      this.flushNow();
+      this.flushSoon();
     }
   }
 
