@@ -19,7 +19,7 @@ const LIMITS = {
   maxPorts: 25,
   maxConnsPerAddress: 100,
   maxWaitingClients: 20,
-  registrationTimeout: 2,
+  registrationTimeout: 4,
   clientWaitTimeout: 30,
   tlsHandshakeTimeout: 30,
 };
@@ -60,8 +60,8 @@ describe('floods are capped; memory and descriptors stay bounded', () => {
 
   beforeAll(async () => {
     d = TestDaemon.create(LIMITS);
-    agents = ['fa', 'fb', 'fc', 'fd'].map((l) => d.addEntry([l]));
     await d.start();
+    agents = await Promise.all(['fa', 'fb', 'fc', 'fd'].map((l) => d.createEntry([l])));
     // Warm up (TLS contexts, JIT, admin plane) before the baseline.
     for (const a of agents) expect((await d.register(a, a.labels[0]!, '000000')).status).toBe(401);
     await pollUntil(async () => ((await d.admin('/api/live')).status === 200), 5000);
@@ -84,26 +84,34 @@ describe('floods are capped; memory and descriptors stay bounded', () => {
     }
     const pool = new https.Agent({ keepAlive: true, maxSockets: 16 });
     const t0 = Date.now();
+    // The daemon's descriptors, sampled through the flood: the port budget holds at every moment.
+    let peakFds = 0;
+    const sampler = setInterval(() => (peakFds = Math.max(peakFds, d.usage().fds)), 10);
     const replies = await flood(4 * 49, 16, async (i): Promise<Reply & { id: string }> => {
       const a = agents[i % 4]!;
       const r = await d.request('PUT', `/register/${a.labels[0]}`, { authorization: `TAAS-Session username="${a.id}", token="${sessions.get(a.id)}"` }, pool);
       return { ...r, id: a.id };
     });
+    const floodMs = Date.now() - t0;
+    clearInterval(sampler);
     pool.destroy();
     const ok = replies.filter((r) => r.status === 200);
     const refused = replies.filter((r) => r.status === 503);
     expect(ok.length + refused.length).toBe(replies.length);
-    // 4 + ok registrations are pending: the port budget (maxPorts 25) is spent, never exceeded.
-    expect(4 + ok.length).toBe(LIMITS.maxPorts);
-    for (const a of agents) expect(1 + ok.filter((r) => r.id === a.id).length).toBeLessThanOrEqual(LIMITS.maxPendingPerId);
+    // Each pending registration holds one listening socket: the peak tracks the cap, not the flood.
+    // (+16: the flood's own keep-alive connections.)
+    expect(peakFds - base.fds).toBeLessThanOrEqual(LIMITS.maxPorts + 16 + 10);
+    if (floodMs < LIMITS.registrationTimeout * 1000) {
+      // None expired during the flood: the port budget (maxPorts 25) was spent exactly, and per ID
+      // never more than maxPendingPerId. (On a machine so slow that some expired, the peak above is the proof.)
+      expect(4 + ok.length).toBe(LIMITS.maxPorts);
+      for (const a of agents) expect(1 + ok.filter((r) => r.id === a.id).length).toBeLessThanOrEqual(LIMITS.maxPendingPerId);
+    }
     for (const r of refused) {
       expect(JSON.parse(r.body).errorCode).toBe('TAAS_LIMIT_REACHED');
       expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
     }
-    const during = d.usage();
-    figures.push(`registration flood: ${replies.length} requests in ${Date.now() - t0} ms, ${ok.length + 4} ports open; ${during.fds} fds (+${during.fds - base.fds})`);
-    // Each pending registration holds one listening socket: descriptors track the cap, not the flood.
-    expect(during.fds - base.fds).toBeLessThanOrEqual(LIMITS.maxPorts + 20);
+    figures.push(`registration flood: ${replies.length} requests in ${floodMs} ms, ${ok.length + 4} accepted; peak ${peakFds} fds (+${peakFds - base.fds})`);
 
     // Nobody connects: after registrationTimeout every port is released and registering works again.
     await pollUntil(() => d.usage().fds <= base.fds + 5, 10_000, 100);
