@@ -61,7 +61,7 @@ describe('config discovery and config check', () => {
     const dir = tempDir('taas-cfg-');
     const url = write(dir, 'url.json', { redis: 'redis://app:s3cret-url@127.0.0.1:6390/0', keyData: PEM, crtData: '-----BEGIN CERTIFICATE-----\nMIIBpublic\n-----END CERTIFICATE-----\n' });
     const r1 = await server(dir, ['config', 'check', '--config', url]);
-    expect(r1.code).toBe(0);
+    expect(r1.code, r1.stderr).toBe(0);
     expect(r1.stdout).not.toContain('s3cret');
     expect(r1.stdout).not.toContain('secretsecret');
     expect(JSON.parse(r1.stdout).config.redis).toBe('redis://***@127.0.0.1:6390/0');

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readAll, pollUntil } from '../helpers/net.js';
 import { startAgent, startDaemon, stopAll, type Daemon, type Proc } from '../helpers/daemon.js';
+import { Registrant } from './responder.js';
 import { FixedReplyServer, admin, clientPort, connect, metrics, register, type Samples } from './util.js';
 
 let d: Daemon;
@@ -15,7 +16,8 @@ let agents: Proc[] = [];
 
 beforeAll(async () => {
   // A cap of one label: alpha gets its own series, beta is folded into "other".
-  d = await startDaemon({ metricsLabelCap: 1 });
+  // maxIdlePerLabel 1: each agent keeps one responder; the last test runs into the limit.
+  d = await startDaemon({ metricsLabelCap: 1, maxIdlePerLabel: 1 });
   target = await new FixedReplyServer(1000, 500).start();
 });
 
@@ -95,10 +97,8 @@ describe('metrics on a real daemon', () => {
     expect(v(m, 'taas_waiting_clients{label="alpha"}')).toBe(0);
     expect(v(m, 'taas_active_pairings')).toBe(0);
     expect(v(m, 'taas_client_requests_total{result="redirect"}')).toBe(1);
-    // The alpha client port, and the allocated ports of the two idle responders: a one-shot
-    // listener stops listening at once but node reports it closed (and the allocator frees it)
-    // only when its one connection ends.
-    expect(v(m, 'taas_open_ports')).toBe(3);
+    // Only the alpha client port: an allocated port is given back once its hidden server connected.
+    expect(v(m, 'taas_open_ports')).toBe(1);
     expect(v(m, 'taas_store_up')).toBe(1);
     expect(v(m, 'taas_draining')).toBe(0);
     expect([...m.keys()].some((k) => /^taas_relay_engine_info\{engine="(splice|stream)"\}$/.test(k))).toBe(true);
@@ -147,4 +147,17 @@ describe('metrics on a real daemon', () => {
     expect(d.proc.logs('pairing ended').length).toBe(count);
     expect((await admin(d, '/api/log-level', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'info' }) })).status).toBe(204);
   }, 60_000);
+
+  it('a limit hit is counted and logged with its code and correlation id', async () => {
+    const reg = new Registrant(await d.addEntry(['gamma']), { host: '127.0.0.1', port: d.registrarPort });
+    const first = await reg.respond('gamma');
+    await pollUntil(async () => (await metrics(d)).get('taas_idle_responders{label="other"}') === 2, 10_000, 20);
+    await expect(reg.register('gamma')).rejects.toThrow(/TAAS_LIMIT_REACHED/);
+    first.destroy();
+    const m = await metrics(d);
+    expect(m.get('taas_registrations_total{result="refused"}')).toBe(1);
+    const line = await d.proc.waitLog('registration refused', 1, 10_000, { result: 'refused' });
+    expect(line.errorCode).toBe('TAAS_LIMIT_REACHED');
+    expect(line.cid).toMatch(/^h-[0-9a-f]{12}$/);
+  }, 30_000);
 });
