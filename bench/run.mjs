@@ -13,7 +13,7 @@ import { machine } from './lib/machine.mjs';
 import { bulk, latency, pairings, registrationUnderLoad, rss } from './lib/measure.mjs';
 import { buildTools, median, root } from './lib/proc.mjs';
 import { ratios, tables, targetLines, targets } from './lib/report.mjs';
-import { variants } from './lib/variants.mjs';
+import { fresh, variants } from './lib/variants.mjs';
 
 const { values: o } = parseArgs({
   options: {
@@ -126,7 +126,19 @@ try {
   // Only for relays that serve many connections in one process.
   if (!skip.has('rss')) {
     for (const v of rows.filter((x) => x.kind === 'taas' || x.key === 'haproxy' || x.key.startsWith('engine-'))) {
-      const r = await rss(v, { n: rssN });
+      // Node relays are measured in a fresh process, warmed by a few hundred pairings, so the
+      // garbage of the earlier phases does not blur the figure.
+      const f = fresh(v);
+      if (f) {
+        await f.start();
+        await pairings(f, { n: 300, conc: 32 });
+      }
+      let r;
+      try {
+        r = await rss(f ?? v, { n: rssN });
+      } finally {
+        await f?.stop();
+      }
       put(v, 'rss', r);
       log(`rss at ${rssN}: ${v.key} ${(r.perPairing / 1024).toFixed(2)} KB per pairing, ${(r.perIdleResponder / 1024).toFixed(2)} KB per idle responder`);
     }

@@ -1,15 +1,15 @@
 // One measurement of one variant at a time. The caller interleaves variants and repetitions.
 import net from 'node:net';
-import { cpuSeconds, loadgen, percentile, pin, rssBytes } from './proc.mjs';
+import { collectGarbage, cpuSeconds, loadgen, percentile, pin, rssBytes } from './proc.mjs';
 
 const ALL_CPUS = `0-${Math.max(0, (await import('node:os')).availableParallelism() - 1)}`;
 const settle = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Bulk throughput (GB/s) and the relay's CPU seconds per GB moved. */
-export async function bulk(v, { streams, seconds }) {
+export async function bulk(v, { streams, seconds, nice = 0 }) {
   const { args } = await v.endpoints(streams);
   const cpu0 = v.pid ? cpuSeconds(v.pid) : NaN;
-  const r = await loadgen(['bulk', '--seconds', String(seconds), '--streams', String(streams), ...args]);
+  const r = await loadgen(['bulk', '--seconds', String(seconds), '--streams', String(streams), ...args], { nice });
   // Let a forking relay (socat) reap its per-connection children so their CPU is counted.
   if (v.multiProcess) await settle(300);
   const cpu = v.pid ? cpuSeconds(v.pid) - cpu0 : NaN;
@@ -81,16 +81,17 @@ async function fillPool(v, far, n, conc) {
 /**
  * `n` pairings, `conc` at a time: connect to the relay's front (the 307'd client port for
  * taas, whose pool was filled beforehand: a warm pool), send an 8-octet id, and stop the clock
- * when the far end has it. Every connection stays open until `after` ran (RSS is read there).
+ * when the far end has it. Every connection stays open until the end; `onStage('idle')` runs
+ * once the pool is full, `onStage('paired')` once every pairing is established.
  */
-export async function pairings(v, { n, conc, after }) {
+export async function pairings(v, { n, conc, onStage }) {
   const far = new FarEnds();
   const clients = [];
   const out = {};
   try {
     if (v.kind === 'taas') out.regPerSec = await fillPool(v, far, n, 16);
     else await far.listen(v.target);
-    if (after?.idle) out.rssIdle = rssBytes(v.pid);
+    if (onStage) await onStage('idle', out);
     const front = v.kind === 'taas' ? await v.daemon.nearPort() : v.front;
     const times = [];
     let next = 0;
@@ -113,7 +114,7 @@ export async function pairings(v, { n, conc, after }) {
     out.perSec = n / secs;
     out.p99ms = percentile(times, 0.99);
     out.p50ms = percentile(times, 0.5);
-    if (after?.paired) out.rssPaired = rssBytes(v.pid);
+    if (onStage) await onStage('paired', out);
   } finally {
     for (const c of clients) c.destroy();
     far.close();
@@ -122,16 +123,36 @@ export async function pairings(v, { n, conc, after }) {
   return out;
 }
 
-/** RSS per idle responder (taas) and per established pairing at `n` each. */
+/** RSS (and, for Node relays, the JS heap in use) after a garbage collection (gc-hook.mjs). */
+async function liveMemory(v) {
+  const heap = v.nodeGc ? await collectGarbage(v.pid, v.memFile) : null;
+  return { rss: rssBytes(v.pid), heapUsed: heap ? heap.heapUsed + heap.external : NaN };
+}
+
+/**
+ * RSS per idle responder (taas) and per established pairing at `n` each: the growth of the
+ * relay's RSS from before to after, divided by n. Idle pairings: one 8-octet message, then quiet.
+ * For Node relays, the growth of the live JS heap (heapUsed + external) too, which tells the
+ * memory a pairing holds from the pages V8 and malloc keep after freeing garbage.
+ */
 export async function rss(v, { n }) {
-  await settle(500);
-  const base = rssBytes(v.pid);
-  const r = await pairings(v, { n, conc: 64, after: { idle: v.kind === 'taas', paired: true } });
+  await settle(300);
+  const base = await liveMemory(v);
+  const r = await pairings(v, {
+    n,
+    conc: 64,
+    onStage: async (stage, out) => {
+      if (stage === 'idle' && v.kind === 'taas') out.idle = await liveMemory(v);
+      if (stage === 'paired') out.paired = await liveMemory(v);
+    },
+  });
+  const per = (a, b, k) => (a && b ? (a[k] - b[k]) / n : NaN);
   return {
-    base,
-    perIdleResponder: v.kind === 'taas' ? (r.rssIdle - base) / n : NaN,
-    perPairing: (r.rssPaired - base) / n,
-    perPairingOverIdle: v.kind === 'taas' ? (r.rssPaired - r.rssIdle) / n : NaN,
+    baseRss: base.rss,
+    perIdleResponder: per(r.idle, base, 'rss'),
+    perPairing: per(r.paired, base, 'rss'),
+    heapPerIdleResponder: per(r.idle, base, 'heapUsed'),
+    heapPerPairing: per(r.paired, base, 'heapUsed'),
   };
 }
 
@@ -153,7 +174,9 @@ async function registrationLatencies(v, seconds) {
 /** Registration p99 while idle and while 4 bulk streams saturate the data path. */
 export async function registrationUnderLoad(v, { seconds }) {
   const idle = await registrationLatencies(v, seconds);
-  const load = bulk(v, { streams: 4, seconds: seconds + 1.5 });
+  // The load generator runs at nice 19: on a 2-CPU machine its 8 threads would otherwise take
+  // the CPU from the registrar, which measures the machine, not the relay.
+  const load = bulk(v, { streams: 4, seconds: seconds + 1.5, nice: 19 });
   await settle(500);
   const busy = await registrationLatencies(v, seconds);
   const b = await load;

@@ -27,10 +27,12 @@ export function buildTools() {
   }
 }
 
-/** Runs loadgen; `pin` = run it on CPU 0 only. Resolves with its JSON line. */
-export function loadgen(args, { pin = false, timeoutMs = 120_000 } = {}) {
-  const cmd = pin ? 'taskset' : path.join(binDir, 'loadgen');
-  const argv = pin ? ['-c', '0', path.join(binDir, 'loadgen'), ...args] : args;
+/** Runs loadgen; `pin` = on CPU 0 only; `nice` = at that niceness. Resolves with its JSON line. */
+export function loadgen(args, { pin = false, nice = 0, timeoutMs = 120_000 } = {}) {
+  let argv = [path.join(binDir, 'loadgen'), ...args];
+  if (pin) argv = ['taskset', '-c', '0', ...argv];
+  if (nice) argv = ['nice', '-n', String(nice), ...argv];
+  const cmd = argv.shift();
   return new Promise((resolve, reject) => {
     execFile(cmd, argv, { timeout: timeoutMs }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`loadgen ${args.join(' ')}: ${stderr.trim() || err.message}`));
@@ -51,6 +53,22 @@ export function cpuSeconds(pid) {
 export function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/**
+ * Asks a Node relay started with bench/lib/gc-hook.mjs to collect garbage; resolves with the
+ * process.memoryUsage() it wrote after collecting (bounded wait).
+ */
+export async function collectGarbage(pid, memFile) {
+  fs.rmSync(memFile, { force: true });
+  process.kill(pid, 'SIGWINCH');
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(memFile)) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} wrote no memory report`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 50)); // written in one call; let it land whole
+  return JSON.parse(fs.readFileSync(memFile, 'utf8'));
 }
 
 /** Every thread of `pid` onto `cpus` ("0" or "0-1"). */

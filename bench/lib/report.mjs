@@ -60,10 +60,10 @@ export function tables(res) {
   out.push('', `### Pairing and memory (time-to-pair: connect → first octet at the far end; RSS at ${res.config.rssN} each)`);
   out.push(
     table(
-      ['row', 'pairings/s', 'time-to-pair p50 ms', 'p99 ms', 'RSS per established pairing KB', 'RSS per idle responder KB'],
+      ['row', 'pairings/s', 'time-to-pair p50 ms', 'p99 ms', 'RSS per established pairing KB', 'RSS per idle responder KB', 'JS heap per pairing KB', 'JS heap per idle responder KB'],
       keys.map((k) => {
         const r = res.rows[k];
-        return [label(k), f(r.pairings?.perSec, 0), f(r.pairings?.p50ms), f(r.pairings?.p99ms), kb(r.rss?.perPairing), kb(r.rss?.perIdleResponder)];
+        return [label(k), f(r.pairings?.perSec, 0), f(r.pairings?.p50ms), f(r.pairings?.p99ms), kb(r.rss?.perPairing), kb(r.rss?.perIdleResponder), kb(r.rss?.heapPerPairing), kb(r.rss?.heapPerIdleResponder)];
       }),
     ),
   );
@@ -99,7 +99,7 @@ export function targets(res) {
   add('relay CPU per GB ≤ HAProxy', s.bulk1?.cpuPerGB, h?.bulk1?.cpuPerGB, (a, l) => a <= l, `${f(s.bulk1?.cpuPerGB, 3)} vs ${f(h?.bulk1?.cpuPerGB, 3)} s/GB`);
   add('added p50 latency pinned (1 B) ≤ HAProxy', R.addedP50PinnedUs1, rh?.addedP50PinnedUs1, (a, l) => a <= l, `+${f(R.addedP50PinnedUs1, 1)} vs +${f(rh?.addedP50PinnedUs1, 1)} µs`);
   add('added p50 latency pinned (64 B) ≤ HAProxy', R.addedP50PinnedUs64, rh?.addedP50PinnedUs64, (a, l) => a <= l, `+${f(R.addedP50PinnedUs64, 1)} vs +${f(rh?.addedP50PinnedUs64, 1)} µs`);
-  add('RSS per established pairing ≤ 1 KB', s.rss?.perPairing, 1024, (a, l) => a <= l, `${kb(s.rss?.perPairing)} KB (HAProxy ${kb(h?.rss?.perPairing)} KB)`);
+  add('RSS per established pairing ≤ 1 KB', s.rss?.perPairing, 1024, (a, l) => a <= l, `${kb(s.rss?.perPairing)} KB RSS, of which live JS heap ${kb(s.rss?.heapPerPairing)} KB (HAProxy ${kb(h?.rss?.perPairing)} KB)`);
   add('registration p99 saturated ≤ 2× idle', s.reg?.busyP99ms, 2 * (s.reg?.idleP99ms ?? NaN), (a, l) => a <= l, `${f(s.reg?.busyP99ms)} vs ${f(s.reg?.idleP99ms)} ms idle`);
   return t;
 }

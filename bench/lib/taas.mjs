@@ -59,7 +59,12 @@ export class TaasDaemon {
     execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'add', '--config', this.configFile, '--label', LABEL, '--out', agentFile], { stdio: 'ignore' });
     this.agentFile = JSON.parse(fs.readFileSync(agentFile, 'utf8'));
     this.httpsAgent = agentFor(this.agentFile.ca);
-    this.child = spawn(process.execPath, [path.join(root, 'bin', 'taas-server'), 'start', '--config', this.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const gcHook = path.join(root, 'bench', 'lib', 'gc-hook.mjs');
+    this.memFile = path.join(this.dir, 'memory.json');
+    this.child = spawn(process.execPath, ['--expose-gc', '--import', gcHook, path.join(root, 'bin', 'taas-server'), 'start', '--config', this.configFile], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, TAAS_BENCH_MEM_FILE: this.memFile },
+    });
     this.child.stderr.on('data', (d) => process.stderr.write(`[taas ${this.engine}] ${d}`));
     this.child.stdout.resume();
     // Ready when the runtime file names this process and the registrar answers (a 404 for an

@@ -31,8 +31,8 @@ class ForwardingVariant {
     return { args: ['--near', String(this.front), '--listen', String(this.target)] };
   }
 
-  async spawnRelay(cmd, args) {
-    this.child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  async spawnRelay(cmd, args, env = {}) {
+    this.child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
     this.child.stderr.on('data', (d) => process.stderr.write(`[${this.key}] ${d}`));
     await waitListening(this.front);
   }
@@ -123,10 +123,15 @@ class EngineOnly extends ForwardingVariant {
   constructor(engine) {
     super(`engine-${engine}`, `${engine} engine alone (no daemon)`);
     this.engine = engine;
+    this.nodeGc = true;
   }
   async start() {
     await this.ports();
-    await this.spawnRelay(process.execPath, [path.join(root, 'bench', 'lib', 'engine-relay.mjs'), this.engine, String(this.front), String(this.target)]);
+    const gcHook = path.join(root, 'bench', 'lib', 'gc-hook.mjs');
+    this.memFile = path.join(os.tmpdir(), `taas-bench-mem-${process.pid}-${this.engine}.json`);
+    await this.spawnRelay(process.execPath, ['--expose-gc', '--import', gcHook, path.join(root, 'bench', 'lib', 'engine-relay.mjs'), this.engine, String(this.front), String(this.target)], {
+      TAAS_BENCH_MEM_FILE: this.memFile,
+    });
   }
 }
 
@@ -137,9 +142,13 @@ class Taas {
     this.label = `taas ${engine}`;
     this.kind = 'taas';
     this.engine = engine;
+    this.nodeGc = true;
   }
   get pid() {
     return this.daemon.pid;
+  }
+  get memFile() {
+    return this.daemon.memFile;
   }
   async start() {
     const lo = this.engine === 'splice' ? 20000 : 30000;
@@ -153,6 +162,13 @@ class Taas {
   async stop() {
     await this.daemon?.stop();
   }
+}
+
+/** A fresh, unmeasured instance of the same row (memory is measured on a clean process). */
+export function fresh(v) {
+  if (v instanceof Taas) return new Taas(v.engine);
+  if (v instanceof EngineOnly) return new EngineOnly(v.engine);
+  return null;
 }
 
 /** Every row this machine can run, and the reason for each it cannot. */
