@@ -20,7 +20,7 @@ import type { Relay } from '../relay/relay.js';
 import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
 
 /** Where a label's responders live when not here (multi-node); null when nowhere. */
-export type ElsewhereLookup = (label: string) => Promise<{ host: string; port: number } | null>;
+export type ElsewhereLookup = (label: string, client: { address: string; path: string }) => Promise<{ host: string; port: number } | null>;
 
 export interface RoutesDeps {
   config: () => Readonly<Config>;
@@ -122,6 +122,8 @@ export class RegistrarRoutes extends EventEmitter {
     const to = await this.d.registerElsewhere?.();
     if (!to) return false;
     res.writeHead(307, { location: to + safePathAndQuery(req.url ?? '/'), 'content-length': '0', 'cache-control': 'no-store' }).end();
+    this.emit('registration', { result: 'redirected' });
+    this.d.logger.info({ to }, 'registration sent to another node');
     return true;
   }
 
@@ -142,7 +144,7 @@ export class RegistrarRoutes extends EventEmitter {
     if (port !== null) {
       location = formatLocation(scheme, c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port, path);
     } else if (this.d.elsewhere) {
-      const there = await this.d.elsewhere(label);
+      const there = await this.d.elsewhere(label, { address, path });
       if (there) location = formatLocation(scheme, there.host, there.port, path);
     }
     if (!location) {
