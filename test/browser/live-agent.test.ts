@@ -38,7 +38,7 @@ describe('page + daemon + agent', () => {
   it('an agent file downloaded from the page makes the label live on the page', async () => {
     expect(d.adminPort).toBeGreaterThan(0);
     const key = readManagementKey(d.dataDir)!;
-    await page.goto(`http://127.0.0.1:${d.adminPort}/`);
+    await page.goto(`http://127.0.0.1:${d.adminPort}/?poll=300`);
     await page.fill('#key', key);
     await page.keyboard.press('Enter');
     await page.locator('#entries').waitFor();
@@ -57,8 +57,8 @@ describe('page + daemon + agent', () => {
     expect(await badge.getAttribute('data-live')).toBe('no');
 
     await startAgent(agentFile, `127.0.0.1:${targetPort}`, [], { pool: 2 });
-    await page.locator('[data-label-state="webcam"][data-live="yes"]').waitFor({ timeout: 15_000 });
-    expect(await badge.textContent()).toContain('2 idle');
+    // Both responders of the pool: the relay may count the second a moment after the agent does.
+    await page.locator('[data-label-state="webcam"][data-live="yes"]', { hasText: '2 idle' }).waitFor({ timeout: 15_000 });
     await page.screenshot({ path: path.join(SCREENSHOTS, 'entries-live-agent.png'), fullPage: true });
 
     // A mobile client through the relay; its pairing appears on the entry's page.

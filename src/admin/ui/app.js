@@ -3,7 +3,11 @@
 // The session lives in HttpOnly cookies; the CSRF token the server returns is kept in memory
 // and sent as X-CSRF-Token on every write.
 
-const POLL_MS = 3000;
+// Refresh period: 3 s, or ?poll=MS (250..60000) for tests and for operators who want it calmer.
+const POLL_MS = (() => {
+  const n = Number(new URLSearchParams(location.search).get('poll'));
+  return Number.isInteger(n) && n >= 250 && n <= 60000 ? n : 3000;
+})();
 const state = { me: null, csrf: null, view: null, timer: null, shown: null };
 const main = document.getElementById('main');
 const notice = document.getElementById('notice');
