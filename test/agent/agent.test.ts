@@ -52,13 +52,17 @@ const session = testSession;
 describe('Agent: pool and credentials', () => {
   it('opens N registrations: one TOTP code, then the newest session token; each sends its cookie line first', async () => {
     const r = await registrar();
-    r.script = (_q, n) => ({ register: true, session: session(n) });
+    const issued: string[] = [];
+    r.script = (_q, n) => {
+      issued.push(session(n));
+      return { register: true, session: issued[n] };
+    };
     const t = await target();
     const a = agent(agentFile(r.port), t, { pool: 3, concurrency: 1 });
     await r.until(() => r.accepted.length === 3);
     expect(r.requests.map((q) => authScheme(q.authorization!))).toEqual(['totp', 'session', 'session']);
     // Each session registration presents the token of the answer before it.
-    expect(parseSessionAuthorization(r.requests[2]!.authorization!).token).toBe(session(1));
+    expect(parseSessionAuthorization(r.requests[2]!.authorization!).token).toBe(issued[1]);
     expect(r.accepted.map((x) => x.cookieLine)).toEqual(r.issuedCookies.map((c) => `TAAS-Cookie ${c}\r\n`));
     await pollUntil(() => a.snapshot()[0]!.idle === 3);
     // The pool is full: no further registrations.
