@@ -100,7 +100,7 @@ export class Daemon {
       logger,
       tls: () => d?.tls !== null && d?.tls !== undefined,
       draining: () => d?.drainingFlag ?? false,
-      elsewhere: async (label) => (d?.link ? d.link.elsewhere(label) : null),
+      elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(d.tls !== null) : null),
     });
     const registrar = new RegistrarServer(config, tls, routes, logger);

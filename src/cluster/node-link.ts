@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { advertisedHost } from '../protocol/endpoint.js';
-import { openDirectory, type Directory } from '../store/directory.js';
+import { openDirectory, type ClientHint, type Directory } from '../store/directory.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
 
@@ -35,7 +35,7 @@ export class NodeLink {
     const directory = await openDirectory(opts.store, {
       self: { id: opts.nodeId, registrar: { host, port: opts.registrarPort }, clientHost: host },
       heartbeatInterval: c.heartbeatInterval,
-      onClientPortRequest: (label) => link?.grant(label) ?? Promise.resolve(null),
+      onClientPortRequest: (label, client) => link?.grant(label, client) ?? Promise.resolve(null),
     });
     if (!directory) return null;
     link = new NodeLink(directory, opts.relay, opts.config, opts.logger);
@@ -77,18 +77,19 @@ export class NodeLink {
   }
 
   /** Another node asks for this node's client port of a label: granted only with an idle responder here. */
-  private async grant(label: string): Promise<{ host: string; port: number } | null> {
+  private async grant(label: string, client?: ClientHint): Promise<{ host: string; port: number } | null> {
     if (this.relay.labelState(label).idle === 0) return null;
-    const port = await this.relay.clientPort(label, { remoteAddress: '', path: '' });
+    // The client's address and path come along so that this node's pairing record carries them.
+    const port = await this.relay.clientPort(label, { remoteAddress: client?.address ?? '', path: client?.path ?? '' });
     if (port === null) return null;
     const c = this.config();
     return { host: c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port };
   }
 
   /** A client port on another node with an idle responder for the label, or null. */
-  async elsewhere(label: string): Promise<{ host: string; port: number } | null> {
+  async elsewhere(label: string, client?: ClientHint): Promise<{ host: string; port: number } | null> {
     try {
-      const g = await this.directory.findClientPort(label, REQUEST_TIMEOUT_MS);
+      const g = await this.directory.findClientPort(label, REQUEST_TIMEOUT_MS, client);
       if (g) this.logger.info({ label, node: g.node }, 'client sent to another node');
       return g ? { host: g.host, port: g.port } : null;
     } catch {

@@ -13,7 +13,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { TaasError } from '../errors.js';
-import type { ClientPortGrant, ClientPortHandler, Directory, LabelLiveState, NodeEndpoint, NodeInfo, NodeLiveState, NodeWithIdle } from './directory.js';
+import type { ClientHint, ClientPortGrant, ClientPortHandler, Directory, LabelLiveState, NodeEndpoint, NodeInfo, NodeLiveState, NodeWithIdle } from './directory.js';
 import { closeClient, createClient, type RedisClient, settleFirstConnect, storeError } from './redis-connection.js';
 import type { RedisKeys } from './redis-keys.js';
 import { LuaScript } from './redis-scripts.js';
@@ -41,6 +41,9 @@ interface Request {
   id: string;
   from: string;
   label: string;
+  /** The mobile client's address and path, recorded with the pairing by the granting node. */
+  address?: string;
+  path?: string;
 }
 interface Reply {
   id: string;
@@ -215,9 +218,9 @@ export class RedisDirectory implements Directory {
       .map((n) => ({ ...n.info, idle: n.idle }));
   }
 
-  async requestClientPort(nodeId: string, label: string, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<ClientPortGrant | null> {
+  async requestClientPort(nodeId: string, label: string, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, client?: ClientHint): Promise<ClientPortGrant | null> {
     if (this.closed) throw new TaasError('TAAS_STORE_UNAVAILABLE', 'the directory is closed', { retryAfter: 5 });
-    const req: Request = { id: crypto.randomUUID(), from: this.self.id, label };
+    const req: Request = { id: crypto.randomUUID(), from: this.self.id, label, ...(client ? { address: client.address, path: client.path } : {}) };
     const reply = new Promise<Reply | null>((resolve) => {
       const timer = setTimeout(() => settle(null), timeoutMs);
       const settle = (r: Reply | null): void => {
@@ -241,12 +244,12 @@ export class RedisDirectory implements Directory {
     return { node: nodeId, host: r.host, port: r.port! };
   }
 
-  async findClientPort(label: string, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Promise<ClientPortGrant | null> {
+  async findClientPort(label: string, timeoutMs = DEFAULT_REQUEST_TIMEOUT_MS, client?: ClientHint): Promise<ClientPortGrant | null> {
     const deadline = Date.now() + timeoutMs;
     for (const n of await this.findNodesFor(label)) {
       const left = deadline - Date.now();
       if (left <= 0) break;
-      const grant = await this.requestClientPort(n.id, label, left);
+      const grant = await this.requestClientPort(n.id, label, left, client);
       if (grant) return grant;
     }
     return null;
@@ -270,7 +273,8 @@ export class RedisDirectory implements Directory {
     if (typeof req.id !== 'string' || typeof req.from !== 'string' || typeof req.label !== 'string') return;
     let reply: Reply = { id: req.id, none: true };
     try {
-      const got = this.opts.onClientPortRequest && !this.closed ? await this.opts.onClientPortRequest(req.label) : null;
+      const client = typeof req.address === 'string' && typeof req.path === 'string' ? { address: req.address, path: req.path } : undefined;
+      const got = this.opts.onClientPortRequest && !this.closed ? await this.opts.onClientPortRequest(req.label, client) : null;
       if (got) reply = { id: req.id, host: got.host, port: got.port };
     } catch (e) {
       this.logger.warn({ label: req.label, from: req.from, err: (e as Error).message }, 'client-port request from another node failed');

@@ -59,8 +59,17 @@ export interface ClientPortGrant {
   port: number;
 }
 
+/**
+ * The mobile client a client port is asked for: its address and the path it asked for, so the
+ * granting node can record them with the pairing (as it does for its own clients).
+ */
+export interface ClientHint {
+  address: string;
+  path: string;
+}
+
 /** Answers "open (or give me) your client port for LABEL"; null when it has no idle responder. */
-export type ClientPortHandler = (label: string) => Promise<{ host: string; port: number } | null>;
+export type ClientPortHandler = (label: string, client?: ClientHint) => Promise<{ host: string; port: number } | null>;
 
 export interface Directory {
   readonly self: NodeEndpoint;
@@ -86,7 +95,7 @@ export interface Directory {
    * Asks one node for a client port for the label. Resolves null when the node has none, is not
    * listening, or does not answer within `timeoutMs` (default 1000).
    */
-  requestClientPort(nodeId: string, label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
+  requestClientPort(nodeId: string, label: string, timeoutMs?: number, client?: ClientHint): Promise<ClientPortGrant | null>;
   /**
    * Sets this node's live detail per label, for the admin page of any node; written with each
    * heartbeat, in its own key (findNodesFor never reads it).
@@ -100,7 +109,7 @@ export interface Directory {
    */
   pickNodeForRegistration(): Promise<NodeInfo | null>;
   /** findNodesFor, then requestClientPort on each candidate in turn until one grants a port. */
-  findClientPort(label: string, timeoutMs?: number): Promise<ClientPortGrant | null>;
+  findClientPort(label: string, timeoutMs?: number, client?: ClientHint): Promise<ClientPortGrant | null>;
   /** Stops heartbeats and removes this node from the directory at once. */
   close(): Promise<void>;
 }
