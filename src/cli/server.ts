@@ -58,9 +58,15 @@ async function start(opts: GlobalOpts): Promise<void> {
   process.on('SIGTERM', () => onTerm('SIGTERM'));
   process.on('SIGINT', () => onTerm('SIGINT'));
   process.on('SIGHUP', () => void daemon.reload());
+  // Toggles debug logging at run time without a restart, and back to the level in force before
+  // (which a SIGHUP or the admin API may have changed since start).
+  let beforeDebug: string = c.logLevel;
   process.on('SIGUSR2', () => {
-    // Toggles debug logging at run time without a restart.
-    logger.level = logger.level === 'debug' ? c.logLevel : 'debug';
+    if (logger.level === 'debug') logger.level = beforeDebug === 'debug' ? c.logLevel : beforeDebug;
+    else {
+      beforeDebug = logger.level;
+      logger.level = 'debug';
+    }
     logger.info({ level: logger.level }, 'log level changed');
   });
 }
