@@ -92,12 +92,12 @@ export function closed(s: net.Socket, ms = 10_000): Promise<void> {
   });
 }
 
-/** Polls `cond` every `every` ms until it holds; rejects after `ms`. */
-export async function pollUntil(cond: () => boolean | Promise<boolean>, ms = 10_000, every = 10): Promise<void> {
+/** Polls `cond` every `every` ms until it holds; rejects after `ms` (naming `what`, if given). */
+export async function pollUntil(cond: () => boolean | Promise<boolean>, ms = 10_000, every = 10, what?: string): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    if (Date.now() > deadline) throw new Error(`${what ?? 'condition'} not met within ${ms} ms`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

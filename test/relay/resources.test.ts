@@ -23,6 +23,19 @@ describe('relay resources', () => {
       maxPorts: 1000,
     });
     const labels = ['a', 'b', 'c', 'd'];
+    // Warm-up: one full cycle first, so lazily created handles are in the baseline.
+    const cookie0 = newCookie();
+    const { port: p0 } = await t.relay.allocate({ id: ID, label: 'warm', remoteAddress: '127.0.0.1', cookie: cookie0 });
+    const r0 = await open(t, p0);
+    r0.on('data', (c: Buffer) => r0.write(c));
+    r0.on('end', () => r0.end());
+    r0.write(formatCookieLine(cookie0));
+    await pollUntil(() => t.relay.labelState('warm').idle === 1);
+    const c0 = await open(t, (await t.relay.clientPort('warm', { remoteAddress: '127.0.0.1', path: '/' }))!);
+    const got0 = readAll(c0);
+    c0.end('warm');
+    await got0;
+    await pollUntil(() => t.relay.openPorts === 0 && t.sockets.size === 0, 10_000, 10, 'warm-up cycle closed');
     const fd0 = fdCount();
 
     // 200 registrations nobody connects to (they expire), 100 refused strangers among them.
@@ -59,13 +72,14 @@ describe('relay resources', () => {
       }),
     );
 
-    await pollUntil(() => count(t, 'registration-expired') === 200, 10_000);
-    await pollUntil(() => count(t, 'pairing-end') === 200, 10_000);
+    await pollUntil(() => count(t, 'registration-expired') === 200, 10_000, 10, '200 registrations expired');
+    await pollUntil(() => count(t, 'pairing-end') === 201, 10_000, 10, '200 pairings ended');
     expect(count(t, 'responder-refused')).toBe(100);
     // Client ports close after clientPortIdle; then nothing is left.
-    await pollUntil(() => t.relay.openPorts === 0, 10_000);
-    await pollUntil(() => t.relay.snapshot().length === 0, 10_000);
-    await pollUntil(() => t.sockets.size === 0 && fdCount() <= fd0, 10_000);
+    await pollUntil(() => t.relay.openPorts === 0, 10_000, 10, 'no open ports');
+    await pollUntil(() => t.relay.snapshot().length === 0, 10_000, 10, 'no label state');
+    await pollUntil(() => t.sockets.size === 0, 10_000, 10, 'all test sockets closed');
+    await pollUntil(() => fdCount() <= fd0, 10_000, 10, `descriptors back to ${fd0}`);
     expect(t.engine.active).toBe(0);
     expect(t.relay.activePairings).toBe(0);
   });
