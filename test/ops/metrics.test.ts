@@ -145,6 +145,14 @@ describe('metrics on a real daemon', () => {
     // At warn, the pairing's info lines are no longer written; the admin API sets info back.
     await pollUntil(async () => (await metrics(d)).get('taas_pairing_ends_total{reason="eof"}') === 5, 10_000, 50);
     expect(d.proc.logs('pairing ended').length).toBe(count);
+    // SIGUSR2 toggles debug and then back to warn, the level in force before (not the configured info).
+    d.proc.child.kill('SIGUSR2');
+    await d.proc.waitLog('log level changed', 2, 10_000, { level: 'debug' });
+    d.proc.child.kill('SIGUSR2');
+    expect(await oneClient(await clientPort(d, 'alpha'))).toBe(1000);
+    await pollUntil(async () => (await metrics(d)).get('taas_pairing_ends_total{reason="eof"}') === 6, 10_000, 50);
+    expect(d.proc.logs('pairing ended').length).toBe(count);
+    expect(d.proc.logs('log level changed', { level: 'info' })).toHaveLength(1);
     expect((await admin(d, '/api/log-level', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ level: 'info' }) })).status).toBe(204);
   }, 60_000);
 
