@@ -5,6 +5,7 @@
  *   pair(engine, id, fdClient, fdResponder, headClient|null, headResponder|null, idleMs)
  *   close(engine, id, reason) · closeAll(engine, reason) · ref(engine, bool)
  *   stats(engine) -> { pairings, pipesInUse, pipesPooled, pipeSize, threads }
+ *   setUserTimeout(fd, ms)   TCP_USER_TIMEOUT, which Node cannot set itself
  *   shutdown(engine)
  *
  * onDone(id, bytesUp, bytesDown, reason, errnoName|undefined) runs on the JavaScript thread,
@@ -227,6 +228,21 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   return obj;
 }
 
+static napi_value js_set_user_timeout(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  uint32_t ms;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_uint32(env, argv[1], &ms) != napi_ok) {
+    napi_throw_type_error(env, "TAAS_INTERNAL", "setUserTimeout(fd, ms)");
+    return NULL;
+  }
+  int rc = relay_set_user_timeout(fd, ms);
+  if (rc != 0) return throw_errno(env, -rc, "setUserTimeout");
+  return NULL;
+}
+
 static napi_value js_shutdown(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   engine_t *e;
@@ -244,6 +260,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"ref", NULL, js_ref, NULL, NULL, NULL, napi_default, NULL},
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
       {"shutdown", NULL, js_shutdown, NULL, NULL, NULL, napi_default, NULL},
+      {"setUserTimeout", NULL, js_set_user_timeout, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -5,6 +5,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +165,11 @@ void relay_close(relay_t *r, int64_t id, int reason) {
 
 void relay_close_all(relay_t *r, int reason) {
   for (int i = 0; i < r->nthreads; i++) (void)send_cmd(&r->workers[i], CMD_CLOSE_ALL, 0, reason, NULL);
+}
+
+int relay_set_user_timeout(int fd, uint32_t ms) {
+  unsigned int v = ms;
+  return setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &v, sizeof v) == 0 ? 0 : -errno;
 }
 
 void relay_stats(relay_t *r, relay_stats_t *out) {

@@ -67,6 +67,13 @@ void relay_close_all(relay_t *relay, int reason);
 
 void relay_stats(relay_t *relay, relay_stats_t *out);
 
+/*
+ * TCP_USER_TIMEOUT on a socket: unacknowledged data older than `ms` ends the connection
+ * (ETIMEDOUT) instead of ~15 minutes of retransmissions; 0 restores the kernel default.
+ * A socket option, so it survives the dup() of the hand-over. 0 or -errno.
+ */
+int relay_set_user_timeout(int fd, uint32_t ms);
+
 /* Ends every pairing (reason CLOSED, callbacks fire), joins the threads, frees everything. */
 void relay_destroy(relay_t *relay);
 

@@ -1,5 +1,5 @@
 /** The engine contract against the native splice engine, unchanged. */
-import { SpliceEngine } from '../../src/relay/engines/splice.js';
+import { SpliceEngine, setTcpUserTimeout } from '../../src/relay/engines/splice.js';
 import { runEngineContract } from './engine-contract.js';
 
 runEngineContract('splice', () => new SpliceEngine());
@@ -114,5 +114,20 @@ describe('splice engine specifics', () => {
     const h3 = e.pair({ socket: late[0]!.inner }, { socket: late[1]!.inner }, { idleTimeoutMs: 0 });
     expect((await h3.done).reason).toBe('closed');
     await closed(late[0]!.outer);
+  });
+
+  it('sets TCP_USER_TIMEOUT on a live socket, and declines a destroyed one; pairings with it still relay', async () => {
+    const e = new SpliceEngine({ threads: 1, userTimeoutMs: 5000 });
+    engines.push(e);
+    const c = await socketPair();
+    const r = await socketPair();
+    expect(setTcpUserTimeout(c.inner, 10_000)).toBe(true);
+    const h = e.pair({ socket: c.inner }, { socket: r.inner }, { idleTimeoutMs: 0 });
+    expect(setTcpUserTimeout(c.inner, 10_000)).toBe(false); // handed over: no descriptor left
+    const got = readExactly(r.outer, 4);
+    c.outer.write('ping');
+    expect((await got).toString()).toBe('ping');
+    h.close();
+    expect((await h.done).reason).toBe('closed');
   });
 });
