@@ -16,6 +16,7 @@ import { ClientPort } from './client-port.js';
 import { ConnLimit } from './conn-limit.js';
 import { WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
 import type { PairingResult, RelayEngine } from './engine.js';
+import { setTcpUserTimeout } from './engines/splice.js';
 import { HeldSocket } from './held-socket.js';
 import { PathBook } from './path-book.js';
 import { LabelPool, type Waiter } from './pool.js';
@@ -54,6 +55,9 @@ export interface RelayEvents {
   'pairing-end': PairingRecord;
   'client-refused': { label: string; why: ClientRefusal };
 }
+
+/** Seconds libuv's keepalive probes take to give up (10 probes, 1 s apart) after the idle time. */
+const KEEPALIVE_PROBES_S = 10;
 
 export class Relay extends EventEmitter {
   private config: Readonly<Config>;
@@ -156,7 +160,11 @@ export class Relay extends EventEmitter {
     if (this.closed) return void socket.destroy();
     // A hidden server that vanished silently (NAT mapping dropped, host gone) is found by TCP
     // keepalive: libuv probes every 1 s, 10 times, after responderKeepalive s of silence.
+    // TCP_USER_TIMEOUT (native addon, where built) gives the same bound to unacknowledged data,
+    // so a client paired with such a responder before it was found is closed within it too,
+    // rather than after ~15 minutes of retransmissions.
     socket.setKeepAlive(true, this.config.responderKeepalive * 1000);
+    setTcpUserTimeout(socket, (this.config.responderKeepalive + KEEPALIVE_PROBES_S) * 1000);
     const held = new HeldSocket(socket, head, this.config.idleBufferBytes, (h) => {
       pool.removeIdle(h);
       this.logger.debug({ label }, 'idle responder left the pool');
