@@ -133,9 +133,22 @@ export class RegistrarRoutes extends EventEmitter {
     await this.d.store.addAttempt(id, { at: new Date().toISOString(), from, label, result }).catch(() => undefined);
   }
 
+  /**
+   * Whether the label belongs to an entry. While the store is unreachable, a label with an idle
+   * responder here is known all the same (its registration was authenticated), so the idle
+   * responders keep serving clients through a Redis outage instead of every client getting 503.
+   */
+  private async knownLabel(label: string): Promise<boolean> {
+    try {
+      return (await this.d.store.entryForLabel(label)) !== null;
+    } catch (e) {
+      if (isTaasError(e) && e.code === 'TAAS_STORE_UNAVAILABLE' && this.d.relay.labelState(label).idle > 0) return true;
+      throw e;
+    }
+  }
+
   private async client(req: http.IncomingMessage, res: http.ServerResponse, c: Readonly<Config>, label: string): Promise<void> {
-    const entry = await this.d.store.entryForLabel(label);
-    if (!entry) throw fail('TAAS_NOT_FOUND', 'unknown label');
+    if (!(await this.knownLabel(label))) throw fail('TAAS_NOT_FOUND', 'unknown label');
     const path = req.url ?? '/';
     const address = req.socket.remoteAddress ?? '';
     const scheme = this.d.tls() ? 'https' : 'http';
