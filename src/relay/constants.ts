@@ -32,8 +32,9 @@ export const WAITING_CLIENT_BUFFER_BYTES = 64 * 1024;
  * TCP keepalive on idle responders is config.responderKeepalive (seconds of silence before the
  * first probe); libuv (1.46, in Node 20) then probes every 1 s, 10 times (seen with strace:
  * TCP_KEEPINTVL 1, TCP_KEEPCNT 10), so a hidden server that vanished without a packet leaves
- * the pool about responderKeepalive + 10 s after it went quiet. TCP_USER_TIMEOUT cannot be set
- * from Node without native code: left to the splice engine.
+ * the pool about responderKeepalive + 10 s after it went quiet. TCP_USER_TIMEOUT (the same
+ * bound for unacknowledged data) cannot be set from Node itself; relay.ts sets it through the
+ * splice addon's helper where the addon is built.
  */
 
 /** Paths remembered per label (address → last path), and for how long: a 307 is followed at once. */
