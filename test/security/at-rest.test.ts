@@ -41,9 +41,8 @@ describe('secrets at rest: embedded store', () => {
 
   beforeAll(async () => {
     d = TestDaemon.create();
-    a = d.addEntry(['alpha']);
-    b = d.addEntry(['beta']);
     await d.start();
+    [a, b] = await Promise.all([d.createEntry(['alpha']), d.createEntry(['beta'])]);
     const reg = await d.register(a, 'alpha');
     expect(reg.status).toBe(200);
     cookie = reg.headers['taas-cookie'] as string;
@@ -134,8 +133,8 @@ describe('secrets at rest: Redis', () => {
   });
 
   it('a dump of every key holds no TOTP secret, API key or cookie', async () => {
-    const a = d.addEntry(['rho']);
     await d.start();
+    const a = await d.createEntry(['rho']);
     const reg = await d.register(a, 'rho');
     expect(reg.status).toBe(200);
     await d.admin('/api/entries');

@@ -51,11 +51,13 @@ describe('credentials: replay, brute force, enumeration', () => {
     // A long first lock so that the whole brute force runs inside it; no per-address limit here
     // (tested on its own below) so that the count seen is the lock-out's alone.
     d = TestDaemon.create({ lockoutThreshold: 5, lockoutBase: 120, lockoutMax: 900, failuresPerAddress: 1_000_000 });
-    agent = d.addEntry(['replay']);
-    victim = d.addEntry(['victim']);
-    protoNamed = d.addEntry(['constructor'], 'constructor');
-    probe = d.addEntry(['probe']);
     await d.start();
+    [agent, victim, protoNamed, probe] = await Promise.all([
+      d.createEntry(['replay']),
+      d.createEntry(['victim']),
+      d.createEntry(['constructor'], 'constructor'),
+      d.createEntry(['probe']),
+    ]);
   });
   afterAll(async () => {
     await d?.dispose();
@@ -134,8 +136,8 @@ describe('credentials: one address spraying many IDs', () => {
   let d: TestDaemon;
   beforeAll(async () => {
     d = TestDaemon.create({ failuresPerAddress: 20 });
-    d.addEntry(['spray']);
     await d.start();
+    await d.createEntry(['spray']);
   });
   afterAll(async () => {
     await d?.dispose();
@@ -167,8 +169,8 @@ describe('credentials: the lock-out ends', () => {
   let agent: AgentFile;
   beforeAll(async () => {
     d = TestDaemon.create({ lockoutThreshold: 3, lockoutBase: 1, lockoutMax: 4 });
-    agent = d.addEntry(['comeback']);
     await d.start();
+    agent = await d.createEntry(['comeback']);
   });
   afterAll(async () => {
     await d?.dispose();
@@ -192,8 +194,8 @@ describe('credentials: brute force against the Redis store (real I/O between che
   beforeAll(async () => {
     redis = await startRedis();
     d = TestDaemon.create({ redis: redis.url, lockoutThreshold: 5, lockoutBase: 120, failuresPerAddress: 1_000_000 });
-    victim = d.addEntry(['rvictim']);
     await d.start();
+    victim = await d.createEntry(['rvictim']);
   });
   afterAll(async () => {
     await d?.dispose();

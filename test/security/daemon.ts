@@ -84,10 +84,11 @@ export class TestDaemon {
    */
   async createEntry(labels: string[], id?: string): Promise<AgentFile> {
     const key = fs.readFileSync(path.join(this.dataDir, 'admin.key'), 'utf8').trim();
-    const res = await fetch(this.runtime!.admin!.url + '/api/entries', {
-      method: 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json' },
-      body: JSON.stringify({ labels, ...(id ? { id } : {}) }),
+    // PUT creates an entry under an ID of our choosing; POST picks a UUID.
+    const res = await fetch(this.runtime!.admin!.url + '/api/entries' + (id ? `/${encodeURIComponent(id)}` : ''), {
+      method: id ? 'PUT' : 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', ...(id ? { 'if-none-match': '*' } : {}) },
+      body: JSON.stringify({ labels }),
     });
     const body = (await res.json()) as { agentFile?: AgentFile };
     if (res.status !== 201 || !body.agentFile) throw new Error(`admin create entry: ${res.status} ${JSON.stringify(body)}`);

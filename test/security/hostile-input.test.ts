@@ -17,8 +17,8 @@ describe('hostile input', () => {
 
   beforeAll(async () => {
     d = TestDaemon.create();
-    const agent = d.addEntry(['demo']);
     await d.start();
+    const agent = await d.createEntry(['demo']);
     // A genuine responder, so that client requests for demo get a 307 whose Location we inspect.
     const reg = await d.register(agent, 'demo');
     responder = await connect(portOf(reg.body));

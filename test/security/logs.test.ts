@@ -27,8 +27,8 @@ describe('logs never hold a credential', () => {
 
   beforeAll(async () => {
     d = TestDaemon.create({ logLevel: 'trace' });
-    agent = d.addEntry(['logged']);
     await d.start();
+    agent = await d.createEntry(['logged']);
   });
   afterAll(async () => {
     for (const s of sockets) s.destroy();

@@ -25,9 +25,8 @@ describe('allocated port: only the registering hidden server with its cookie bec
 
   beforeAll(async () => {
     d = TestDaemon.create();
-    agent = d.addEntry(['demo']);
-    other = d.addEntry(['other']);
     await d.start();
+    [agent, other] = await Promise.all([d.createEntry(['demo']), d.createEntry(['other'])]);
   });
   afterAll(async () => {
     for (const s of sockets) s.destroy();

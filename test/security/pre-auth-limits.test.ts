@@ -41,8 +41,8 @@ describe('bounds before authentication', () => {
   const sockets: net.Socket[] = [];
   beforeAll(async () => {
     d = TestDaemon.create({ headersTimeout: HEADERS_TIMEOUT_S, tlsHandshakeTimeout: HANDSHAKE_TIMEOUT_S, maxHeaderBytes: 8192 });
-    d.addEntry(['demo']);
     await d.start();
+    await d.createEntry(['demo']);
   });
   afterAll(async () => {
     for (const s of sockets) s.destroy();
