@@ -10,7 +10,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, pollUntil, readExactly } from '../helpers/net.js';
+import { closed, connect, pollUntil, readExactly } from '../helpers/net.js';
 import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { Registrant } from './responder.js';
 import { clientPort, metrics } from './util.js';
@@ -107,6 +107,43 @@ describe('liveness of idle responders', () => {
     expect(await client(d, 'quiet', net.hostAddress)).toBe('from live');
     expect(insideOut).not.toContain('got');
     console.log(`silent drop detected after ${detectedMs} ms`);
+  }, 60_000);
+});
+
+describe('liveness: a client paired before a silent drop is found', () => {
+  it('(c) is closed within responderKeepalive + 10 s (TCP_USER_TIMEOUT), not left to minutes of retransmissions', async () => {
+    const net = makeNamespace();
+    closers.push(net.remove);
+    const d = await startDaemon({ taasHost: net.hostAddress, responderKeepalive: 1, checkSourceAddress: false });
+    const reg = new Registrant(await d.addEntry(['gone']), { host: net.hostAddress, port: d.registrarPort });
+    const issued = await reg.register('gone');
+    const inside = net.run(`
+      const s = require('net').connect({ host: ${JSON.stringify(issued.host)}, port: ${issued.port} }, () => {
+        s.write('TAAS-Cookie ${issued.cookie}\\r\\n', () => console.log('ready'));
+      });
+      s.on('error', () => {});
+      setInterval(() => {}, 1000);
+    `);
+    closers.push(() => void inside.kill('SIGKILL'));
+    let insideOut = '';
+    inside.stdout!.setEncoding('utf8').on('data', (t: string) => (insideOut += t));
+    await pollUntil(() => insideOut.includes('ready'), 10_000, 20);
+    await pollUntil(async () => (await idle(d, 'gone')) === 1, 10_000, 20);
+
+    // The link goes down and a client arrives at once: it is paired with the dead responder.
+    const port = await clientPort(d, 'gone', d.caFile, net.hostAddress);
+    net.linkDown();
+    const t0 = Date.now();
+    const c = await connect(port, { host: net.hostAddress });
+    closers.push(() => void c.destroy());
+    c.write('hello');
+    await d.proc.waitLog('pairing started');
+    await closed(c, 30_000);
+    const cutMs = Date.now() - t0;
+    expect(cutMs).toBeLessThan(20_000);
+    const end = await d.proc.waitLog('pairing ended');
+    expect(end).toMatchObject({ label: 'gone', reason: 'error', bytesDown: 0 });
+    console.log(`client of a silently dead responder closed after ${cutMs} ms`);
   }, 60_000);
 });
 
