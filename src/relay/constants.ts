@@ -19,7 +19,7 @@ export const COOKIE_WAIT_SHARE = 0.5;
  */
 export const COOKIELESS_GRACE_MS = 300;
 
-/** Connections one allocated port examines at once; a flood beyond this is closed at accept. */
+/** Connections one allocated port examines at once; beyond this the oldest one is closed. */
 export const MAX_CANDIDATES_PER_REGISTRATION = 8;
 
 /**

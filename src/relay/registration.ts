@@ -108,8 +108,13 @@ export class Registration {
     if (this.state !== 'open' || !this.connLimit.admit(s)) return void s.destroy();
     if (this.config.checkSourceAddress && !sameAddress(s.remoteAddress, this.info.remoteAddress)) return this.refuse(s, 'address');
     if (this.candidates.size >= MAX_CANDIDATES_PER_REGISTRATION) {
-      this.logger.info({ label: this.info.label, port: this.port }, 'allocated port flooded; connection closed');
-      return void s.destroy();
+      // Full: the oldest candidate goes. The genuine hidden server sends its cookie at once, so
+      // it is decided long before a flood could push it out, while silent strangers cannot
+      // hold every slot and lock it out.
+      const oldest = this.candidates.values().next().value!;
+      this.candidates.delete(oldest);
+      oldest.destroy();
+      this.logger.info({ label: this.info.label, port: this.port }, 'allocated port flooded; oldest pending connection closed');
     }
     this.candidates.add(s);
     let buf: Buffer = Buffer.alloc(0);

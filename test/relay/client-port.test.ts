@@ -1,7 +1,7 @@
 /** Client ports: pairing, records, waiting clients, queue bounds, idle close, fixed ports. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { newCookie, formatCookieLine } from '../../src/protocol/index.js';
-import { closed, connect, freePort, pollUntil, readAll, readExactly, writeFlushed } from '../helpers/net.js';
+import { closed, connect, freePort, pollUntil, readAll, readExactly, sendBytes, writeFlushed } from '../helpers/net.js';
 import { addResponder, count, ID, makeRelay, open, type TestRelay } from './relay-harness.js';
 
 let t: TestRelay;
@@ -53,6 +53,43 @@ describe('client port', () => {
     const got = readAll(c);
     r.end('three');
     expect((await got).data.toString()).toBe('SSH-2.0-one|two|three');
+  });
+
+  it('never drops what an idle responder sends beyond idleBufferBytes (backpressure instead)', async () => {
+    t = makeRelay({ idleBufferBytes: 1024 });
+    const r = await addResponder(t, 'big');
+    const sent = sendBytes(r, 4 * 1024 * 1024, false); // 4 MiB while idle: far past the buffer
+    const q = await t.relay.clientPort('big', { remoteAddress: '127.0.0.1', path: '/' });
+    const c = await open(t, q!);
+    const got = readAll(c, 0);
+    // The kernel buffers may take all 4 MiB before the pairing: the responder's FIN then
+    // follows them (the client keeps its side open: a FIN with nothing before it, while the
+    // client may still be waiting, would mean the client left).
+    const hash = await sent;
+    r.end();
+    const g = await got;
+    expect(g.bytes).toBe(4 * 1024 * 1024);
+    expect(g.sha256).toBe(hash);
+  });
+
+  it('never drops what a waiting client sends beyond its read-ahead', async () => {
+    t = makeRelay();
+    await addResponder(t, 'big');
+    const q = await t.relay.clientPort('big', { remoteAddress: '127.0.0.1', path: '/' });
+    await open(t, q!); // takes the only responder
+    await pollUntil(() => t.relay.labelState('big').active === 1);
+    const cookie = newCookie();
+    const { port } = await t.relay.allocate({ id: ID, label: 'big', remoteAddress: '127.0.0.1', cookie });
+    const c = await open(t, q!);
+    const sent = sendBytes(c, 4 * 1024 * 1024); // 4 MiB while waiting, then FIN
+    await pollUntil(() => t.relay.labelState('big').waiting === 1);
+    const r = await open(t, port);
+    const got = readAll(r, 0);
+    r.write(formatCookieLine(cookie));
+    const hash = await sent;
+    const g = await got;
+    expect(g.bytes).toBe(4 * 1024 * 1024);
+    expect(g.sha256).toBe(hash);
   });
 
   it('makes a client wait for a responder that is coming, passing its early bytes first', async () => {

@@ -206,6 +206,21 @@ describe('allocated port', () => {
     expect(t.relay.openPorts).toBe(3);
   });
 
+  it('is not locked out by a flood of silent connections from the right address', async () => {
+    t = makeRelay();
+    const cookie = newCookie();
+    const { port } = await t.relay.allocate({ id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie });
+    const silent = await Promise.all(Array.from({ length: 12 }, () => open(t, port)));
+    // The oldest four are pushed out as the ninth to twelfth arrive.
+    await Promise.all(silent.slice(0, 4).map((s) => closed(s)));
+    const genuine = await open(t, port);
+    genuine.write(formatCookieLine(cookie));
+    await pollUntil(() => t.relay.labelState('demo').idle === 1);
+    // Taking the genuine one closes the other candidates and the listener.
+    await Promise.all(silent.slice(4).map((s) => closed(s)));
+    expect(await refusedCode(port)).toBe('ECONNREFUSED');
+  });
+
   it('closes a flood of connections beyond maxConnsPerAddress', async () => {
     t = makeRelay({ maxConnsPerAddress: 2 });
     const cookie = newCookie();
