@@ -6,27 +6,9 @@ import type { TaasError } from '../errors.js';
 import type { EntryService } from '../store/entries.js';
 import type { Store } from '../store/types.js';
 
-/** One label's live state on one node, as the relay reports it. */
-export interface LabelState {
-  label: string;
-  /** Responders connected and waiting for a mobile client. */
-  idle: number;
-  /** Registrations whose allocated port has not been connected yet. */
-  pending: number;
-  /** Mobile clients waiting for an idle responder. */
-  waiting: number;
-  /** Pairings copying octets now. */
-  active: number;
-  /** The label's rendezvous (client) port, when one is open. */
-  clientPort: number | null;
-  /** The label's fixed client port, when configured. */
-  fixedPort: number | null;
-}
-
-export interface NodeLiveState {
-  nodeId: string;
-  labels: LabelState[];
-}
+/** One label's live state on one node, as the relay reports it (defined once, in the directory). */
+export type { LabelLiveState as LabelState, NodeLiveState } from '../store/directory.js';
+import type { NodeLiveState } from '../store/directory.js';
 
 export interface AdminDeps {
   config: Readonly<Config>;

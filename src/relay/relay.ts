@@ -22,6 +22,7 @@ import { PathBook } from './path-book.js';
 import { LabelPool, type Waiter } from './pool.js';
 import { PortAllocator } from './ports.js';
 import { Registration, type RefusalWhy } from './registration.js';
+import type { LabelLiveState } from '../store/directory.js';
 
 export interface RelayDeps {
   config: Readonly<Config>;
@@ -30,15 +31,8 @@ export interface RelayDeps {
   nodeId?: string;
 }
 
-export interface LabelState {
-  label: string;
-  idle: number;
-  pending: number;
-  waiting: number;
-  active: number;
-  clientPort: number | null;
-  fixedPort: number | null;
-}
+/** One label's live state on this node; the same shape the directory shares between nodes. */
+export type LabelState = LabelLiveState;
 
 export type ClientRefusal = 'no-responder' | 'queue-full' | 'timeout' | 'conn-limit' | 'closing';
 

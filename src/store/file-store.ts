@@ -18,6 +18,7 @@ import { withFileLock } from './file-lock.js';
 import type { SecretBox } from './secret-box.js';
 import type { AttemptRecord, AuthState, DailyCount, Entry, PairingRecord, Store, StoreEvent } from './types.js';
 import { checkNewEntry, dayOf, nextVersion, type SealedEntry, sealEntry, openEntry } from './entry-codec.js';
+import { StoreListeners } from './listeners.js';
 
 interface StateFile {
   pairings: Record<string, PairingRecord[]>;
@@ -46,7 +47,7 @@ export class FileStore implements Store {
   private byLabel = new Map<string, string>();
   private state: StateFile = emptyState();
   private addressFailures = new Map<string, { window: number; count: number }>();
-  private listeners = new Set<(ev: StoreEvent) => void>();
+  private readonly listeners: StoreListeners;
   private flushTimer: NodeJS.Timeout | null = null;
   private watcher: fs.FSWatcher | null = null;
   private poller: NodeJS.Timeout | null = null;
@@ -58,7 +59,9 @@ export class FileStore implements Store {
     readonly dataDir: string,
     private readonly box: SecretBox,
     private readonly logger?: Logger,
-  ) {}
+  ) {
+    this.listeners = new StoreListeners(logger);
+  }
 
   private get entriesFile(): string {
     return path.join(this.dataDir, 'entries.json');
@@ -274,18 +277,11 @@ export class FileStore implements Store {
   // ---- plumbing ------------------------------------------------------------------------
 
   watch(listener: (ev: StoreEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   private emit(ev: StoreEvent): void {
-    for (const l of this.listeners) {
-      try {
-        l(ev);
-      } catch (e) {
-        this.logger?.error({ err: e }, 'store listener failed');
-      }
-    }
+    this.listeners.emit(ev);
   }
 
   private startWatching(): void {

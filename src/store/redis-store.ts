@@ -28,6 +28,7 @@ import { RedisKeys } from './redis-keys.js';
 import * as S from './redis-scripts.js';
 import type { SecretBox } from './secret-box.js';
 import type { AttemptRecord, AuthState, DailyCount, Entry, PairingRecord, Store, StoreEvent } from './types.js';
+import { StoreListeners } from './listeners.js';
 
 /** Optimistic entry writes give up after this many lost races (entries are rarely written). */
 const MAX_ENTRY_RACES = 50;
@@ -49,7 +50,7 @@ interface Snapshot {
 export class RedisStore implements Store {
   readonly kind = 'redis' as const;
   readonly keys: RedisKeys;
-  private readonly listeners = new Set<(ev: StoreEvent) => void>();
+  private readonly listeners: StoreListeners;
   /** Tags this instance's change announcements, so it does not hear its own twice. */
   private readonly instance = crypto.randomUUID();
   private readonly health: ConnectionHealth;
@@ -68,6 +69,7 @@ export class RedisStore implements Store {
     readonly nodeId: string | undefined,
   ) {
     this.keys = new RedisKeys(spec.prefix);
+    this.listeners = new StoreListeners(logger);
     this.health = new ConnectionHealth(client, spec.describe, logger);
     // The subscriber's errors are the same outage the command connection reports: only keep
     // ioredis from throwing them. Whenever it (re)connects after connect() returned (Redis was
@@ -314,18 +316,11 @@ export class RedisStore implements Store {
   // ---- plumbing ------------------------------------------------------------------------
 
   watch(listener: (ev: StoreEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.listeners.add(listener);
   }
 
   private emit(ev: StoreEvent): void {
-    for (const l of this.listeners) {
-      try {
-        l(ev);
-      } catch (e) {
-        this.logger.error({ err: (e as Error).message }, 'store listener failed');
-      }
-    }
+    this.listeners.emit(ev);
   }
 
   /** True while the command connection is up (for health reports; ping() is the real test). */
