@@ -73,8 +73,8 @@ export interface Store {
   /** Throws TAAS_ENTRY_EXISTS or TAAS_LABEL_TAKEN. */
   createEntry(entry: Entry): Promise<Entry>;
   /**
-   * Replaces an entry; when `expectedVersion` is given and differs, throws TAAS_PRECONDITION
-   * (as TaasError TAAS_ENTRY_INVALID with status 412). Bumps version and updatedAt.
+   * Replaces an entry; when `expectedVersion` is given and differs, throws
+   * TAAS_PRECONDITION_FAILED (412). Bumps version and updatedAt.
    */
   updateEntry(entry: Entry, expectedVersion?: number): Promise<Entry>;
   deleteEntry(id: string): Promise<boolean>;
