@@ -92,8 +92,17 @@ export class Relay extends EventEmitter {
     this.config = config;
   }
 
+  /**
+   * Events are emitted from socket and timer callbacks: a listener that throws (metrics, logs)
+   * must not become an uncaught exception there, so it is logged and the relay carries on.
+   */
   override emit<K extends keyof RelayEvents>(event: K, payload: RelayEvents[K]): boolean {
-    return super.emit(event, payload);
+    try {
+      return super.emit(event, payload);
+    } catch (e) {
+      this.logger.error({ event, err: (e as Error)?.message }, 'a relay event listener threw');
+      return true;
+    }
   }
 
   // ── registrations ──────────────────────────────────────────────────────────

@@ -50,6 +50,19 @@ describe('relay lifecycle', () => {
     expect(await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' })).toBeNull();
   });
 
+  it('survives an event listener that throws (events are emitted from socket callbacks)', async () => {
+    t = makeRelay();
+    t.relay.on('responder-ready', () => {
+      throw new Error('listener bug');
+    });
+    const r = await addResponder(t, 'demo', 'still|');
+    const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
+    const c = await open(t, q!);
+    const got = readAll(c);
+    r.end('works');
+    expect((await got).data.toString()).toBe('still|works');
+  });
+
   it('works over IPv6 (::1): address check, pairing, and [addr]:port in the record', async () => {
     t = makeRelay({ taasHost: '::1' });
     const cookie = newCookie();
