@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { validate } from '../../src/config/schema.js';
 import { isTaasError } from '../../src/errors.js';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
-import { closed, closeServer, connect, listen, pollUntil, readExactly } from '../helpers/net.js';
+import { closed, closeServer, connect, listen, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { addResponder, count, ID, makeRelay, open, testRange, track, type TestRelay } from './relay-harness.js';
 
 let t: TestRelay;
@@ -98,6 +98,34 @@ describe('allocated port', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(450);
     await pollUntil(() => count(t, 'responder-refused') === 1);
     expect(t.events['responder-refused']![0]!.why).toBe('timeout');
+    const genuine = await open(t, port);
+    genuine.write(formatCookieLine(cookie));
+    await pollUntil(() => t.relay.labelState('demo').idle === 1);
+  });
+
+  it('accepts a cookie line that arrives a few octets at a time, bytes after it kept', async () => {
+    t = makeRelay();
+    const cookie = newCookie();
+    const { port } = await t.relay.allocate({ id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie });
+    const s = await open(t, port);
+    const line = formatCookieLine(cookie) + 'first|';
+    for (let i = 0; i < line.length; i += 3) await writeFlushed(s, line.slice(i, i + 3));
+    await pollUntil(() => t.relay.labelState('demo').idle === 1);
+    const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
+    const c = await open(t, q!);
+    expect((await readExactly(c, 6)).toString()).toBe('first|');
+  });
+
+  it('cuts off an endless cookie line at its bound without consuming the registration', async () => {
+    t = makeRelay();
+    const cookie = newCookie();
+    const { port } = await t.relay.allocate({ id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie });
+    const s = await open(t, port);
+    const gone = closed(s);
+    s.write('TAAS-Cookie ' + 'A'.repeat(64 * 1024)); // no line end, ever
+    await gone;
+    await pollUntil(() => count(t, 'responder-refused') === 1);
+    expect(t.events['responder-refused']![0]!.why).toBe('cookie');
     const genuine = await open(t, port);
     genuine.write(formatCookieLine(cookie));
     await pollUntil(() => t.relay.labelState('demo').idle === 1);
