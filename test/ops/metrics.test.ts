@@ -82,10 +82,11 @@ describe('metrics on a real daemon', () => {
     expect(target.received).toEqual([500, 500]);
 
     let m: Samples = new Map();
-    // The agent refills alpha after each pairing: wait for both refills to be counted.
+    // The agent refills alpha after each pairing, and the pairings end once the clients close:
+    // wait for both refills and both ends to be counted.
     await pollUntil(async () => {
       m = await metrics(d);
-      return v(m, 'taas_registrations_total{result="ok"}') === 4 && v(m, 'taas_idle_responders{label="alpha"}') === 1;
+      return v(m, 'taas_registrations_total{result="ok"}') === 4 && v(m, 'taas_idle_responders{label="alpha"}') === 1 && v(m, 'taas_active_pairings') === 0;
     }, 15_000, 50);
     expect(v(m, 'taas_pairings_total')).toBe(2);
     expect(v(m, 'taas_pairing_ends_total{reason="eof"}')).toBe(2);
