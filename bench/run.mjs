@@ -7,6 +7,7 @@
 //                      [--skip bulk,latency,pairings,registration,rss] [--engine-rows] [--quick]
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from './lib/machine.mjs';
@@ -17,8 +18,8 @@ import { fresh, variants } from './lib/variants.mjs';
 
 const { values: o } = parseArgs({
   options: {
-    reps: { type: 'string', default: '3' },
-    seconds: { type: 'string', default: '2' },
+    reps: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '1.5' },
     pairings: { type: 'string', default: '1000' },
     rss: { type: 'string', default: '5000' },
     only: { type: 'string' },
@@ -179,7 +180,13 @@ for (const v of rows) {
 res.ratios = ratios(res);
 res.targets = targets(res);
 
-const header = `Machine: ${m.cpu}, ${m.cpus} CPUs, ${m.memoryGB} GB, ${m.kernel} (${m.distro}), Node ${m.node}, ${m.haproxy ?? 'no HAProxy'}; medians of ${reps} interleaved repetitions, ${seconds} s bulk runs; descriptor limit soft ${limits.soft} / hard ${limits.hard}; load average at start ${m.loadAverageAtStart.join(' ')}.`;
+res.loadAverageAtEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
+const busy = Math.max(m.loadAverageAtStart[0], res.loadAverageAtEnd[0]) > m.cpus;
+const header = [
+  `Machine: ${m.cpu}, ${m.cpus} CPUs, ${m.memoryGB} GB, ${m.kernel} (${m.distro}), Node ${m.node}, ${m.haproxy ?? 'no HAProxy'}, ${m.socat || 'no socat'}.`,
+  `Medians of ${reps} interleaved repetitions, ${seconds} s bulk runs, ${res.config.latencyIters} round trips per latency run, ${nPairings} pairings (${res.config.pairingConcurrency} in flight) per pairing run; descriptor limit soft ${limits.soft} / hard ${limits.hard}; ${res.durationSeconds} s in all.`,
+  `Load average (1 min) ${m.loadAverageAtStart[0]} at start, ${res.loadAverageAtEnd[0]} at end.${busy ? ` WARNING: other work used this ${m.cpus}-CPU machine during the run; absolute figures are depressed and noisy, paired ratios less so.` : ''}`,
+].join('\n');
 const text = `${header}\n\n${tables(res)}\n\n### Targets (taas splice)\n${targetLines(res.targets)}\n`;
 process.stdout.write(`\n${text}`);
 fs.mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
