@@ -17,7 +17,7 @@ export interface AdminDeps {
   /** Live state, one element per node of the relay. */
   live: () => NodeLiveState[] | Promise<NodeLiveState[]>;
   logger: Logger;
-  /** When given, served at GET /metrics (prometheus text) without authentication on loopback use. */
+  /** When given, served at GET /metrics (Prometheus text) to API keys with the `read` permission. */
   metrics?: Registry;
   setLogLevel?: (level: string) => void;
   /** Why the node should take no traffic now (draining), or null; /readyz answers 503 with it. */

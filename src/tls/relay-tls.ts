@@ -88,7 +88,9 @@ export class RelayTls {
   contextFor(servername: string): tls.SecureContext {
     const name = servername.toLowerCase();
     const suffix = '.' + this.config.namedServers.toLowerCase();
-    if (!this.canIssue || !name.endsWith(suffix) || !isValidLabel(name.slice(0, -suffix.length))) return this.defaultContext;
+    const label = name.slice(0, -suffix.length);
+    // The registrar's own name is on its certificate already; only hidden servers' labels get leaves.
+    if (!this.canIssue || name === this.config.namedRegistrar.toLowerCase() || !name.endsWith(suffix) || !isValidLabel(label)) return this.defaultContext;
     let ctx = this.sni.get(name);
     if (!ctx) {
       const leaf = issueLeaf(this.material, { dns: [name], ips: [] }, this.mintKey ? { keyPem: this.mintKey.key } : {});
