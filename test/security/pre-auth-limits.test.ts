@@ -4,7 +4,9 @@
  * oversized header, a registration with a body, and a TLS 1.1 client. Each is cut off within
  * the configured bound; the limits are set low here so the test is quick.
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen, closeServer } from '../helpers/net.js';
@@ -115,8 +117,8 @@ describe('bounds before authentication', () => {
     const refused = await tls11(d.port);
     expect(refused.ok).toBe(false);
     // Control: the client really speaks TLS 1.1, so the refusal above is the relay's doing.
-    const c = (await import('../agent/fixtures.js')).certs().registrar;
-    const lax = tls.createServer({ key: c.key, cert: c.cert, minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' }, (s) => s.end());
+    const pem = (f: string) => fs.readFileSync(path.join(d.dataDir, f));
+    const lax = tls.createServer({ key: pem('registrar.key'), cert: pem('registrar.crt'), minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' }, (s) => s.end());
     const port = await listen(lax as unknown as net.Server);
     try {
       expect(await tls11(port)).toEqual({ ok: true });
