@@ -175,6 +175,8 @@ static int wait_ms(worker_t *w) {
 
 void *worker_main(void *arg) {
   worker_t *w = arg;
+  /* Named so that top -H and /proc show which threads are the relay's. */
+  pthread_setname_np(pthread_self(), "taas-splice");
   struct epoll_event evs[MAX_EVENTS];
   while (!w->stop) {
     int n = epoll_wait(w->epfd, evs, MAX_EVENTS, wait_ms(w));

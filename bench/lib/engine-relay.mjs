@@ -9,7 +9,8 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const [kind, listenPort, targetPort] = process.argv.slice(2);
 const mod = await import(path.join(root, 'dist', 'relay', 'engines', `${kind}.js`));
-const engine = kind === 'splice' ? new mod.SpliceEngine() : new mod.StreamEngine();
+const threads = process.env.TAAS_SPLICE_THREADS ? Number(process.env.TAAS_SPLICE_THREADS) : undefined;
+const engine = kind === 'splice' ? new mod.SpliceEngine({ threads }) : new mod.StreamEngine();
 const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => {
   client.on('error', () => {});
   const target = net.connect({ port: Number(targetPort), host: '127.0.0.1', allowHalfOpen: true });

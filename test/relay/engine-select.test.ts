@@ -88,5 +88,4 @@ describe('engine selection where the addon is missing', () => {
   it('stream is unaffected', async () => {
     expect((await selectInCopy('stream')).name).toBe('stream');
   });
-
 });

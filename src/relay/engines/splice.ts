@@ -98,6 +98,9 @@ export function setTcpUserTimeout(socket: net.Socket, ms: number): boolean {
 /** The JavaScript view of one socket at hand-over: its descriptor and what was already read. */
 function takeOver(side: PairSide): { fd: number; head: Buffer | null } {
   const s = side.socket as net.Socket & { _handle?: { fd?: number; readStop?: () => void } | null };
+  // The caller may have removed its listeners; an error surfacing while the socket is destroyed
+  // must not become an uncaught exception. The engine reports the pairing's fate instead.
+  s.on('error', () => {});
   s.pause();
   const parts: Buffer[] = side.head && side.head.length > 0 ? [side.head] : [];
   // Octets Node read from the kernel but nobody consumed yet; read() may ask libuv to start
