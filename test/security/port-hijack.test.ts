@@ -101,3 +101,53 @@ describe('allocated port: only the registering hidden server with its cookie bec
     }, 5000, 20);
   });
 });
+
+describe('allocated port under the operator switches', () => {
+  const daemons: TestDaemon[] = [];
+  const sockets: net.Socket[] = [];
+  const open = async (port: number, localAddress?: string) => {
+    const s = await connect(port, { localAddress });
+    s.on('error', () => {});
+    sockets.push(s);
+    return s;
+  };
+  const idle = (d: TestDaemon, n: number) => pollUntil(async () => JSON.stringify((await d.admin('/api/live')).body).includes(`"idle":${n}`), 5000);
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await Promise.all(daemons.map((d) => d.dispose()));
+  });
+
+  it('allowCookieless: a silent original-protocol responder is accepted, but still only from the registering address', async () => {
+    const d = TestDaemon.create({ allowCookieless: true });
+    daemons.push(d);
+    await d.start();
+    const agent = await d.createEntry(['legacy']);
+    const reg = await d.register(agent, 'legacy');
+    const port = portOf(reg.body);
+    const foreign = await open(port, '127.0.0.2');
+    await closed(foreign, 5000);
+    const wrong = await open(port);
+    wrong.write(`TAAS-Cookie ${'B'.repeat(24)}\r\n`);
+    await closed(wrong, 5000);
+    const legacy = await open(port); // says nothing, as the original hidden server did
+    await idle(d, 1);
+    expect(legacy.destroyed).toBe(false);
+    expect(d.output).toMatch(/original-protocol responder accepted without cookie/);
+  });
+
+  it('checkSourceAddress off (behind a NAT): another address with the cookie gets in; without it, not', async () => {
+    const d = TestDaemon.create({ checkSourceAddress: false });
+    daemons.push(d);
+    await d.start();
+    const agent = await d.createEntry(['natted']);
+    const reg = await d.register(agent, 'natted');
+    const port = portOf(reg.body);
+    const bare = await open(port, '127.0.0.2');
+    bare.write('hello\r\n');
+    await closed(bare, 5000);
+    const proxied = await open(port, '127.0.0.2');
+    await writeFlushed(proxied, `TAAS-Cookie ${reg.headers['taas-cookie']}\r\n`);
+    await idle(d, 1);
+    expect(proxied.destroyed).toBe(false);
+  });
+});
