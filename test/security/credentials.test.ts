@@ -209,3 +209,37 @@ describe('credentials: brute force against the Redis store (real I/O between che
     expect(answered).toBe(5);
   });
 });
+
+describe('credentials: unknown ID and wrong code in the same timing class', () => {
+  let d: TestDaemon;
+  let known: AgentFile;
+  beforeAll(async () => {
+    d = TestDaemon.create({ lockoutThreshold: 1000, failuresPerAddress: 1_000_000 });
+    await d.start();
+    known = await d.createEntry(['timing']);
+  });
+  afterAll(async () => {
+    await d?.dispose();
+  });
+
+  it('median answer times differ by less than a factor of 2 (measured, interleaved)', async () => {
+    const pool = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    const unknown = { ...known, id: '0b6f1e9e-1111-4111-8111-111111111111' };
+    const code = wrongCodes(known.secret, 1)[0]!;
+    const times = { known: [] as number[], unknown: [] as number[] };
+    for (let i = 0; i < 150; i++) {
+      for (const [k, a] of [['known', known], ['unknown', unknown]] as const) {
+        const t = process.hrtime.bigint();
+        const r = await d.register(a, 'timing', code, pool);
+        times[k].push(Number(process.hrtime.bigint() - t) / 1e6);
+        expect(r.status).toBe(401);
+      }
+    }
+    pool.destroy();
+    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
+    const [mk, mu] = [median(times.known), median(times.unknown)];
+    console.log(`timing: median ${mk.toFixed(2)} ms known ID + wrong code, ${mu.toFixed(2)} ms unknown ID`);
+    // A factor of 2 leaves room for a busy CI machine; a store round trip or a slow hash on one path only would show.
+    expect(Math.max(mk, mu) / Math.min(mk, mu)).toBeLessThan(2);
+  });
+});
