@@ -114,6 +114,10 @@ static int dup_socket(int fd) {
   int fl = fcntl(d, F_GETFL);
   /* The description is shared with libuv's copy and already non-blocking; make sure. */
   if (fl >= 0 && !(fl & O_NONBLOCK)) (void)fcntl(d, F_SETFL, fl | O_NONBLOCK);
+  /* A relay must not add Nagle delay to small interactive writes (the stream engine sets the
+   * same). Fails harmlessly on a non-TCP socket. */
+  int one = 1;
+  (void)setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return d;
 }
 
