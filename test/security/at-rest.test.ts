@@ -144,3 +144,32 @@ describe('secrets at rest: Redis', () => {
     expectNoneIn(dump, [...spellings(a.secret), adminKey, reg.headers['taas-cookie'] as string, reg.headers['taas-session'] as string], 'the Redis dump');
   });
 });
+
+describe('store export and import (moving between stores)', () => {
+  const daemons: TestDaemon[] = [];
+  afterAll(async () => {
+    await Promise.all(daemons.map((d) => d.dispose()));
+  });
+
+  it('export writes mode 0600 JSON lines; import into another data dir, twice, changes nothing the second time', () => {
+    const from = TestDaemon.create();
+    const to = TestDaemon.create();
+    daemons.push(from, to);
+    const a = from.addEntry(['exported']);
+    const file = path.join(from.dir, 'entries.jsonl');
+    const ex = from.cli(['store', 'export', '--out', file]);
+    expect(ex.code, ex.stderr).toBe(0);
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; secret: string });
+    expect(lines).toEqual([expect.objectContaining({ id: a.id, secret: a.secret })]);
+    const im = to.cli(['store', 'import', file]);
+    expect(im.code, im.stderr).toBe(0);
+    expect(im.stdout).toMatch(/created 1, updated 0, unchanged 0/);
+    expect(to.cli(['store', 'import', file]).stdout).toMatch(/created 0, updated 0, unchanged 1/);
+    // Sealed with the other store's own key: its entries.json holds no plaintext secret.
+    expect(fs.readFileSync(path.join(to.dataDir, 'entries.json'), 'utf8')).not.toContain(a.secret);
+    const bad = to.cli(['store', 'import', path.join(from.dir, 'missing.jsonl')]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/^taas-server: .*no such file\n$/);
+  });
+});
