@@ -139,6 +139,18 @@ describe('Agent: pool and credentials', () => {
     await r2.until(() => r2.accepted.length === 1);
   });
 
+  it.each([false, true])('an idle registration the relay ends or resets is replaced (tls %s)', async (useTls) => {
+    const r = await registrar();
+    const t = await target();
+    const a = agent(agentFile(r.port), t, { pool: 2, tls: useTls });
+    await r.until(() => r.accepted.length === 2);
+    r.accepted[0]!.socket.end(); // a FIN: the relay dropped this registration
+    r.accepted[1]!.socket.resetAndDestroy(); // a reset
+    await r.until(() => r.accepted.length === 4);
+    await pollUntil(() => a.snapshot()[0]!.idle === 2);
+    expect(t.conns).toHaveLength(0);
+  });
+
   it('stop() closes idle registrations', async () => {
     const r = await registrar();
     const t = await target();
