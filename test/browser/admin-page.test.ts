@@ -7,10 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseAgentFile } from '../../src/protocol/agent-file.js';
 import { startHarness, type Harness } from '../admin/harness.js';
-import { launch, SCREENSHOTS } from './browser.js';
+import { explainFailures, launch, SCREENSHOTS } from './browser.js';
 
 let h: Harness;
 let browser: Awaited<ReturnType<typeof launch>>;
@@ -33,19 +33,10 @@ afterAll(async () => {
   await h?.close();
 });
 
-/** On failure, say what the page showed: the notice line and the main area's text. */
-function explainFailures(): void {
-  onTestFailed(async () => {
-    const notice = await page.locator('#notice').textContent().catch(() => '?');
-    const text = await page.locator('main').innerText().catch(() => '?');
-    console.error(`page at ${page.url()}\nnotice: ${notice}\nmain: ${text.slice(0, 1500)}`);
-  });
-}
-
 const shot = (name: string) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 
 describe('admin page', () => {
-  beforeEach(() => explainFailures());
+  beforeEach(() => explainFailures(() => page));
   it('signs in with the keyboard alone', async () => {
     // A short refresh period keeps the suite brisk; the page's default is 3 s.
     await page.goto(h.url + '/?poll=300');
@@ -151,6 +142,33 @@ describe('admin page', () => {
     expect((await h.call('PUT', '/api/entries/x', { key, body: { labels: ['x'] } })).status).toBe(403);
     await page.locator('tr:has-text("grafana") >> text=https://grafana.example.com').waitFor();
     await shot('keys');
+  });
+
+  it('renews its expired access token silently with the refresh cookie', async () => {
+    // As if the 5-minute access token had expired: the browser no longer sends it.
+    await browser.context.clearCookies({ name: 'taas_at' });
+    expect((await browser.context.cookies()).map((c) => c.name)).not.toContain('taas_at');
+    await page.click('nav a[data-view="entries"]');
+    // The summary line is written once the list came back: the 401, the refresh and the retry are done.
+    await page.locator('main p:has-text("Updates every")').waitFor();
+    expect(await page.locator('#notice.error').count()).toBe(0);
+    expect((await browser.context.cookies()).map((c) => c.name)).toContain('taas_at');
+  });
+
+  it('creates an entry with the keyboard alone', async () => {
+    await page.click('nav a[data-view="entries"]');
+    await page.locator('#entries').waitFor();
+    await page.focus('nav a[data-view="entries"]');
+    await page.keyboard.press('Tab'); // → New entry
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('New entry');
+    await page.keyboard.press('Enter');
+    await page.locator('#new-labels:focus').waitFor();
+    await page.keyboard.type('cellar');
+    await page.keyboard.press('Enter');
+    // The download of the agent file takes focus: Enter saves it.
+    await page.locator('#download-agent:focus').waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.keyboard.press('Enter')]);
+    expect(parseAgentFile(fs.readFileSync((await download.path())!, 'utf8')).labels).toEqual(['cellar']);
   });
 
   it('is readable at phone width', async () => {

@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { onTestFailed } from 'vitest';
 
 export const CHROMIUM = process.env.TAAS_CHROMIUM ?? '/usr/bin/chromium';
 export const SCREENSHOTS = new URL('../../docs/screenshots/', import.meta.url).pathname;
@@ -26,4 +27,15 @@ export async function launch(opts: { width?: number; height?: number } = {}): Pr
       fs.rmSync(profile, { recursive: true, force: true });
     },
   };
+}
+
+/** Call in beforeEach: on failure, print what the page showed (notice line, main text) and `more()`. */
+export function explainFailures(page: () => Page | undefined, more: () => string = () => ''): void {
+  onTestFailed(async () => {
+    const p = page();
+    if (!p) return;
+    const notice = await p.locator('#notice').textContent().catch(() => '?');
+    const text = await p.locator('main').innerText().catch(() => '?');
+    console.error(`page at ${p.url()}\nnotice: ${notice}\nmain: ${text.slice(0, 1500)}\n${more()}`);
+  });
 }

@@ -7,19 +7,20 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readManagementKey } from '../../src/admin/management-key.js';
 import { curlStatus } from '../helpers/curl.js';
-import { startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
+import { startAgent, startDaemon, stopAll, type Daemon, type Proc } from '../helpers/daemon.js';
 import { closeServer, listen } from '../helpers/net.js';
 import { clientPort } from '../e2e/util.js';
-import { launch, SCREENSHOTS } from './browser.js';
+import { explainFailures, launch, SCREENSHOTS } from './browser.js';
 
 let d: Daemon;
 let browser: Awaited<ReturnType<typeof launch>>;
 let page: Page;
 let target: http.Server;
 let targetPort: number;
+let agent: Proc | undefined;
 
 beforeAll(async () => {
   d = await startDaemon();
@@ -35,6 +36,7 @@ afterAll(async () => {
 });
 
 describe('page + daemon + agent', () => {
+  beforeEach(() => explainFailures(() => page, () => `daemon log tail: ${d?.proc.stdout.slice(-2500)}\nagent: ${agent?.stdout.slice(-1500)} ${agent?.stderr.slice(-500)}`));
   it('an agent file downloaded from the page makes the label live on the page', async () => {
     expect(d.adminPort).toBeGreaterThan(0);
     const key = readManagementKey(d.dataDir)!;
@@ -56,7 +58,7 @@ describe('page + daemon + agent', () => {
     await badge.waitFor();
     expect(await badge.getAttribute('data-live')).toBe('no');
 
-    await startAgent(agentFile, `127.0.0.1:${targetPort}`, [], { pool: 2 });
+    agent = await startAgent(agentFile, `127.0.0.1:${targetPort}`, [], { pool: 2 });
     // Both responders of the pool: the relay may count the second a moment after the agent does.
     await page.locator('[data-label-state="webcam"][data-live="yes"]', { hasText: '2 idle' }).waitFor({ timeout: 15_000 });
     await page.screenshot({ path: path.join(SCREENSHOTS, 'entries-live-agent.png'), fullPage: true });

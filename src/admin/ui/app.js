@@ -206,8 +206,10 @@ function route() {
   if (view !== 'new' && state.shown) state.shown = null;
   state.view = view;
   const views = { entries: renderEntries, entry: () => renderEntry(parts[1]), new: renderNew, keys: renderKeys, key: () => renderKeyLog(parts[1]) };
-  (views[view] ?? renderEntries)().catch(failed);
+  // Focus moves to the new content (for keyboard and screen-reader users); a view that has a
+  // first field to fill takes the focus from there.
   main.focus({ preventScroll: true });
+  (views[view] ?? renderEntries)().catch(failed);
 }
 
 /** Navigates, re-rendering when the hash is already the target (no hashchange then). */
@@ -314,12 +316,18 @@ async function renderNew() {
 }
 
 async function renderEntry(id) {
-  const [entry, attempts, counts] = await Promise.all([
-    api('GET', `/api/entries/${encodeURIComponent(id)}`),
-    api('GET', `/api/entries/${encodeURIComponent(id)}/attempts?limit=20`),
-    api('GET', '/api/counts'),
-  ]);
-  const daily = counts.filter((c) => entry.labels.includes(c.label)).sort((a, b) => b.day.localeCompare(a.day) || a.label.localeCompare(b.label)).slice(0, 30);
+  const entry = await api('GET', `/api/entries/${encodeURIComponent(id)}`);
+  // History boxes, refreshed with the live status.
+  const dailyBox = h('div');
+  const attemptsBox = h('div');
+  const loadHistory = async () => {
+    const [attempts, counts] = await Promise.all([api('GET', `/api/entries/${encodeURIComponent(entry.id)}/attempts?limit=20`), api('GET', '/api/counts')]);
+    const daily = counts.filter((c) => entry.labels.includes(c.label)).sort((a, b) => b.day.localeCompare(a.day) || a.label.localeCompare(b.label)).slice(0, 30);
+    dailyBox.replaceChildren(daily.length === 0 ? h('p', { class: 'muted' }, 'No pairings counted yet.') : table(['Day', 'Label', 'Pairings', 'Bytes'], daily.map((c) => h('tr', {},
+      cell('Day', c.day), cell('Label', c.label), cell('Pairings', String(c.pairings)), cell('Bytes', bytes(c.bytes))))));
+    attemptsBox.replaceChildren(attempts.length === 0 ? h('p', { class: 'muted' }, 'No registration attempts yet.') : table(['When', 'From', 'Label', 'Result'], attempts.map((a) => h('tr', {},
+      cell('When', time(a.at)), cell('From', h('span', { class: 'mono' }, a.from)), cell('Label', a.label), cell('Result', h('span', { class: a.result === 'ok' ? 'live' : 'bad' }, a.result))))));
+  };
   const canWrite = state.me.permissions.includes('write');
   const statusBox = h('div', {}, 'Loading live status…');
   const pairingsBox = h('div');
@@ -385,15 +393,11 @@ async function renderEntry(id) {
           }
         } }, 'Delete…'))) : null,
     h('section', { class: 'card', 'aria-labelledby': 'pr' }, h('h2', { id: 'pr' }, 'Pairings'), h('label', { for: 'pairings-label', class: 'inline' }, 'Label'), labelSelect, pairingsBox),
-    h('section', { class: 'card', 'aria-labelledby': 'dc' }, h('h2', { id: 'dc' }, 'Pairings per day'),
-      daily.length === 0 ? h('p', { class: 'muted' }, 'No pairings counted yet.') : table(['Day', 'Label', 'Pairings', 'Bytes'], daily.map((c) => h('tr', {},
-        cell('Day', c.day), cell('Label', c.label), cell('Pairings', String(c.pairings)), cell('Bytes', bytes(c.bytes)))))),
-    h('section', { class: 'card', 'aria-labelledby': 'at' }, h('h2', { id: 'at' }, 'Registration attempts'),
-      attempts.length === 0 ? h('p', { class: 'muted' }, 'No registration attempts yet.') : table(['When', 'From', 'Label', 'Result'], attempts.map((a) => h('tr', {},
-        cell('When', time(a.at)), cell('From', h('span', { class: 'mono' }, a.from)), cell('Label', a.label), cell('Result', h('span', { class: a.result === 'ok' ? 'live' : 'bad' }, a.result)))))),
+    h('section', { class: 'card', 'aria-labelledby': 'dc' }, h('h2', { id: 'dc' }, 'Pairings per day'), dailyBox),
+    h('section', { class: 'card', 'aria-labelledby': 'at' }, h('h2', { id: 'at' }, 'Registration attempts'), attemptsBox),
   );
-  await Promise.all([loadStatus(), loadPairings()]);
-  poll(() => Promise.all([loadStatus(), loadPairings()]));
+  await Promise.all([loadStatus(), loadPairings(), loadHistory()]);
+  poll(() => Promise.all([loadStatus(), loadPairings(), loadHistory()]));
 }
 
 // ---- API keys ------------------------------------------------------------------------------
