@@ -229,6 +229,40 @@ describe('Agent: pairing and forwarding', () => {
     await r.until(() => r.accepted.length === 2);
   });
 
+  it('--tls with --server-first: the banner waits for the client TLS handshake, then comes first', async () => {
+    const r = await registrar();
+    const t = await target((s) => {
+      s.write('220 smtp ready\r\n');
+      s.on('data', (d: Buffer) => s.write(`250 ${d.toString()}`));
+    });
+    agent(agentFile(r.port), t, { tls: true, serverFirst: true });
+    await r.until(() => r.accepted.length === 1);
+    await pollUntil(() => t.conns.length === 1); // connected before any client
+    const client = tls.connect({ socket: r.accepted[0]!.socket, ca: certs().label.cert, servername: 'demo.test' });
+    cleanup.push(() => void client.destroy());
+    expect((await readExactly(client as unknown as net.Socket, 16)).toString()).toBe('220 smtp ready\r\n');
+    client.write('HELO\r\n');
+    expect((await readExactly(client as unknown as net.Socket, 10)).toString()).toBe('250 HELO\r\n');
+  });
+
+  it('--tls keeps half-close: the client ends, the target still answers', async () => {
+    const r = await registrar();
+    const t = await target();
+    agent(agentFile(r.port), t, { tls: true });
+    await r.until(() => r.accepted.length === 1);
+    const client = tls.connect({ socket: r.accepted[0]!.socket, ca: certs().label.cert, servername: 'demo.test', allowHalfOpen: true });
+    cleanup.push(() => void client.destroy());
+    await waitFor(client, 'secureConnect');
+    client.end('request');
+    await pollUntil(() => t.conns.length === 1);
+    const got = await readAll(t.conns[0]!);
+    expect(got.data.toString()).toBe('request');
+    expect(got.how).toBe('end');
+    const back = readAll(client as unknown as net.Socket);
+    t.conns[0]!.end('answer after FIN');
+    expect((await back).data.toString()).toBe('answer after FIN');
+  });
+
   it('--tls without a certificate in the agent file is refused at start', () => {
     const { tls: _drop, ...file } = agentFile(1);
     expect(() => new Agent({ ...AGENT_DEFAULTS, file, target: { host: '127.0.0.1', port: 1 }, labels: ['demo'], pool: 1, tls: true, serverFirst: false, log: silentLogger() })).toThrow(/tls/);

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { closed } from '../helpers/net.js';
+import { closed, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { idleCount, ROOT, run, spawnProc, stopAll, tempDir } from '../helpers/daemon.js';
 import { agentFile, certs, FakeRegistrar, Target } from './fixtures.js';
 
@@ -88,5 +88,30 @@ describe('taas-agent command line', () => {
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     await Promise.all(gone);
+  });
+
+  it('SIGTERM lets a pairing in progress finish (within --drain), then exits 0', async () => {
+    const r = await new FakeRegistrar().start();
+    closers.push(() => r.close());
+    const t = await new Target((s) => s.on('data', (d: Buffer) => s.write(d))).start();
+    closers.push(() => t.close());
+    const p = spawnProc('taas-agent', path.join(ROOT, 'bin/taas-agent'), ['--config', writeFile(agentFile(r.port)), '--target', `127.0.0.1:${t.port}`, '--drain', '30']);
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    await writeFlushed(relay, 'one');
+    expect((await readExactly(relay, 3)).toString()).toBe('one');
+
+    p.child.kill('SIGTERM');
+    await p.waitLog('stopping');
+    // Still forwarding after the signal...
+    await writeFlushed(relay, 'two');
+    expect((await readExactly(relay, 3)).toString()).toBe('two');
+    expect(p.running).toBe(true);
+    // ...and it exits as soon as the pairing ends.
+    relay.end();
+    await pollUntil(() => t.conns.length === 1);
+    t.conns[0]!.end();
+    expect(await p.exited).toBe(0);
   });
 });
