@@ -36,6 +36,12 @@ interface StateFile {
  */
 const dict = <T>(from?: Record<string, T>): Record<string, T> => Object.assign(Object.create(null) as Record<string, T>, from ?? {});
 const emptyState = (): StateFile => ({ pairings: dict(), attempts: dict(), daily: dict(), docs: dict(), steps: dict(), auth: dict() });
+/**
+ * Failure records kept for IDs that are not entries. They exist so that unknown IDs are locked
+ * out like known ones; beyond this many (a spray of made-up IDs) the oldest are dropped. Known
+ * IDs' records are never dropped to make room: a spray cannot lift a real lock.
+ */
+export const MAX_UNKNOWN_AUTH_RECORDS = 10_000;
 /** Batching delay for state.json writes: pairings are history, a second of it may be lost in a crash. */
 const FLUSH_DELAY_MS = 500;
 /** Entries are re-read on a timer too: fs.watch misses events on some file systems. */
@@ -47,6 +53,8 @@ export class FileStore implements Store {
   private byLabel = new Map<string, string>();
   private state: StateFile = emptyState();
   private addressFailures = new Map<string, { window: number; count: number }>();
+  /** Failure records of unknown IDs: counted at open and on each new failure, recounted by each prune. */
+  private unknownAuth = 0;
   private readonly listeners: StoreListeners;
   private flushTimer: NodeJS.Timeout | null = null;
   private watcher: fs.FSWatcher | null = null;
@@ -78,6 +86,7 @@ export class FileStore implements Store {
     s.readOnlyState = opts.readOnlyState === true;
     s.loadEntries();
     s.loadState();
+    s.unknownAuth = Object.keys(s.state.auth).filter((k) => !s.entries.has(k)).length;
     if (opts.watch !== false) s.startWatching();
     return s;
   }
@@ -177,12 +186,28 @@ export class FileStore implements Store {
 
   async incrFailures(id: string, ttlSeconds: number): Promise<number> {
     const cur = await this.getAuthState(id);
+    // Re-inserted so that the object's key order is the order of last use (oldest first).
+    delete this.state.auth[id];
     this.state.auth[id] = { ...cur, failures: cur.failures + 1, exp: Date.now() + ttlSeconds * 1000 };
+    if (!this.entries.has(id) && ++this.unknownAuth > MAX_UNKNOWN_AUTH_RECORDS) this.pruneUnknownAuth();
     // Memory is authoritative in this one process; every attempt is counted (the authenticator
     // counts before it checks), so an fsync each would cost more than the count is worth.
     // A lock, once set, is written at once (setLockedUntil).
     this.flushSoon();
     return cur.failures + 1;
+  }
+
+  /** Drops expired records, then the least recently failed unknown IDs down to half the cap. */
+  private pruneUnknownAuth(): void {
+    const now = Date.now();
+    const unknown: string[] = [];
+    for (const [k, v] of Object.entries(this.state.auth)) {
+      if (v.exp < now) delete this.state.auth[k];
+      else if (!this.entries.has(k)) unknown.push(k);
+    }
+    const drop = unknown.length > MAX_UNKNOWN_AUTH_RECORDS / 2 ? unknown.length - MAX_UNKNOWN_AUTH_RECORDS / 2 : 0;
+    for (const k of unknown.slice(0, drop)) delete this.state.auth[k];
+    this.unknownAuth = unknown.length - drop;
   }
 
   async setLockedUntil(id: string, untilMs: number, ttlSeconds: number): Promise<void> {
