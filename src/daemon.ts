@@ -105,7 +105,12 @@ export class Daemon {
     });
     const registrar = new RegistrarServer(config, tls, routes, logger);
     await registrar.listen();
-    const entries = new EntryService(store, { config, tls, registrarEndpoint: () => ({ host: config.advertiseHost?.includes('{label}') ? config.taasHost : (config.advertiseHost ?? config.taasHost), port: registrar.port }) });
+    const entries = new EntryService(store, {
+      config,
+      tls,
+      registrarEndpoint: () => ({ host: config.advertiseHost?.includes('{label}') ? config.taasHost : (config.advertiseHost ?? config.taasHost), port: registrar.port }),
+      peers: async () => (d?.link ? d.link.peers() : []),
+    });
     d = new Daemon(config, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
     await d.wire();
     return d;

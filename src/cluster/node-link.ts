@@ -109,6 +109,16 @@ export class NodeLink {
     }
   }
 
+  /**
+   * The other live nodes, for agent files (their registrars, their client hosts); none while
+   * Redis is unreachable. Nodes listening on a wildcard address without an advertised one
+   * are left out: nobody can be sent to 0.0.0.0.
+   */
+  async peers(): Promise<{ registrar: { host: string; port: number }; clientHost: string }[]> {
+    const nodes = await this.directory.listNodes().catch(() => []);
+    return nodes.filter((n) => n.id !== this.directory.self.id && !isWildcard(n.registrar.host)).map((n) => ({ registrar: n.registrar, clientHost: n.clientHost }));
+  }
+
   setDraining(draining: boolean): void {
     this.directory.setDraining(draining);
   }
@@ -121,4 +131,8 @@ export class NodeLink {
     if (this.timer) clearInterval(this.timer);
     await this.directory.close();
   }
+}
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '';
 }

@@ -29,6 +29,12 @@ export interface EntryServiceOptions {
   tls: RelayTls | null;
   /** Where hidden servers reach the registrar (the real port when taasPort is 0). */
   registrarEndpoint?: () => { host: string; port: number };
+  /**
+   * The other live nodes of a multi-node relay: their registrars go into the agent file's
+   * `servers` (so the agent spreads and fails over), their client hosts into the --tls
+   * certificate (clients are sent there too). Empty on one node.
+   */
+  peers?: () => Promise<{ registrar: { host: string; port: number }; clientHost: string }[]>;
 }
 
 export class EntryService {
@@ -116,25 +122,28 @@ export class EntryService {
     return this.agentFileOf(await this.get(id));
   }
 
-  private issued(entry: Entry): IssuedEntry {
-    return { entry, secret: entry.secret, otpauthUri: otpauthUri(entry.secret, entry.id), agentFile: this.agentFileOf(entry) };
+  private async issued(entry: Entry): Promise<IssuedEntry> {
+    return { entry, secret: entry.secret, otpauthUri: otpauthUri(entry.secret, entry.id), agentFile: await this.agentFileOf(entry) };
   }
 
-  private agentFileOf(entry: Entry): AgentFile {
+  private async agentFileOf(entry: Entry): Promise<AgentFile> {
     const c = this.opts.config;
     const server = this.opts.registrarEndpoint?.() ?? { host: c.taasHost, port: c.taasPort };
     const tls = this.opts.tls;
+    const peers = (await this.opts.peers?.().catch(() => [])) ?? [];
+    const servers = peers.map((p) => p.registrar).filter((s) => s.host !== server.host || s.port !== server.port);
     return {
       id: entry.id,
       secret: entry.secret,
       labels: entry.labels,
       registrar: c.namedRegistrar,
       server,
+      ...(servers.length ? { servers } : {}),
       ca: tls?.caPem ?? '',
       algorithm: 'SHA1',
       digits: 6,
       period: 30,
-      ...(tls?.canIssue ? { tls: tls.issueForLabels(entry.labels) } : {}),
+      ...(tls?.canIssue ? { tls: tls.issueForLabels(entry.labels, peers.map((p) => p.clientHost)) } : {}),
     };
   }
 }

@@ -104,9 +104,10 @@ export class RelayTls {
 
   /**
    * Certificate for a hidden server's label (taas-agent --tls): valid for the label's name,
-   * for the address Location points to, and for the advertised name when one is set.
+   * for the address Location points to, and for the advertised name when one is set; also for
+   * `otherHosts`, where the other nodes of a multi-node relay send clients to their client ports.
    */
-  issueForLabels(labels: string[]): KeyAndCert {
+  issueForLabels(labels: string[], otherHosts: readonly string[] = []): KeyAndCert {
     if (!this.canIssue) throw new TaasError('TAAS_CONFIG_INVALID', 'the registrar certificate is not a CA, so label certificates cannot be issued (use make-cert, or give the hidden server its own certificate)');
     const dns = new Set<string>();
     const ips = new Set<string>();
@@ -117,6 +118,7 @@ export class RelayTls {
       else dns.add(adv);
     }
     if (/^[\d.]+$|:/.test(this.config.taasHost)) ips.add(this.config.taasHost);
+    for (const h of otherHosts) (/^[\d.]+$|:/.test(h) ? ips : dns).add(h);
     return issueLeaf(this.material, { dns: [...dns], ips: [...ips] });
   }
 }
