@@ -6,12 +6,13 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../helpers/curl.js';
 import { startAgent, stopAll, type Daemon, type Proc } from '../helpers/daemon.js';
-import { closeServer, connect, pollUntil, readAll, readExactly, waitFor } from '../helpers/net.js';
+import { closeServer, connect, listen, pollUntil, readAll, readExactly, waitFor } from '../helpers/net.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
 import { totpHeader } from '../e2e/util.js';
 import { KEYS, TTL_MS, advertisedIdle, askNode, echoServer, entryAt, hiddenHttps, registerAt, sharedFiles, startNode, type Shared } from './nodes.js';
@@ -69,6 +70,26 @@ describe('two nodes, one Redis', () => {
 
     // The pairing happened at B and is recorded in the shared store: A's CLI lists it.
     await pollUntil(async () => (await a.cli(['pairings', 'demo', '--json'])).stdout.includes('/x?y=1'), 10_000, 200);
+  });
+
+  it('agent files list every live node; a --tls agent at node B, its file made through A: curl asking A, trusting only the relay CA, validates both legs', async () => {
+    const plain = http.createServer((req, res) => res.writeHead(200).end(`plain target saw ${req.url}`));
+    servers.push(plain);
+    const port = await listen(plain);
+    // The agent file A writes names A and, in `servers`, the other live node; its --tls
+    // certificate also covers B's address, where A sends clients.
+    const written = JSON.parse(fs.readFileSync(await a.addEntry(['listed']), 'utf8'));
+    expect(written.server).toEqual({ host: '127.0.0.1', port: a.registrarPort });
+    expect(written.servers).toEqual([{ host: '127.0.0.2', port: b.registrarPort }]);
+    const { file } = await entryAt(a, 'web', [b]);
+    agents.push(await startAgent(file, `127.0.0.1:${port}`, ['--tls']));
+    await advertised('node-b', 'web');
+    const host = 'web.localhost';
+    const r = await curl(['-L', '--cacert', shared.certFile, '--resolve', `${host}:${a.registrarPort}:127.0.0.1`, '-w', '\n%{url_effective}', `https://${host}:${a.registrarPort}/tls`]);
+    expect(r.stderr).toBe('');
+    const [body, effective] = r.stdout.toString().split('\n');
+    expect(body).toBe('plain target saw /tls');
+    expect(new URL(effective!).hostname).toBe('127.0.0.2');
   });
 
   it('a TOTP code used at node A is refused at node B (one replay guard)', async () => {
