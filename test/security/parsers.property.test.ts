@@ -11,7 +11,11 @@ import { describe, expect, it } from 'vitest';
 import { verifyTotp } from '../../src/auth/totp.js';
 import { ERROR_CODES, TaasError } from '../../src/errors.js';
 import {
+  advertisedHost,
   authScheme,
+  cookieEquals,
+  errorBody,
+  isReservedLabel,
   formatLocation,
   formatTotpAuthorization,
   isCookieToken,
@@ -30,6 +34,7 @@ import {
   sessionTokenExpiry,
   verifySessionToken,
 } from '../../src/protocol/index.js';
+import { parseEntryLine } from '../../src/store/migrate.js';
 import { SecretBox } from '../../src/store/secret-box.js';
 
 const RUNS = { numRuns: 10_000 };
@@ -233,6 +238,52 @@ describe('agent file', () => {
         const r = withinBoundary(() => parseAgentFile(text, 'f.json'));
         if (r instanceof TaasError) expect(r.code).toBe('TAAS_FILE_UNREADABLE');
         else {
+          expect(isValidId(r.id)).toBe(true);
+          expect(r.labels.every(isValidLabel)).toBe(true);
+        }
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('small helpers that see request bytes', () => {
+  it('cookieEquals, isReservedLabel, advertisedHost and errorBody never throw; cookieEquals is equality', () => {
+    fc.assert(
+      fc.property(anyText, fc.oneof(anyText, fc.string({ unit: 'grapheme', maxLength: 30 })), (a, b) => {
+        expect(withinBoundary(() => cookieEquals(a, b))).toBe(a === b);
+        expect(withinBoundary(() => cookieEquals(a, a))).toBe(true);
+        expect(typeof withinBoundary(() => isReservedLabel(a, b))).toBe('boolean');
+        expect(typeof withinBoundary(() => advertisedHost(b, a))).toBe('string');
+        const body = withinBoundary(() => errorBody('TAAS_BAD_REQUEST', a)) as string;
+        expect(JSON.parse(body)).toEqual({ errorCode: 'TAAS_BAD_REQUEST', errorMsg: a });
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('store import lines (src/store/migrate.ts)', () => {
+  it('parseEntryLine returns a valid entry or throws TAAS_FILE_UNREADABLE, never echoing the secret', () => {
+    const value = fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.constant(null), fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }), fc.dictionary(fc.string({ maxLength: 5 }), fc.integer(), { maxKeys: 2 }));
+    const shaped = fc.record(
+      {
+        id: fc.oneof(idChars, value),
+        secret: fc.oneof(fc.constant('JBSWY3DPEHPK3PXP'), value),
+        labels: fc.oneof(fc.constant(['demo']), value),
+        clientPorts: fc.oneof(fc.constant({ demo: 2222 }), value),
+        createdAt: fc.oneof(fc.constant('2026-01-01T00:00:00Z'), value),
+        version: value,
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(fc.oneof(anyText, shaped.map((o) => JSON.stringify(o)), fc.json()), (line) => {
+        const r = withinBoundary(() => parseEntryLine(line, 1));
+        if (r instanceof TaasError) {
+          expect(r.code).toBe('TAAS_FILE_UNREADABLE');
+          expect(r.message).not.toContain('JBSWY3DPEHPK3PXP');
+        } else {
           expect(isValidId(r.id)).toBe(true);
           expect(r.labels.every(isValidLabel)).toBe(true);
         }
