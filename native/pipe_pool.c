@@ -38,18 +38,20 @@ int pipe_pool_get(pipe_pool_t *pool, rpipe_t *out) {
   }
   int fds[2];
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return -errno;
-  /* Failure is not fatal: past pipe-user-pages-soft the kernel refuses larger pipes to
-   * unprivileged users, and a default 64 KiB pipe still relays correctly, only slower. */
+  /* Failure is not fatal: past pipe-user-pages-soft (64 MiB of pipes per user by default) the
+   * kernel refuses larger pipes to unprivileged users, and a small pipe still relays correctly,
+   * only with more system calls. Such a pipe is not pooled (see pipe_pool_put). */
   if (pool->size > 0) (void)fcntl(fds[1], F_SETPIPE_SZ, (int)pool->size);
   out->r = fds[0];
   out->w = fds[1];
+  out->size = fcntl(fds[1], F_GETPIPE_SZ);
   pool->in_use++;
   return 0;
 }
 
 void pipe_pool_put(pipe_pool_t *pool, rpipe_t p) {
   pool->in_use--;
-  if (pool->nfree < pool->cap) {
+  if (pool->nfree < pool->cap && (size_t)p.size >= pool->size) {
     pool->free[pool->nfree++] = p;
     return;
   }

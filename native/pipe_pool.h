@@ -10,8 +10,9 @@
 #include <stddef.h>
 
 typedef struct rpipe {
-  int r; /* read end */
-  int w; /* write end */
+  int r;    /* read end */
+  int w;    /* write end */
+  int size; /* capacity the kernel granted (F_GETPIPE_SZ) */
 } rpipe_t;
 
 typedef struct pipe_pool {
@@ -26,7 +27,8 @@ typedef struct pipe_pool {
 int pipe_pool_init(pipe_pool_t *pool, size_t size, int cap);
 /* 0 and a pipe (pooled or new), or -errno (EMFILE, ENFILE...). */
 int pipe_pool_get(pipe_pool_t *pool, rpipe_t *out);
-/* Returns an EMPTY pipe to the pool (closed if the pool is full). */
+/* Returns an EMPTY pipe to the pool (closed if the pool is full, or if it is smaller than
+ * wanted: the kernel refused the size once, and a later pipe may get it). */
 void pipe_pool_put(pipe_pool_t *pool, rpipe_t p);
 /* Closes a pipe that may still hold octets (pairing ended mid-transfer). */
 void pipe_pool_discard(pipe_pool_t *pool, rpipe_t p);

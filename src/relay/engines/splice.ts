@@ -68,7 +68,11 @@ export interface SpliceEngineOptions {
   threads?: number;
   /** Capacity asked of each pipe, capped by /proc/sys/fs/pipe-max-size. Default 1 MiB. */
   pipeSize?: number;
-  /** Empty pipes kept per thread for reuse. Default 64. */
+  /**
+   * Empty pipes kept per thread for reuse. Default 8: every 1 MiB pipe, pooled or busy, counts
+   * against the user's pipe-user-pages-soft (64 MiB by default) when the daemon is not root, and
+   * past it the kernel only grants small pipes.
+   */
   poolMax?: number;
   /**
    * TCP_USER_TIMEOUT (ms) set on both sockets of each pairing: octets unacknowledged this long
@@ -143,7 +147,7 @@ export class SpliceEngine implements RelayEngine {
     this.addon = addon;
     this.userTimeoutMs = Math.max(0, Math.round(opts.userTimeoutMs ?? 0));
     const threads = opts.threads ?? Math.min(os.availableParallelism(), 4);
-    this.native = addon.create((id, up, down, reason, err) => this.onDone(id, up, down, reason, err), threads, opts.pipeSize ?? 1 << 20, opts.poolMax ?? 64);
+    this.native = addon.create((id, up, down, reason, err) => this.onDone(id, up, down, reason, err), threads, opts.pipeSize ?? 1 << 20, opts.poolMax ?? 8);
   }
 
   get active(): number {
