@@ -4,7 +4,7 @@
  * generic message (the details go to the log, never to the client). 5xx are logged at error
  * level, client faults at debug.
  */
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { TaasError, type ErrorCode } from '../errors.js';
 
 /** fastify's error codes mapped to ours. */
@@ -15,7 +15,15 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_EMPTY_JSON_BODY: 'TAAS_BAD_REQUEST',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'TAAS_BAD_REQUEST',
   FST_ERR_VALIDATION: 'TAAS_BAD_REQUEST',
+  FST_ERR_BAD_URL: 'TAAS_BAD_REQUEST',
+  FST_ERR_ASYNC_CONSTRAINT: 'TAAS_BAD_REQUEST',
 };
+
+/** For fastify's `frameworkErrors` option: errors raised before routing (a malformed URL) get our body too. */
+export function frameworkErrorHandler(err: FastifyError, _req: unknown, reply: FastifyReply): void {
+  const e = toTaasError(err);
+  void reply.status(e.status).type('application/json; charset=utf-8').send({ errorCode: e.code, errorMsg: e.message });
+}
 
 export function toTaasError(err: unknown): TaasError {
   if (err instanceof TaasError) return err;

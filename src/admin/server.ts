@@ -17,7 +17,7 @@ import { AccessLog } from './access-log.js';
 import { installAuth } from './auth.js';
 import type { AdminContext } from './context.js';
 import type { AdminDeps } from './deps.js';
-import { installErrorHandling } from './http-errors.js';
+import { frameworkErrorHandler, installErrorHandling } from './http-errors.js';
 import { ApiKeys } from './keys.js';
 import { ensureManagementKey } from './management-key.js';
 import { openApiDocument } from './openapi.js';
@@ -77,6 +77,7 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
     trustProxy: false,
+    frameworkErrors: frameworkErrorHandler,
     // Entry IDs may be 128 characters (protocol/limits.ts); fastify's default cap is 100.
     routerOptions: { maxParamLength: 256 },
     ...(tls ? { https: tls } : {}),
@@ -161,23 +162,16 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
   // The store may be unreachable at start (Redis not up yet): the admin server starts anyway
   // (health says not ready) and the management key is written once the store answers.
   let keyTimer: NodeJS.Timeout | null = null;
-  const ensureKey = (): void => {
-    ensureManagementKey(ctx.keys, deps.config.dataDir).then(
-      () => deps.logger.debug('management key ready'),
-      (e) => {
-        deps.logger.warn({ err: oneLine(e) }, 'management key not written yet; retrying');
-        keyTimer = setTimeout(ensureKey, KEY_RETRY_MS);
-        keyTimer.unref();
-      },
-    );
+  const ensureKey = async (): Promise<void> => {
+    try {
+      await ensureManagementKey(ctx.keys, deps.config.dataDir);
+    } catch (e) {
+      deps.logger.warn({ err: oneLine(e) }, 'management key not written yet (store unreachable?); retrying');
+      keyTimer = setTimeout(() => void ensureKey(), KEY_RETRY_MS);
+      keyTimer.unref();
+    }
   };
-  try {
-    await ensureManagementKey(ctx.keys, deps.config.dataDir);
-  } catch (e) {
-    deps.logger.warn({ err: oneLine(e) }, 'management key not written yet; retrying');
-    keyTimer = setTimeout(ensureKey, KEY_RETRY_MS);
-    keyTimer.unref();
-  }
+  await ensureKey();
   try {
     await app.listen({ host: deps.config.adminHost, port: deps.config.adminPort });
   } catch (e) {

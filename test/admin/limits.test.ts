@@ -28,6 +28,12 @@ describe('admin limits', () => {
     expect(b.status).toBe(400);
   });
 
+  it('a malformed URL gets the error body too', async () => {
+    const r = await h.call('GET', '/api/entries/%E0%A4%A', { key: h.managementKey });
+    expect(r.status).toBe(400);
+    expect(r.body.errorCode).toBe('TAAS_BAD_REQUEST');
+  });
+
   it('prototype names as IDs are plain unknown IDs', async () => {
     for (const id of ['__proto__', 'constructor', 'hasOwnProperty', 'toString']) {
       expect((await h.call('GET', `/api/keys/${id}`, { key: h.managementKey })).status, id).toBe(404);

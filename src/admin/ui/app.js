@@ -197,7 +197,13 @@ function poll(fn) {
 function route() {
   if (!state.me) return;
   stopPolling();
-  const parts = location.hash.replace(/^#\//, '').split('/').map(decodeURIComponent);
+  const parts = location.hash.replace(/^#\//, '').split('/').map((x) => {
+    try {
+      return decodeURIComponent(x);
+    } catch {
+      return x; // a hand-typed hash with a stray %
+    }
+  });
   const view = parts[0] || 'entries';
   for (const a of document.querySelectorAll('#nav a')) {
     if (a.dataset.view === ({ entry: 'entries', key: 'keys' }[view] ?? view)) a.setAttribute('aria-current', 'page');
