@@ -20,7 +20,7 @@ import type { RelayEngine } from './relay/engine.js';
 import { RegistrarRoutes } from './registrar/routes.js';
 import { RegistrarServer } from './registrar/server.js';
 import { writeFileAtomic } from './store/atomic-file.js';
-import { NodeLink } from './cluster/node-link.js';
+import { NodeLink, defaultNodeId } from './cluster/node-link.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { attachEventLog } from './observe/event-log.js';
 
@@ -88,7 +88,7 @@ export class Daemon {
     const store = await openStore(config, box, logger);
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
-    const nodeId = config.nodeId ?? `${config.taasHost}:${config.taasPort}`;
+    const nodeId = config.nodeId ?? defaultNodeId(config);
     const relay = new Relay({ config, engine, logger, nodeId });
     const auth = new Authenticator(store, config, logger);
     let d: Daemon | null = null;

@@ -3,6 +3,7 @@
  * it holds idle responders for, answers other nodes' requests for a client port, and tells
  * the registrar where to send a mobile client (or a hidden server) this node cannot serve.
  */
+import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { advertisedHost } from '../protocol/endpoint.js';
@@ -135,4 +136,14 @@ export class NodeLink {
 
 function isWildcard(host: string): boolean {
   return host === '0.0.0.0' || host === '::' || host === '';
+}
+
+/**
+ * This node's id when config.nodeId is not set: `taasHost:taasPort`, which tells nodes apart
+ * when each listens on its own address. Nodes that listen on a wildcard address (containers:
+ * every one on 0.0.0.0:443) would all be "0.0.0.0:443" and overwrite each other's directory
+ * record, so there the machine's host name takes the address's place.
+ */
+export function defaultNodeId(c: Pick<Config, 'taasHost' | 'taasPort'>, hostname: string = os.hostname()): string {
+  return `${isWildcard(c.taasHost) ? hostname : c.taasHost}:${c.taasPort}`;
 }
