@@ -203,6 +203,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       });
       if (outcome.kind !== 'unreachable') return outcome;
       this.log.warn({ label, server: `${target.host}:${target.port}`, err: outcome.reason }, 'relay unreachable');
+      // A TOTP code that may have reached a node is spent there (and, with a shared store,
+      // everywhere): the next node gets a fresh credential after the backoff instead.
+      if (auth.kind === 'totp' && !outcome.unsent) break;
     }
     return outcome;
   }

@@ -9,7 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { totpCode } from '../auth/totp.js';
 import { formatSessionAuthorization, formatTotpAuthorization, sessionTokenExpiry, type AgentFile } from '../protocol/index.js';
 
-/** Renew this long before a token's expiry: covers clock skew between agent and relay and a slow request. */
+/**
+ * Renew this long before a token's expiry: covers clock skew between agent and relay and a slow
+ * request. Short-lived tokens (sessionLifetime may be 10 s) renew a quarter of their life early instead.
+ */
 export const SESSION_RENEW_MARGIN_MS = 30_000;
 
 export interface Authorization {
@@ -18,7 +21,7 @@ export interface Authorization {
 }
 
 export class Credentials {
-  private session: { token: string; expiresMs: number } | null = null;
+  private session: { token: string; expiresMs: number; marginMs: number } | null = null;
   private lastStep = -1;
 
   constructor(
@@ -32,7 +35,7 @@ export class Credentials {
 
   /** True when the next authorization would use a session token. */
   hasUsableSession(): boolean {
-    return this.session !== null && this.session.expiresMs - SESSION_RENEW_MARGIN_MS > this.now();
+    return this.session !== null && this.session.expiresMs - this.session.marginMs > this.now();
   }
 
   /** Milliseconds until a fresh TOTP code may be used (0 when this step is unspent). */
@@ -69,7 +72,9 @@ export class Credentials {
 
   /** Keeps the newest token the registrar returned; one without a readable expiry is used until refused. */
   acceptSession(token: string): void {
-    this.session = { token, expiresMs: sessionTokenExpiry(token) ?? Number.MAX_SAFE_INTEGER };
+    const expiresMs = sessionTokenExpiry(token) ?? Number.MAX_SAFE_INTEGER;
+    const lifeMs = Math.max(0, expiresMs - this.now());
+    this.session = { token, expiresMs, marginMs: Math.min(SESSION_RENEW_MARGIN_MS, lifeMs / 4) };
   }
 
   /** The relay refused the token (401): the next registration authenticates with a code. */

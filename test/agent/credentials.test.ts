@@ -28,6 +28,18 @@ describe('Credentials', () => {
     expect((await c.next()).kind).toBe('totp');
   });
 
+  it('renews a short-lived token a quarter of its life early, not 30 s early', async () => {
+    let now = 1_700_000_000_000;
+    const c = new Credentials(file, () => now);
+    await c.next();
+    c.acceptSession(`v1.${now / 1000 + 12}.n.m`); // a 12 s token (sessionLifetime may be 10 s)
+    expect(c.hasUsableSession()).toBe(true);
+    now += 8_900;
+    expect(c.hasUsableSession()).toBe(true);
+    now += 200; // past 12 s - 3 s
+    expect(c.hasUsableSession()).toBe(false);
+  });
+
   it('never hands out a second code in the same time step', async () => {
     let now = 1_700_000_020_000; // 10 s into a 30 s step (1_700_000_010 is a multiple of 30)
     const c = new Credentials(file, () => now);
