@@ -152,7 +152,10 @@ export class Agent extends EventEmitter<AgentEvents> {
         continue;
       }
       const p: Promise<void> = this.registerOne(pool)
-        .catch((e) => this.log.error({ label: pool.label, err: (e as Error).message }, 'registration failed unexpectedly'))
+        .catch((e) => {
+          this.log.error({ label: pool.label, err: (e as Error).message }, 'registration failed unexpectedly');
+          this.fail(pool.label, 'internal', Math.max(MIN_RETRY_MS, this.backoff.next())); // never a hot loop
+        })
         .finally(() => {
           this.inflight.delete(p);
           this.wake();

@@ -108,9 +108,16 @@ export async function main(argv: string[]): Promise<void> {
     if (stopping) process.exit(1); // a second signal: do not wait for pairings
     stopping = true;
     log.info({ signal: sig }, 'stopping');
+    const exit = (code: number) => log.flush(() => process.exit(code)); // the logger writes asynchronously
     agent.stop(f.drain * 1000).then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => {
+        log.info('stopped');
+        exit(0);
+      },
+      (e: unknown) => {
+        log.error({ err: oneLine(e) }, 'error while stopping');
+        exit(1);
+      },
     );
   };
   process.on('SIGINT', () => onSignal('SIGINT'));

@@ -88,6 +88,8 @@ describe('taas-agent command line', () => {
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
     await Promise.all(gone);
+    // The last lines are flushed before the exit.
+    expect(p.logs('stopped')).toHaveLength(1);
   });
 
   it('SIGTERM lets a pairing in progress finish (within --drain), then exits 0', async () => {
