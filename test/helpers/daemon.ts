@@ -54,7 +54,8 @@ export class Proc {
       this.wake();
     });
     this.exited = new Promise((resolve) => {
-      child.once('exit', (code, sig) => {
+      // 'close', not 'exit': every line the process wrote has been read by then.
+      child.once('close', (code, sig) => {
         this.exitCode = code;
         this.signal = sig;
         live.delete(this);
