@@ -20,9 +20,11 @@ beforeAll(async () => {
   daemon = await startDaemon({ clientWaitTimeout: 30 });
 });
 afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
+  // Agents first: a --server-first agent would otherwise reconnect to its target while the
+  // target's connections are being closed, and the target server would wait on that one.
   await Promise.all(agents.map((a) => a.stop()));
   agents = [];
+  for (const s of sockets.splice(0)) s.destroy();
   for (const s of servers.splice(0)) await closeServer(s);
 });
 afterAll(() => stopAll());
