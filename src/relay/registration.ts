@@ -21,7 +21,8 @@ export interface RegistrationInfo {
   cookie: string;
 }
 
-export type RefusalWhy = 'address' | 'cookie' | 'timeout';
+/** Why a connection to an allocated port was closed; `conn-limit`: maxConnsPerAddress reached. */
+export type RefusalWhy = 'address' | 'cookie' | 'timeout' | 'conn-limit';
 
 export interface RegistrationHooks {
   /** The genuine responder: its socket paused, `head` = bytes that followed the cookie line. */
@@ -105,7 +106,8 @@ export class Registration {
       s.destroy();
     };
     s.on('error', onError);
-    if (this.state !== 'open' || !this.connLimit.admit(s)) return void s.destroy();
+    if (this.state !== 'open') return void s.destroy();
+    if (!this.connLimit.admit(s)) return this.refuse(s, 'conn-limit');
     if (this.config.checkSourceAddress && !sameAddress(s.remoteAddress, this.info.remoteAddress)) return this.refuse(s, 'address');
     if (this.candidates.size >= MAX_CANDIDATES_PER_REGISTRATION) {
       // Full: the oldest candidate goes. The genuine hidden server sends its cookie at once, so

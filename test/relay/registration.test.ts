@@ -256,6 +256,8 @@ describe('allocated port', () => {
     const held = [await open(t, port), await open(t, port)];
     const third = await open(t, port);
     await closed(third);
+    await pollUntil(() => count(t, 'responder-refused') === 1);
+    expect(t.events['responder-refused']![0]!.why).toBe('conn-limit');
     // The two admitted ones are still open and one of them can complete the registration.
     held[0]!.write(formatCookieLine(cookie));
     await pollUntil(() => t.relay.labelState('demo').idle === 1);

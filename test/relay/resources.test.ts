@@ -21,6 +21,7 @@ describe('relay resources', () => {
       maxPendingPerId: 1000,
       maxIdlePerLabel: 1000,
       maxPorts: 1000,
+      maxConnsPerAddress: 10_000, // all of it comes from 127.0.0.1
     });
     const labels = ['a', 'b', 'c', 'd'];
     // Warm-up: one full cycle first, so lazily created handles are in the baseline.
