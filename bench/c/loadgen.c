@@ -8,6 +8,9 @@
  *   loadgen bulk --seconds S --streams N ENDPOINTS     -> {"bytes":..,"seconds":..,"gbps":..}
  *   loadgen pingpong --size B --iters N ENDPOINTS      -> {"p50us":..,"p99us":..,"iters":..}
  *   ENDPOINTS: --near PORT and either --listen PORT or one --far PORT[:COOKIE] per stream
+ *   --sync: once connected, print "ready" and wait for a line on stdin before sending; print
+ *   "end" when the last octet arrived. The caller reads the relay's CPU time at those two
+ *   moments, so connection set-up and teardown are not counted as data-path CPU.
  *
  * Bulk: each near socket sends for S seconds with blocking 1 MiB writes, then half-closes;
  * each far socket reads into a 1 MiB buffer until EOF. GB/s = octets received / time from the
@@ -151,7 +154,7 @@ int main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   const char *mode = argv[1];
-  int near_port = 0, listen_port = 0, nfar = 0, size = 1, iters = 10000;
+  int near_port = 0, listen_port = 0, nfar = 0, size = 1, iters = 10000, sync = 0;
   int far_port[MAXS];
   const char *far_cookie[MAXS];
   for (int i = 2; i < argc; i++) {
@@ -162,6 +165,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--iters")) iters = atoi(v), i++;
     else if (!strcmp(a, "--near")) near_port = atoi(v), i++;
     else if (!strcmp(a, "--listen")) listen_port = atoi(v), i++;
+    else if (!strcmp(a, "--sync")) sync = 1;
     else if (!strcmp(a, "--far") && nfar < MAXS) {
       char *s = strdup(v), *c = strchr(s, ':');
       if (c) *c++ = 0;
@@ -190,6 +194,12 @@ int main(int argc, char **argv) {
     if (lfd >= 0) far_fd[i] = tcp_accept(lfd);
   }
   if (lfd >= 0) close(lfd);
+  if (sync) {
+    char line[16];
+    printf("ready\n");
+    fflush(stdout);
+    if (fgets(line, sizeof line, stdin) == NULL) return 2;
+  }
 
   if (!strcmp(mode, "bulk")) {
     pthread_t s[MAXS], r[MAXS];
@@ -200,6 +210,10 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < streams; i++) pthread_join(r[i], NULL);
     double t1 = now_s();
+    if (sync) {
+      printf("end\n");
+      fflush(stdout);
+    }
     for (int i = 0; i < streams; i++) pthread_join(s[i], NULL);
     uint64_t total = 0;
     for (int i = 0; i < streams; i++) total += far_bytes[i];

@@ -1,6 +1,6 @@
 // One measurement of one variant at a time. The caller interleaves variants and repetitions.
 import net from 'node:net';
-import { collectGarbage, cpuSeconds, loadgen, percentile, pin, rssBytes } from './proc.mjs';
+import { collectGarbage, cpuSeconds, loadgen, loadgenSynced, percentile, pin, rssBytes } from './proc.mjs';
 
 const ALL_CPUS = `0-${Math.max(0, (await import('node:os')).availableParallelism() - 1)}`;
 const settle = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -8,12 +8,20 @@ const settle = (ms) => new Promise((r) => setTimeout(r, ms));
 /** Bulk throughput (GB/s) and the relay's CPU seconds per GB moved. */
 export async function bulk(v, { streams, seconds, nice = 0 }) {
   const { args } = await v.endpoints(streams);
-  const cpu0 = v.pid ? cpuSeconds(v.pid) : NaN;
-  const r = await loadgen(['bulk', '--seconds', String(seconds), '--streams', String(streams), ...args], { nice });
-  // Let a forking relay (socat) reap its per-connection children so their CPU is counted.
-  if (v.multiProcess) await settle(300);
-  const cpu = v.pid ? cpuSeconds(v.pid) - cpu0 : NaN;
-  return { gbps: r.gbps, bytes: r.bytes, cpuPerGB: v.pid ? cpu / (r.bytes / 1e9) : NaN };
+  // CPU is read once every connection is up and when the last octet arrived: data path only,
+  // not the pairing's set-up and teardown (which the pairing rows measure).
+  let cpu0 = NaN;
+  let cpu1 = NaN;
+  const r = await loadgenSynced(['bulk', '--seconds', String(seconds), '--streams', String(streams), ...args], {
+    nice,
+    onReady: () => void (cpu0 = v.pid ? cpuSeconds(v.pid) : NaN),
+    onEnd: async () => {
+      // A forking relay (socat) must first reap its per-connection children to count their CPU.
+      if (v.multiProcess) await settle(300);
+      cpu1 = v.pid ? cpuSeconds(v.pid) : NaN;
+    },
+  });
+  return { gbps: r.gbps, bytes: r.bytes, cpuPerGB: (cpu1 - cpu0) / (r.bytes / 1e9) };
 }
 
 /** Ping-pong round trip (µs), p50 and p99; pinned = loadgen and every relay thread on CPU 0. */

@@ -1,6 +1,6 @@
 // Process helpers for the benchmark: the C tools, running loadgen, CPU time and RSS from /proc,
 // pinning with taskset, ports.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -37,6 +37,43 @@ export function loadgen(args, { pin = false, nice = 0, timeoutMs = 120_000 } = {
     execFile(cmd, argv, { timeout: timeoutMs }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`loadgen ${args.join(' ')}: ${stderr.trim() || err.message}`));
       resolve(JSON.parse(stdout.trim().split('\n').pop()));
+    });
+  });
+}
+
+/**
+ * Runs loadgen with --sync: `onReady` runs once every connection is up (before the first octet),
+ * `onEnd` when the last octet arrived. Resolves with its JSON line.
+ */
+export function loadgenSynced(args, { onReady, onEnd, nice = 0, timeoutMs = 120_000 }) {
+  let argv = [path.join(binDir, 'loadgen'), ...args, '--sync'];
+  if (nice) argv = ['nice', '-n', String(nice), ...argv];
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let out = '';
+    let err = '';
+    let seen = 0;
+    child.stderr.on('data', (d) => (err += d));
+    let hooks = Promise.resolve();
+    child.stdout.on('data', (d) => {
+      out += d;
+      const lines = out.split('\n');
+      for (; seen < lines.length - 1; seen++) {
+        const line = lines[seen];
+        hooks = hooks.then(async () => {
+          if (line === 'ready') {
+            await onReady?.();
+            child.stdin.end('go\n');
+          } else if (line === 'end') await onEnd?.();
+        });
+      }
+    });
+    child.on('exit', async (code) => {
+      clearTimeout(timer);
+      await hooks;
+      if (code !== 0) return reject(new Error(`loadgen ${args.join(' ')}: ${err.trim() || `exit ${code}`}`));
+      resolve(JSON.parse(out.trim().split('\n').pop()));
     });
   });
 }
