@@ -20,6 +20,24 @@ const ADDRESS_WINDOW_S = 60;
 const STEPS_GUARDED = 3;
 const PERIOD_S = 30;
 
+/**
+ * What the per-address failure limit counts: an IPv4 address, or the /64 prefix of an IPv6 one
+ * (one host commonly holds a whole /64, so counting single IPv6 addresses would give it
+ * 2^64 budgets). IPv4-mapped IPv6 counts as the IPv4 address.
+ */
+export function addressBucket(address: string): string {
+  const a = address.toLowerCase().replace(/%.*$/, '');
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(a);
+  if (mapped) return mapped[1]!;
+  if (!a.includes(':')) return a;
+  const [head, tail = ''] = a.split('::') as [string, string?];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  // An embedded IPv4 tail takes two groups; it lies in the host half, which is dropped anyway.
+  const groups = a.includes('::') ? [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+  return groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':') + '::/64';
+}
+
 export type AuthResult = 'ok' | 'bad-code' | 'replay' | 'locked' | 'rate-limited' | 'bad-session';
 
 export interface Authenticated {
@@ -64,10 +82,11 @@ export class Authenticator {
     const cred = scheme === 'totp' ? parseTotpAuthorization(header) : parseSessionAuthorization(header);
 
     const now = Date.now();
-    const blockedUntil = this.blocked.get(address);
+    const bucket = addressBucket(address);
+    const blockedUntil = this.blocked.get(bucket);
     if (blockedUntil !== undefined) {
       if (blockedUntil > now) throw new AuthFailure('rate-limited', cred.id, 'TAAS_RATE_LIMITED', Math.ceil((blockedUntil - now) / 1000));
-      this.blocked.delete(address);
+      this.blocked.delete(bucket);
     }
     const state = await this.store.getAuthState(cred.id);
     if (state.lockedUntil > now) throw new AuthFailure('locked', cred.id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));
@@ -97,7 +116,7 @@ export class Authenticator {
       await this.store.resetFailures(cred.id);
       return { entry, via: scheme };
     }
-    await this.countFailure(cred.id, address, failures);
+    await this.countFailure(cred.id, bucket, failures);
     throw new AuthFailure(result, cred.id, 'TAAS_AUTH_FAILED');
   }
 
@@ -111,20 +130,20 @@ export class Authenticator {
     return Math.min(c.lockoutBase * 2 ** Math.max(0, failures - c.lockoutThreshold), c.lockoutMax);
   }
 
-  /** A checked attempt failed (already counted): lock the ID at the threshold, count the address. */
-  private async countFailure(id: string, address: string, failures: number): Promise<void> {
+  /** A checked attempt failed (already counted): lock the ID at the threshold, count the address bucket. */
+  private async countFailure(id: string, bucket: string, failures: number): Promise<void> {
     const c = this.config;
     if (failures >= c.lockoutThreshold) {
       const seconds = this.lockSeconds(failures);
       await this.store.setLockedUntil(id, Date.now() + seconds * 1000, this.failureTtl());
       this.logger.warn({ id, failures, lockSeconds: seconds }, 'ID locked out after failed attempts');
     }
-    const fromAddress = await this.store.incrAddressFailures(address, ADDRESS_WINDOW_S);
+    const fromAddress = await this.store.incrAddressFailures(bucket, ADDRESS_WINDOW_S);
     if (fromAddress >= c.failuresPerAddress) {
       const windowEnd = (Math.floor(Date.now() / (ADDRESS_WINDOW_S * 1000)) + 1) * ADDRESS_WINDOW_S * 1000;
-      this.blocked.set(address, windowEnd);
+      this.blocked.set(bucket, windowEnd);
       if (this.blocked.size > 100_000) this.blocked.clear();
-      this.logger.warn({ address, failures: fromAddress }, 'address rate-limited after failed attempts');
+      this.logger.warn({ address: bucket, failures: fromAddress }, 'address rate-limited after failed attempts');
     }
   }
 }
