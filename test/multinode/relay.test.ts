@@ -72,7 +72,9 @@ describe('two nodes, one Redis', () => {
     expect(a.proc.logs('client sent to another node', { label: 'demo', node: 'node-b' })).toHaveLength(1);
 
     // The pairing happened at B and is recorded in the shared store: A's CLI lists it.
-    await pollUntil(async () => (await a.cli(['pairings', 'demo', '--json'])).stdout.includes('/x?y=1'), 10_000, 200);
+    let listed: { path?: string; node?: string }[] = [];
+    await pollUntil(async () => (listed = JSON.parse((await a.cli(['pairings', 'demo', '--json'])).stdout || '[]')).length > 0, 10_000, 200);
+    expect(listed[0]).toMatchObject({ path: '/x?y=1', node: 'node-b' });
   });
 
   it('agent files list every live node; a --tls agent at node B, its file made through A: curl asking A, trusting only the relay CA, validates both legs', async () => {
@@ -205,15 +207,20 @@ describe('two nodes, one Redis', () => {
     b.proc.child.kill('SIGKILL');
     await b.proc.exited;
     const killedAt = Date.now();
+    // At once, while B's record still says it holds solo's responder: nobody listens on B's
+    // request channel any more, so A answers 503 without waiting for the record to expire.
+    const early = await askNode(a, shared, 'solo');
+    figures.first503AfterKillMs = Date.now() - killedAt;
+    figures.recordLeftMs = Number(redis.cli('pttl', KEYS.node('node-b')));
+    expect(early.status).toBe(503);
+    expect(JSON.parse(early.body)).toMatchObject({ errorCode: 'TAAS_NO_RESPONDER' });
+    expect(Number(early.headers['retry-after'])).toBeGreaterThan(0);
+
     await pollUntil(() => redis.cli('exists', KEYS.node('node-b')) === '0', TTL_MS + 2000, 20);
     figures.goneAfterKillMs = Date.now() - killedAt;
     expect(figures.goneAfterKillMs).toBeLessThanOrEqual(TTL_MS + 1000);
-
-    // Only B held solo's responders: A has nobody to send the client to.
-    const r = await askNode(a, shared, 'solo');
-    expect(r.status).toBe(503);
-    expect(JSON.parse(r.body)).toMatchObject({ errorCode: 'TAAS_NO_RESPONDER' });
-    expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    // And once it has expired: still 503 (only B held solo's responders).
+    expect((await askNode(a, shared, 'solo')).status).toBe(503);
 
     // both: the agent refills its pool at A (B is unreachable), and A pairs the client itself.
     await pollUntil(() => advertisedIdle(redis, 'node-a', 'both') >= 2, 20_000, 50);
