@@ -121,6 +121,27 @@ describe('credentials: replay, brute force, enumeration', () => {
     expect(authState(d, 'constructor')?.failures).toBe(5);
   });
 
+  it('a session token works only for its ID, from its address, until the secret is rotated', async () => {
+    const [owner, other] = await Promise.all([d.createEntry(['sess']), d.createEntry(['sess2'])]);
+    const first = await d.register(owner, 'sess');
+    expect(first.status).toBe(200);
+    const token = first.headers['taas-session'] as string;
+    expect((await d.registerWithSession(owner, 'sess', token)).status).toBe(200);
+    // Stolen and replayed from elsewhere (checkSourceAddress binds it to the registering address).
+    expect((await d.registerWithSession(owner, 'sess', token, '127.0.0.2')).status).toBe(401);
+    // Presented for another ID.
+    expect((await d.registerWithSession(other, 'sess2', token)).status).toBe(401);
+    // Tampered with: a later expiry.
+    const [v, exp, nonce, mac] = token.split('.');
+    expect((await d.registerWithSession(owner, 'sess', [v, Number(exp) + 86_400, nonce, mac].join('.'))).status).toBe(401);
+    // Revoked by rotating the entry's secret (a compromised hidden server is cut off).
+    const key = fs.readFileSync(path.join(d.dataDir, 'admin.key'), 'utf8').trim();
+    const rot = await fetch(`${d.runtime!.admin!.url}/api/entries/${owner.id}/rotate-secret`, { method: 'POST', headers: { 'x-api-key': key } });
+    expect(rot.status).toBe(200);
+    await rot.text();
+    expect((await d.registerWithSession(owner, 'sess', token)).status).toBe(401);
+  });
+
   it('an unknown ID and a wrong code for a known ID get the same answer', async () => {
     const fresh = probe;
     const known = await d.register(fresh, 'probe', wrongCodes(fresh.secret, 1)[0]);

@@ -136,7 +136,7 @@ export class TestDaemon {
   }
 
   /** An HTTPS request to the registrar with the given Host (the registrar's name by default). */
-  request(method: string, urlPath: string, headers: Record<string, string> = {}, agent?: https.Agent): Promise<Reply> {
+  request(method: string, urlPath: string, headers: Record<string, string> = {}, agent?: https.Agent, localAddress?: string): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const req = https.request(
         {
@@ -148,6 +148,7 @@ export class TestDaemon {
           servername: 'registrar.localhost',
           rejectUnauthorized: false,
           agent: agent ?? false,
+          ...(localAddress ? { localAddress } : {}),
         },
         (res) => {
           let body = '';
@@ -168,8 +169,8 @@ export class TestDaemon {
   }
 
   /** PUT /register/LABEL with the session token from an earlier 200 (no TOTP step used). */
-  registerWithSession(agent: AgentFile, label: string, session: string): Promise<Reply> {
-    return this.request('PUT', `/register/${label}`, { authorization: `TAAS-Session username="${agent.id}", token="${session}"` });
+  registerWithSession(agent: AgentFile, label: string, session: string, localAddress?: string): Promise<Reply> {
+    return this.request('PUT', `/register/${label}`, { authorization: `TAAS-Session username="${agent.id}", token="${session}"` }, undefined, localAddress);
   }
 
   /** Writes `bytes` on a fresh TLS connection to the registrar and reads until the server closes. */
