@@ -214,7 +214,8 @@ export class RedisDirectory implements Directory {
   async findNodesFor(label: string, opts: { includeSelf?: boolean } = {}): Promise<NodeWithIdle[]> {
     return (await this.read(label))
       .filter((n) => n.idle > 0 && (opts.includeSelf || n.info.id !== this.self.id))
-      .sort((a, b) => b.idle - a.idle || a.info.id.localeCompare(b.info.id))
+      // A draining node's pairings are cut at its drainTimeout: it comes last, still used when alone.
+      .sort((a, b) => Number(a.info.draining) - Number(b.info.draining) || b.idle - a.idle || a.info.id.localeCompare(b.info.id))
       .map((n) => ({ ...n.info, idle: n.idle }));
   }
 

@@ -88,7 +88,7 @@ export interface Directory {
   listNodes(): Promise<NodeInfo[]>;
   /**
    * Live nodes other than this one (unless `includeSelf`) advertising idle responders for the
-   * label, most idle first. Throws TAAS_STORE_UNAVAILABLE while Redis is unreachable.
+   * label: those not draining first, then most idle first. Throws TAAS_STORE_UNAVAILABLE while Redis is unreachable.
    */
   findNodesFor(label: string, opts?: { includeSelf?: boolean }): Promise<NodeWithIdle[]>;
   /**
