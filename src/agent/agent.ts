@@ -238,7 +238,8 @@ export class Agent extends EventEmitter<AgentEvents> {
           this.emit('failure', { label, kind: 'refused', status: 404, waitMs: ms });
           return;
         }
-        return this.fail(label, 'refused', this.backoff.cap(), o.status, o.status === 401 ? `the relay refused ID ${this.opts.file.id} (401: unknown ID, wrong or reused code, or a clock off by more than a step)` : `the relay refused the registration (${o.status}: ${o.reason})`);
+        // After a refused code the next one must come from a later step: say the real wait.
+        return this.fail(label, 'refused', Math.max(this.backoff.cap(), auth.kind === 'totp' ? this.credentials.msUntilFreshCode() : 0), o.status, o.status === 401 ? `the relay refused ID ${this.opts.file.id} (401: unknown ID, wrong or reused code, or a clock off by more than a step)` : `the relay refused the registration (${o.status}: ${o.reason})`);
       case 'untrusted':
         return this.fail(label, 'untrusted', this.backoff.cap(), undefined, `the registrar's certificate does not verify against the CA in the agent file (${o.reason})`);
       case 'unreachable':
