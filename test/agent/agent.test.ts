@@ -100,7 +100,6 @@ describe('Agent: pool and credentials', () => {
     await r.until(() => r.accepted.length === 2);
     expect(r.requests.map((q) => authScheme(q.authorization!))).toEqual(['totp', 'session', 'totp']);
     expect(r.requests[2]!.authorization).not.toBe(r.requests[0]!.authorization);
-    expect(Math.floor(r.requests[2]!.at / 1000)).toBeGreaterThan(Math.floor(r.requests[0]!.at / 1000));
   });
 
   it('recycles idle registrations past the bound: replacement first, then the old one is closed', async () => {
@@ -310,7 +309,8 @@ describe('Agent: retries never spin', () => {
     expect(fails[0]!.waitMs).toBeGreaterThanOrEqual(600);
     expect(fails[0]!.waitMs).toBeLessThanOrEqual(1000);
     expect(r.requests[1]!.at - r.requests[0]!.at).toBeGreaterThanOrEqual(590);
-    expect(Math.floor(r.requests[1]!.at / 1000)).toBeGreaterThan(Math.floor(r.requests[0]!.at / 1000));
+    // A code of another step (the credential rules are unit-tested in credentials.test.ts).
+    expect(r.requests[1]!.authorization).not.toBe(r.requests[0]!.authorization);
   });
 
   it('a 404 pauses that label only, at the cap', async () => {
