@@ -362,7 +362,14 @@ export class Relay extends EventEmitter {
     const path = this.paths.lookup(pool.label, client.socket.remoteAddress);
     pool.active++;
     this.emit('paired', { label: pool.label, waitMs: start.getTime() - w.arrived });
+    let ended!: () => void;
+    const pairingOver = new Promise<void>((r) => (ended = r));
+    // Both connections keep counting for maxConnsPerAddress while paired, whatever the engine
+    // does with the Node sockets (the splice engine closes them and keeps the descriptors).
+    this.connLimit.holdUntil(client.socket, pairingOver);
+    this.connLimit.holdUntil(responder.socket, pairingOver);
     const handle = this.engine.pair(client, responder, { idleTimeoutMs: this.config.pairingIdleTimeout * 1000 });
+    handle.done.then(ended, ended);
     handle.done.then(
       (res) => this.endPairing(pool, { clientAddr, responderAddr, path, start }, res),
       (e: unknown) => {

@@ -7,6 +7,7 @@ import type net from 'node:net';
 import { pino } from 'pino';
 import { validate, type Config } from '../../src/config/schema.js';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
+import type { RelayEngine } from '../../src/relay/engine.js';
 import { StreamEngine } from '../../src/relay/engines/stream.js';
 import { Relay, type RelayEvents } from '../../src/relay/relay.js';
 import { connect, pollUntil } from '../helpers/net.js';
@@ -23,10 +24,17 @@ export function testRange(size = 64): [number, number] {
   return [lo, lo + size - 1];
 }
 
+let engineFactory: () => RelayEngine = () => new StreamEngine();
+
+/** The engine the relays of this test file use (default: stream); relay-splice.test.ts sets splice. */
+export function useEngine(factory: () => RelayEngine): void {
+  engineFactory = factory;
+}
+
 export interface TestRelay {
   relay: Relay;
   config: Readonly<Config>;
-  engine: StreamEngine;
+  engine: RelayEngine;
   events: { [K in keyof RelayEvents]?: RelayEvents[K][] };
   sockets: Set<net.Socket>;
   close(): Promise<void>;
@@ -41,7 +49,7 @@ export function makeRelay(overrides: Partial<Record<keyof Config, unknown>> = {}
     nodeId: 'node-test',
     ...overrides,
   });
-  const engine = new StreamEngine();
+  const engine = engineFactory();
   const relay = new Relay({ config, engine, logger: pino({ level: 'silent' }) });
   const events: TestRelay['events'] = {};
   const names: (keyof RelayEvents)[] = [
