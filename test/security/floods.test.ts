@@ -187,7 +187,8 @@ describe('floods are capped; memory and descriptors stay bounded', () => {
     expect(u.fds - base.fds).toBeLessThanOrEqual(LIMITS.maxConnsPerAddress + 40);
     // The cap is per address: a hidden server elsewhere (127.0.0.2) still completes TLS.
     const proto = await new Promise<string | null>((resolve) => {
-      const s = tls.connect({ host: '127.0.0.1', port: d.port, localAddress: '127.0.0.2', servername: 'registrar.localhost', rejectUnauthorized: false }, () => {
+      const tcp = net.connect({ host: '127.0.0.1', port: d.port, localAddress: '127.0.0.2' });
+      const s = tls.connect({ socket: tcp, servername: 'registrar.localhost', rejectUnauthorized: false }, () => {
         resolve(s.getProtocol());
         s.destroy();
       });
