@@ -141,6 +141,14 @@ describe('admin page', () => {
     expect((await h.call('GET', '/api/entries', { key })).status).toBe(200);
     expect((await h.call('PUT', '/api/entries/x', { key, body: { labels: ['x'] } })).status).toBe(403);
     await page.locator('tr:has-text("grafana") >> text=https://grafana.example.com').waitFor();
+    // Sessions: this one is marked; another one (a script's) can be ended from here.
+    const other = await h.call('POST', '/api/auth/token', { body: { key: h.managementKey } });
+    await page.click('nav a[data-view="entries"]');
+    await page.click('nav a[data-view="keys"]');
+    await page.locator('[data-session] span:text-is("this session")').waitFor();
+    await page.click('[data-session] button:has-text("End")');
+    await page.locator('#notice:text-is("Session ended.")').waitFor();
+    expect((await h.call('POST', '/api/auth/refresh', { body: { refreshToken: other.body.refreshToken } })).status).toBe(401);
     await shot('keys');
   });
 

@@ -8,7 +8,7 @@ const POLL_MS = (() => {
   const n = Number(new URLSearchParams(location.search).get('poll'));
   return Number.isInteger(n) && n >= 250 && n <= 60000 ? n : 3000;
 })();
-const state = { me: null, csrf: null, view: null, timer: null, shown: null };
+const state = { me: null, csrf: null, sessionId: null, view: null, timer: null, shown: null };
 const main = document.getElementById('main');
 const notice = document.getElementById('notice');
 
@@ -99,6 +99,7 @@ async function refresh() {
   const { data } = await rawCall('POST', '/api/auth/refresh');
   state.me = data.key;
   state.csrf = data.csrf;
+  state.sessionId = data.sessionId;
 }
 
 /** Calls the API; on 401 renews the access token once, and signs the page out if that fails. */
@@ -143,6 +144,7 @@ function renderSignIn() {
       const { data } = await rawCall('POST', '/api/auth/session', { key: input.value.trim() });
       state.me = data.key;
       state.csrf = data.csrf;
+      state.sessionId = data.sessionId;
       input.value = '';
       say('');
       signedIn();
@@ -413,7 +415,8 @@ async function renderKeys() {
     main.replaceChildren(h('h1', {}, 'API keys'), h('p', {}, 'Managing keys needs the keys permission; this key does not have it.'));
     return;
   }
-  const keys = await api('GET', '/api/keys');
+  const [keys, sessions] = await Promise.all([api('GET', '/api/keys'), api('GET', '/api/sessions')]);
+  const keyName = new Map(keys.map((k) => [k.id, k.name]));
   const name = h('input', { type: 'text', id: 'key-name', required: true, maxlength: 100 });
   const perms = ['read', 'write', 'keys'].map((p) => h('input', { type: 'checkbox', id: `perm-${p}`, value: p, checked: p === 'read' }));
   const expires = h('input', { type: 'date', id: 'key-expires' });
@@ -437,6 +440,18 @@ async function renderKeys() {
             if (!(e instanceof ApiError && e.status === 401)) failed(e);
           }
         } }, 'Revoke') : null))))),
+    h('section', { class: 'card', 'aria-labelledby': 'ss' }, h('h2', { id: 'ss' }, 'Signed-in sessions'),
+      sessions.length === 0 ? h('p', { class: 'muted' }, 'No open sessions.') : table(['Key', 'Since', 'Browser', ''], sessions.map((x) => h('tr', { 'data-session': x.id },
+        cell('Key', keyName.get(x.keyId) ?? x.keyId), cell('Since', time(x.createdAt)), cell('Browser', h('span', { class: 'muted' }, x.userAgent.slice(0, 80))),
+        cell('', x.id === state.sessionId ? h('span', { class: 'muted' }, 'this session') : h('button', { type: 'button', class: 'secondary small', 'aria-label': `End session of ${keyName.get(x.keyId) ?? x.keyId} since ${x.createdAt}`, onclick: async () => {
+          try {
+            await api('DELETE', `/api/sessions/${encodeURIComponent(x.id)}`);
+            say('Session ended.');
+            await renderKeys();
+          } catch (e) {
+            failed(e);
+          }
+        } }, 'End')))))),
     h('form', { class: 'card', id: 'key-form', onsubmit: async (ev) => {
       ev.preventDefault();
       try {
@@ -481,6 +496,7 @@ async function start() {
     const { data } = await rawCall('GET', '/api/auth/session');
     state.me = data.key;
     state.csrf = data.csrf;
+    state.sessionId = data.sessionId;
   } catch {
     try {
       await refresh();
