@@ -45,7 +45,8 @@ describe('curl through the relay', () => {
     servers.push(hidden);
     const port = await listen(hidden);
     const agentFile = await daemon.addEntry(['demo']);
-    agents.push(await startAgent(agentFile, `127.0.0.1:${port}`));
+    const agent = await startAgent(agentFile, `127.0.0.1:${port}`);
+    agents.push(agent);
 
     // curl trusts the relay (first leg) and the hidden server's own certificate (second leg).
     const bundle = path.join(daemon.dir, 'bundle.pem');
@@ -56,6 +57,7 @@ describe('curl through the relay', () => {
     expect(r.stdout.toString()).toBe('hidden server saw GET /some/path?q=1&x=y');
 
     // Without the hidden server's certificate curl refuses the second leg: TLS is end to end.
+    await agent.waitLog('registration established', 2); // the pool of 1 is refilled
     const refused = await curlLabel('demo', daemon.registrarPort, daemon.caFile, '/');
     expect(refused.code).not.toBe(0);
 
@@ -74,11 +76,13 @@ describe('curl through the relay', () => {
     servers.push(plain);
     const port = await listen(plain);
     const agentFile = await daemon.addEntry(['web']);
-    agents.push(await startAgent(agentFile, `127.0.0.1:${port}`, ['--tls']));
+    const agent = await startAgent(agentFile, `127.0.0.1:${port}`, ['--tls']);
+    agents.push(agent);
     const r = await curlLabel('web', daemon.registrarPort, daemon.caFile, '/index.html?lang=en');
     expect(r.stderr).toBe('');
     expect(r.stdout.toString()).toBe('hidden server saw GET /index.html?lang=en');
     // A POST body goes through too, and a second request is served by the refilled pool.
+    await agent.waitLog('registration established', 2);
     const post = await curlLabel('web', daemon.registrarPort, daemon.caFile, '/form', ['-X', 'POST', '--data-binary', 'a=1']);
     expect(post.stdout.toString()).toBe('hidden server saw POST /form');
   });
