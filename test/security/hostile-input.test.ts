@@ -85,6 +85,9 @@ describe('hostile input', () => {
       '/\u00e9t\u00e9',
       '/a\\b|c^d`e{f}',
       '//evil.example/',
+      'https://evil.example/x',
+      '@evil.example/',
+      '/\\evil.example/',
     ];
     let redirected = 0;
     for (const p of hostile) {
