@@ -41,12 +41,12 @@ export async function sharedFiles(): Promise<Shared> {
   return s;
 }
 
-/** One node of the relay on `host`, its own data dir, the shared files and Redis. */
-export function startNode(redis: RedisProcess, shared: Shared, host: string, nodeId: string, extra: Record<string, unknown> = {}): Promise<Daemon> {
+/** One node of the relay on `host`, its own data dir, the shared files and Redis (a server, or the `redis` setting itself). */
+export function startNode(redis: RedisProcess | Record<string, unknown>, shared: Shared, host: string, nodeId: string, extra: Record<string, unknown> = {}): Promise<Daemon> {
   return startDaemon({
     taasHost: host,
     nodeId,
-    redis: redis.url,
+    redis: 'url' in redis && typeof redis.url === 'string' ? redis.url : redis,
     heartbeatInterval: HEARTBEAT_S,
     keyFile: shared.keyFile,
     certFile: shared.certFile,
