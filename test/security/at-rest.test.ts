@@ -157,6 +157,7 @@ describe('store export and import (moving between stores)', () => {
     daemons.push(from, to);
     const a = from.addEntry(['exported']);
     const file = path.join(from.dir, 'entries.jsonl');
+    fs.writeFileSync(file, 'an older, world-readable file\n', { mode: 0o644 });
     const ex = from.cli(['store', 'export', '--out', file]);
     expect(ex.code, ex.stderr).toBe(0);
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
