@@ -3,11 +3,17 @@
  * Epoll is edge-triggered, so each direction runs until the kernel says EAGAIN; a per-call
  * budget stops one busy pairing from starving the others on its thread (it is put on the ready
  * list and resumed after the current batch of events).
+ *
+ * Interest follows need: a socket is watched for input only while its direction waits for
+ * data, and for output only while the other direction waits for room. Without this, every
+ * segment arriving on a source whose pipe is still full (its destination slow) would wake the
+ * thread for nothing; those wake-ups were most of the difference in CPU per GB against HAProxy.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,7 +34,13 @@ static void release_pipe(worker_t *w, dir_t *d) {
   d->inpipe = 0;
 }
 
-/* PUMP_WAIT (blocked on the kernel or done), PUMP_MORE (budget spent), or -errno. */
+static int wait_for(dir_t *d, int rd, int wr) {
+  d->want_read = (uint8_t)rd;
+  d->want_write = (uint8_t)wr;
+  return PUMP_WAIT;
+}
+
+/* PUMP_WAIT (blocked on the kernel, or done), PUMP_MORE (budget spent), or -errno. */
 static int pump_dir(worker_t *w, pairing_t *p, dir_t *d) {
   int rounds = 0;
   while (!d->done) {
@@ -36,7 +48,7 @@ static int pump_dir(worker_t *w, pairing_t *p, dir_t *d) {
     if (d->head_off < d->head_len) {
       ssize_t n = send(d->dst, d->head + d->head_off, d->head_len - d->head_off, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return PUMP_WAIT;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return wait_for(d, 0, 1);
         if (errno == EINTR) continue;
         return -errno;
       }
@@ -53,7 +65,7 @@ static int pump_dir(worker_t *w, pairing_t *p, dir_t *d) {
     if (d->inpipe > 0) {
       ssize_t n = splice(d->pipe.r, NULL, d->dst, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n < 0) {
-        if (errno == EAGAIN) return PUMP_WAIT;
+        if (errno == EAGAIN) return wait_for(d, 0, 1);
         if (errno == EINTR) continue;
         return -errno;
       }
@@ -68,7 +80,7 @@ static int pump_dir(worker_t *w, pairing_t *p, dir_t *d) {
       (void)shutdown(d->dst, SHUT_WR);
       release_pipe(w, d);
       d->done = 1;
-      return PUMP_WAIT;
+      return wait_for(d, 0, 0);
     }
     if (!d->has_pipe) {
       int rc = pipe_pool_get(&w->pool, &d->pipe);
@@ -88,12 +100,28 @@ static int pump_dir(worker_t *w, pairing_t *p, dir_t *d) {
     if (errno == EAGAIN) {
       /* Nothing in flight: the pipe goes back to the pool, so an idle pairing holds none. */
       release_pipe(w, d);
-      return PUMP_WAIT;
+      return wait_for(d, 1, 0);
     }
     if (errno == EINTR) continue;
     return -errno;
   }
-  return PUMP_WAIT;
+  return wait_for(d, 0, 0);
+}
+
+/* Brings each socket's epoll interest in line with what its directions wait for. EPOLLERR and
+ * EPOLLHUP are always reported, so a reset is seen whatever the interest. */
+static int update_interest(worker_t *w, pairing_t *p) {
+  for (int i = 0; i < 2; i++) {
+    uint32_t want = EPOLLET;
+    if (p->d[i].want_read) want |= EPOLLIN | EPOLLRDHUP; /* fd[i] is the source of d[i] */
+    if (p->d[1 - i].want_write) want |= EPOLLOUT;        /* ... and the destination of d[1-i] */
+    if (want == p->events[i]) continue;
+    struct epoll_event ev = {.events = want, .data.ptr = &p->ep[i]};
+    /* MOD re-arms and re-checks readiness, so an edge that came meanwhile is not lost. */
+    if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, p->fd[i], &ev) != 0) return -errno;
+    p->events[i] = want;
+  }
+  return 0;
 }
 
 static int reason_of(int err) {
@@ -112,6 +140,12 @@ void pump_pairing(worker_t *w, pairing_t *p) {
   }
   if (p->d[0].done && p->d[1].done) {
     worker_finish(w, p, RELAY_EOF, 0);
+    return;
+  }
+  int rc = update_interest(w, p);
+  if (rc < 0) {
+    /* Without the interest it needs the pairing would stall unseen: end it instead. */
+    worker_finish(w, p, RELAY_ERROR, -rc);
     return;
   }
   if (more && !p->in_ready) {

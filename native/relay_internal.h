@@ -25,6 +25,10 @@ typedef struct dir {
   uint8_t has_pipe;
   uint8_t src_eof;   /* src returned EOF */
   uint8_t done;      /* EOF seen, everything flushed, dst shut down for writing */
+  /* What this direction waits for when it last stopped: data on src (want_read) or room on
+   * dst (want_write). The epoll interest of each socket follows these (see pump.c). */
+  uint8_t want_read;
+  uint8_t want_write;
 } dir_t;
 
 /* Cookie stored in epoll_event.data.ptr: which pairing, which socket. */
@@ -38,6 +42,7 @@ struct pairing {
   int fd[2];        /* 0 client, 1 responder */
   dir_t d[2];       /* d[0] client -> responder (up), d[1] responder -> client (down) */
   pend_t ep[2];
+  uint32_t events[2]; /* epoll interest registered for fd[0], fd[1] */
   uint32_t idle_ms;
   uint64_t last_ms; /* monotonic ms of the last octet moved */
   pairing_t *prev, *next;   /* the worker's live list */

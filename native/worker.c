@@ -1,6 +1,6 @@
 /*
- * One worker thread: an epoll loop over the sockets of its pairings (edge-triggered, both
- * sockets registered for in/out/rdhup once, never modified), a command queue fed by the
+ * One worker thread: an epoll loop over the sockets of its pairings (edge-triggered, interest
+ * kept to what each direction waits for, see pump.c), a command queue fed by the
  * JavaScript thread through an eventfd, the idle-timeout sweep, and the end of pairings.
  *
  * Memory rule: a pairing that ends during a batch of events may still be named by a later
@@ -68,7 +68,9 @@ static void add_pairing(worker_t *w, pairing_t *p) {
   if (w->live != NULL) w->live->prev = p;
   w->live = p;
   for (int i = 0; i < 2; i++) {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &p->ep[i]};
+    /* Everything at first; the first pump narrows it to what each direction waits for. */
+    p->events[i] = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    struct epoll_event ev = {.events = p->events[i], .data.ptr = &p->ep[i]};
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, p->fd[i], &ev) != 0) {
       int err = errno;
       worker_finish(w, p, RELAY_ERROR, err);
