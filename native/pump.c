@@ -6,8 +6,9 @@
  *
  * Interest follows need: a socket is watched for input only while its direction waits for
  * data, and for output only while the other direction waits for room. Without this, every
- * segment arriving on a source whose pipe is still full (its destination slow) would wake the
- * thread for nothing; those wake-ups were most of the difference in CPU per GB against HAProxy.
+ * segment arriving on a source whose pipe is still full (its destination slow) wakes the thread
+ * for nothing (perf stat showed ~1.4x HAProxy's context switches per GB before; HAProxy, too,
+ * stops polling a source while its pipe is full).
  */
 #define _GNU_SOURCE
 #include <errno.h>
