@@ -133,6 +133,7 @@ export function buildProgram(): Command {
       await withOperator(c, async (op) => {
         const issued = await op.create({ id: o.id, labels: o.label, clientPorts: parseClientPorts(o.clientPort) });
         const out = path.resolve(o.out ?? `taas-agent-${issued.entry.labels[0]}.json`);
+        if (fs.existsSync(out)) fs.chmodSync(out, 0o600); // `mode` below applies to a new file only
         fs.writeFileSync(out, JSON.stringify(issued.agentFile, null, 2) + '\n', { mode: 0o600 });
         console.log(`id:         ${issued.entry.id}\nlabels:     ${issued.entry.labels.join(', ')}\notpauth:    ${issued.otpauthUri}\nagent file: ${out} (holds the secret; mode 0600)\nvia:        ${op.via}`);
       });
