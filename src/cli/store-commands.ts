@@ -100,9 +100,9 @@ export function addStoreCommands(program: Command): void {
       const c = await configOf(cmd);
       await using(c, SecretBox.fromFile(secretKeyFile(c)), async (s) => {
         let n = 0;
+        // The mode given to open applies only to a new file: an existing one is narrowed first.
+        if (o.out && fs.existsSync(o.out)) fs.chmodSync(o.out, 0o600);
         const fd = o.out ? fs.openSync(o.out, 'w', 0o600) : 1;
-        // The mode given to open applies only to a new file: an existing one is narrowed too.
-        if (o.out) fs.fchmodSync(fd, 0o600);
         try {
           for await (const line of exportEntries(s)) {
             fs.writeSync(fd, line);

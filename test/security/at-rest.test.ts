@@ -169,6 +169,11 @@ describe('store export and import (moving between stores)', () => {
     expect(to.cli(['store', 'import', file]).stdout).toMatch(/created 0, updated 0, unchanged 1/);
     // Sealed with the other store's own key: its entries.json holds no plaintext secret.
     expect(fs.readFileSync(path.join(to.dataDir, 'entries.json'), 'utf8')).not.toContain(a.secret);
+    // The agent file holds a secret too: written over an existing world-readable file, it is 0600.
+    const agentOut = path.join(to.dir, 'agent.json');
+    fs.writeFileSync(agentOut, '{}\n', { mode: 0o644 });
+    expect(to.cli(['entries', 'add', '--label', 'reissued', '--out', agentOut]).code).toBe(0);
+    expect(fs.statSync(agentOut).mode & 0o777).toBe(0o600);
     const bad = to.cli(['store', 'import', path.join(from.dir, 'missing.jsonl')]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/^taas-server: .*no such file\n$/);
