@@ -244,8 +244,10 @@ export class Relay extends EventEmitter {
       this.forgetIfEmpty(pool);
       return this.refuseClient(label, 'no-responder');
     }
-    const noWait = this.config.clientWaitTimeout === 0 && pool.idle.length === 0;
-    if (pool.waiting.length >= this.config.maxWaitingClients || noWait) {
+    // Every client passes through the queue, but only those beyond the idle responders wait.
+    const wouldWait = pool.waiting.length + 1 - pool.idle.length;
+    const noWait = this.config.clientWaitTimeout === 0 && wouldWait > 0;
+    if (wouldWait > this.config.maxWaitingClients || noWait) {
       socket.destroy();
       return this.refuseClient(label, noWait ? 'timeout' : 'queue-full');
     }

@@ -174,6 +174,25 @@ describe('client port', () => {
     expect((await atC).data.toString()).toBe('reply');
   });
 
+  it('with no waiting allowed (maxWaitingClients 0, clientWaitTimeout 0) serves idle responders only', async () => {
+    for (const over of [{ maxWaitingClients: 0 }, { clientWaitTimeout: 0 }]) {
+      t = makeRelay(over);
+      await addResponder(t, 'demo');
+      await addResponder(t, 'demo');
+      await t.relay.allocate({ id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie: newCookie() }); // never comes
+      const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
+      const [a, b] = [await open(t, q!), await open(t, q!)];
+      await pollUntil(() => t.relay.labelState('demo').active === 2);
+      const c = await open(t, q!);
+      await closed(c);
+      await pollUntil(() => count(t, 'client-refused') === 1);
+      expect(t.events['client-refused']![0]!.why).toBe('maxWaitingClients' in over ? 'queue-full' : 'timeout');
+      a.destroy();
+      b.destroy();
+      await t.close();
+    }
+  });
+
   it('lets a waiting client that disconnects leave the queue', async () => {
     t = makeRelay();
     await addResponder(t, 'demo');
