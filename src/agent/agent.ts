@@ -296,6 +296,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     pool.remove(r);
     if (d.paired) {
       this.log.info({ label: pool.label, clientToTarget: d.bytes?.aToB ?? 0, targetToClient: d.bytes?.bToA ?? 0, err: d.bytes?.error?.message, idle: pool.idle.size }, 'pairing ended');
+    } else if (d.byAgent) {
+      this.log.debug({ label: pool.label, idleMs: d.idleMs, idle: pool.idle.size }, 'idle registration recycled');
     } else if (!this.stopping) {
       this.log.info({ label: pool.label, idleMs: d.idleMs, idle: pool.idle.size }, 'registration closed while idle');
       if (d.idleMs < EARLY_CLOSE_MS) this.fail(pool.label, 'early-close', Math.max(MIN_RETRY_MS, this.backoff.next()));

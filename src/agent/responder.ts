@@ -38,6 +38,8 @@ export type ResponderState = 'connecting' | 'idle' | 'paired' | 'closed';
 
 export interface ResponderDone {
   paired: boolean;
+  /** The agent closed it (recycling, stopping), not the relay, the client or the target. */
+  byAgent: boolean;
   /** Milliseconds the responder spent idle before being paired or closed. */
   idleMs: number;
   bytes?: SpliceResult;
@@ -54,6 +56,7 @@ export class Responder extends EventEmitter {
   private secure: tls.TLSSocket | null = null;
   private target: net.Socket | null = null;
   private finished = false;
+  private closedByAgent = false;
 
   constructor(private readonly opts: ResponderOptions) {
     super();
@@ -77,7 +80,7 @@ export class Responder extends EventEmitter {
       }
       // A target that hangs up while the responder is idle (an SMTP idle timeout) ends it.
       this.target.once('close', () => {
-        if (!this.pumping) this.close();
+        if (!this.pumping) this.shut();
       });
     }
     if (relay.destroyed) throw new Error('the relay closed the connection before it was idle');
@@ -90,7 +93,7 @@ export class Responder extends EventEmitter {
   /** An EOF while idle is the relay dropping the registration (sockets are half-open, so it would not close by itself). */
   private closeOnIdleEnd(s: net.Socket): void {
     s.once('end', () => {
-      if (this.state === 'idle') this.close();
+      if (this.state === 'idle') this.shut();
     });
   }
 
@@ -175,11 +178,16 @@ export class Responder extends EventEmitter {
     const paired = this.state === 'paired';
     const idleMs = this.idleSince ? Date.now() - this.idleSince : 0;
     this.state = 'closed';
-    this.emit('done', { paired, idleMs, ...(bytes ? { bytes } : {}) } satisfies ResponderDone);
+    this.emit('done', { paired, byAgent: this.closedByAgent, idleMs, ...(bytes ? { bytes } : {}) } satisfies ResponderDone);
   }
 
-  /** Closes every socket of this responder at once. */
+  /** The agent's own decision (recycling, stopping): closes every socket of this responder at once. */
   close(): void {
+    this.closedByAgent = true;
+    this.shut();
+  }
+
+  private shut(): void {
     this.secure?.destroy();
     this.relay?.destroy();
     this.target?.destroy();

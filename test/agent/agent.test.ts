@@ -107,6 +107,8 @@ describe('Agent: pool and credentials', () => {
     r.script = (_q, n) => ({ register: true, session: session(n) });
     const t = await target();
     const a = agent(agentFile(r.port), t, { recycleMs: 400 });
+    const failures: unknown[] = [];
+    a.on('failure', (f) => failures.push(f));
     await r.until(() => r.accepted.length === 1);
     const first = r.accepted[0]!.socket;
     const firstClosed = closed(first, 5000);
@@ -114,6 +116,9 @@ describe('Agent: pool and credentials', () => {
     await firstClosed;
     expect(r.accepted[0]!.socket.destroyed || r.accepted[0]!.socket.readableEnded).toBe(true);
     await pollUntil(() => a.snapshot()[0]!.idle === 1 && a.snapshot()[0]!.retiring === 0);
+    // Closing a recycled registration is the agent's own doing, not a relay failure to back off from.
+    await r.until(() => r.accepted.length === 3, 5000);
+    expect(failures).toEqual([]);
   });
 
   it('spreads registrations over the listed servers and fails over past a dead one', async () => {
