@@ -4,15 +4,16 @@
  * stranger on the allocated port, a pairing with traffic, failed codes, session use and admin
  * API key use, holds no TOTP secret, code, cookie, session token or API key.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpCode } from '../../src/auth/totp.js';
 import type { AgentFile } from '../../src/protocol/agent-file.js';
-import { closed, connect, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
+import { closeServer, closed, connect, listen, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { base32Decode } from './base32.js';
-import { TestDaemon, portOf } from './daemon.js';
+import { ROOT, TestDaemon, portOf } from './daemon.js';
 
 describe('logs never hold a credential', () => {
   let d: TestDaemon;
@@ -103,5 +104,68 @@ describe('logs never hold a credential', () => {
     }
     expect(out).not.toMatch(/response=/i);
     expect(out).not.toMatch(/TAAS-Session username/i);
+  });
+});
+
+describe('the agent\'s log never holds a credential either', () => {
+  let d: TestDaemon;
+  let agentProc: ChildProcess | null = null;
+  let target: net.Server;
+  const sockets: net.Socket[] = [];
+  beforeAll(async () => {
+    d = TestDaemon.create({ logLevel: 'trace' });
+    await d.start();
+    // The hidden server's service: an echo server.
+    target = net.createServer((s) => {
+      s.on('error', () => {});
+      s.pipe(s);
+    });
+    await listen(target);
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    if (agentProc && agentProc.exitCode === null) {
+      const gone = new Promise((r) => agentProc!.once('exit', r));
+      agentProc.kill('SIGKILL');
+      await gone;
+    }
+    await closeServer(target);
+    await d?.dispose();
+  });
+
+  it('through the real taas-agent: registrations with a pool, a pairing, echo', async () => {
+    const agent = await d.createEntry(['agented']);
+    const file = path.join(d.dir, 'agent.json');
+    fs.writeFileSync(file, JSON.stringify(agent), { mode: 0o600 });
+    let agentOut = '';
+    const port = (target.address() as net.AddressInfo).port;
+    agentProc = spawn(path.join(ROOT, 'bin/taas-agent'), ['--config', file, '--target', `127.0.0.1:${port}`, '--pool', '3', '--log-level', 'trace'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    agentProc.stdout!.on('data', (c: Buffer) => (agentOut += c.toString()));
+    agentProc.stderr!.on('data', (c: Buffer) => (agentOut += c.toString()));
+    await pollUntil(async () => JSON.stringify((await d.admin('/api/live')).body).includes('"idle":3'), 15_000, 50);
+
+    const redirect = await d.request('GET', '/', { host: 'agented.localhost' });
+    expect(redirect.status).toBe(307);
+    const client = await connect(Number(new URL(redirect.headers.location as string).port));
+    sockets.push(client);
+    await writeFlushed(client, 'echo me');
+    expect((await readExactly(client, 7, 10_000)).toString()).toBe('echo me');
+    client.end();
+
+    const gone = new Promise((r) => agentProc!.once('exit', r));
+    agentProc.kill('SIGTERM');
+    await gone;
+    await d.stop();
+    const raw = base32Decode(agent.secret);
+    const secrets = [agent.secret, agent.secret.toLowerCase(), raw.toString('hex'), raw.toString('base64')];
+    // The cookies and session tokens went to the agent, not to this test: look for their shapes.
+    for (const out of [agentOut, d.output]) {
+      expect(out.length).toBeGreaterThan(0);
+      for (const s of secrets) expect(out.includes(s)).toBe(false);
+      expect(out).not.toMatch(/TAAS-Cookie [A-Za-z0-9_-]{20,}/);
+      expect(out).not.toMatch(/v1\.\d{9,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{20,}/); // a session token
+      expect(out).not.toMatch(/response="\d+"/);
+    }
+    expect(agentOut).toMatch(/agented/);
   });
 });
