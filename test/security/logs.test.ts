@@ -2,7 +2,8 @@
  * Attack: read the logs (shipped to a log service, readable by more people than the key file).
  * The daemon's whole output at the most verbose level, through a full registration, a refused
  * stranger on the allocated port, a pairing with traffic, failed codes, session use and admin
- * API key use, holds no TOTP secret, code, cookie, session token or API key.
+ * API key use, holds no TOTP secret, code, cookie, session token or API key. The same for the
+ * real taas-agent's output through a pool of registrations and a pairing.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
