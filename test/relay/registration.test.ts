@@ -1,5 +1,6 @@
 /** Allocated (one-shot) ports: cookie, source address, single use, timeout, limits, busy ports. */
 import net from 'node:net';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validate } from '../../src/config/schema.js';
 import { isTaasError } from '../../src/errors.js';
@@ -86,6 +87,30 @@ describe('allocated port', () => {
       await pollUntil(() => t.relay.labelState('demo').idle === 1);
     });
   }
+
+  it('logs refusals in one line each, without any cookie (ours or the one presented)', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) });
+    t = makeRelay({}, logger);
+    const cookie = newCookie();
+    const wrong = newCookie();
+    const { port } = await t.relay.allocate({ id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie });
+    const bad = await open(t, port);
+    bad.write(formatCookieLine(wrong));
+    await closed(bad);
+    const stranger = await open(t, port, '127.0.0.2');
+    stranger.write(formatCookieLine(cookie));
+    await closed(stranger);
+    const genuine = await open(t, port);
+    genuine.write(formatCookieLine(cookie));
+    await pollUntil(() => t.relay.labelState('demo').idle === 1);
+    const refusals = lines.filter((l) => l.includes('refused'));
+    expect(refusals).toHaveLength(2);
+    expect(refusals.map((l) => JSON.parse(l).why)).toEqual(['cookie', 'address']);
+    const all = lines.join('');
+    expect(all).not.toContain(cookie);
+    expect(all).not.toContain(wrong);
+  });
 
   it('refuses a connection that stays silent (timeout) without consuming the registration', async () => {
     t = makeRelay({ registrationTimeout: 1 });

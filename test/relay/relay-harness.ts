@@ -40,7 +40,7 @@ export interface TestRelay {
   close(): Promise<void>;
 }
 
-export function makeRelay(overrides: Partial<Record<keyof Config, unknown>> = {}): TestRelay {
+export function makeRelay(overrides: Partial<Record<keyof Config, unknown>> = {}, logger = pino({ level: 'silent' })): TestRelay {
   const config = validate({
     portRange: testRange(),
     registrationTimeout: 5,
@@ -50,7 +50,7 @@ export function makeRelay(overrides: Partial<Record<keyof Config, unknown>> = {}
     ...overrides,
   });
   const engine = engineFactory();
-  const relay = new Relay({ config, engine, logger: pino({ level: 'silent' }) });
+  const relay = new Relay({ config, engine, logger });
   const events: TestRelay['events'] = {};
   const names: (keyof RelayEvents)[] = [
     'allocated', 'responder-ready', 'responder-refused', 'responder-dead', 'registration-expired',
