@@ -95,8 +95,10 @@ export class Registration {
     this.candidates.delete(s);
     s.destroy();
     const remoteAddress = normaliseAddress(s.remoteAddress);
-    // One line, never the cookie (neither ours nor the one presented).
-    this.logger.info({ label: this.info.label, port: this.port, remoteAddress, why }, 'connection to allocated port refused');
+    // One line, never the cookie (neither ours nor the one presented). A flood over the
+    // per-address limit is counted by metrics and logged at debug only, so it cannot flood the log.
+    const level = why === 'conn-limit' ? 'debug' : 'info';
+    this.logger[level]({ label: this.info.label, port: this.port, remoteAddress, why }, 'connection to allocated port refused');
     this.hooks.refused(why, remoteAddress);
   }
 

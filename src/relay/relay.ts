@@ -279,7 +279,8 @@ export class Relay extends EventEmitter {
   }
 
   private refuseClient(label: string, why: ClientRefusal): void {
-    this.logger.info({ label, why }, 'mobile client refused');
+    // conn-limit refusals come in floods: counted by metrics, logged at debug only.
+    this.logger[why === 'conn-limit' ? 'debug' : 'info']({ label, why }, 'mobile client refused');
     this.emit('client-refused', { label, why });
   }
 
