@@ -101,6 +101,11 @@ describe('admin page', () => {
     await page.click('button[aria-label="Remove label oven"]');
     await page.locator('.tag-list li:has-text("oven")').waitFor({ state: 'detached' });
     expect((await h.call('GET', `/api/entries/${entryId}`, { key: h.managementKey })).body.labels).toEqual(['kitchen', 'pantry']);
+    // A change made elsewhere (the CLI, another operator) shows up by itself.
+    expect((await h.call('POST', `/api/entries/${entryId}/labels`, { key: h.managementKey, body: { label: 'larder' } })).status).toBe(200);
+    await page.locator('.tag-list li:has-text("larder")').waitFor({ timeout: 10_000 });
+    await page.click('button[aria-label="Remove label larder"]');
+    await page.locator('.tag-list li:has-text("larder")').waitFor({ state: 'detached' });
     await page.locator('text=/status').waitFor();
     await page.locator('td:has-text("127.0.0.1")').first().waitFor();
     // Today's count of the pairing above: one pairing, 4608 bytes.

@@ -8,7 +8,9 @@ const POLL_MS = (() => {
   const n = Number(new URLSearchParams(location.search).get('poll'));
   return Number.isInteger(n) && n >= 250 && n <= 60000 ? n : 3000;
 })();
-const state = { me: null, csrf: null, sessionId: null, view: null, timer: null, shown: null };
+// `gen` counts renders of the main area: a poll that started before another render (a secret
+// panel, another view) must not replace what is shown now.
+const state = { me: null, csrf: null, sessionId: null, view: null, timer: null, shown: null, gen: 0 };
 const main = document.getElementById('main');
 const notice = document.getElementById('notice');
 
@@ -269,6 +271,7 @@ async function renderEntries() {
 }
 
 function secretPanel(issued, title) {
+  state.gen++; // nothing started earlier may replace the panel: the secret is shown this once
   const file = JSON.stringify(issued.agentFile, null, 2) + '\n';
   const name = `taas-agent-${issued.entry.id.replace(/[^A-Za-z0-9._-]/g, '_')}.json`;
   const url = URL.createObjectURL(new Blob([file], { type: 'application/json' }));
@@ -324,6 +327,7 @@ async function renderNew() {
 }
 
 async function renderEntry(id) {
+  const gen = ++state.gen;
   const entry = await api('GET', `/api/entries/${encodeURIComponent(id)}`);
   // History boxes, refreshed with the live status.
   const dailyBox = h('div');
@@ -352,6 +356,12 @@ async function renderEntry(id) {
     const rows = await api('GET', '/api/status');
     const row = rows.find((r) => r.id === entry.id);
     statusBox.replaceChildren(row ? h('div', {}, labelBadges(row), h('p', { class: 'muted' }, 'Last registration: ', time(row.lastRegistration))) : h('p', { class: 'bad' }, 'This entry no longer exists.'));
+    // Changed elsewhere (CLI, another operator): show the new version unless the operator is typing.
+    const typing = document.activeElement === labelInput && labelInput.value !== '';
+    if (row && row.version !== entry.version && !typing && gen === state.gen && location.hash === `#/entry/${encodeURIComponent(entry.id)}`) {
+      stopPolling();
+      await renderEntry(entry.id);
+    }
   };
 
   const labelInput = h('input', { type: 'text', id: 'add-label', placeholder: 'new label', autocapitalize: 'none', spellcheck: 'false', required: true });
