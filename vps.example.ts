@@ -13,7 +13,7 @@ const config: Partial<Config> = {
   keyFile: '/var/lib/taas-server/registrar.key',
   certFile: '/var/lib/taas-server/registrar.crt',
   dataDir: '/var/lib/taas-server',
-  portRange: [40000, 49999],
+  portRange: [20000, 29999],
   // Keep the label's name in Location so clients can check the hidden server's certificate:
   // advertiseHost: '{label}.taas.example.com',
   adminHost: '127.0.0.1',

@@ -127,7 +127,9 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   crtData: { kind: 'pem' },
   redis: { kind: 'redis' },
   dataDir: { kind: 'string', default: '.taas' },
-  portRange: { kind: 'range', default: [40000, 49999] },
+  // Below Linux's ephemeral range (32768-60999): ports there are often held by outgoing
+  // connections and TIME-WAIT sockets, which would make binding a chosen port fail.
+  portRange: { kind: 'range', default: [20000, 29999] },
   advertiseHost: { kind: 'string' },
   adminHost: { kind: 'string', default: '127.0.0.1' },
   adminPort: { kind: 'port', default: 8893 },
