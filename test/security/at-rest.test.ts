@@ -60,7 +60,7 @@ describe('secrets at rest: embedded store', () => {
     expect(before).toHaveLength(1);
     const oldCopy = fs.readFileSync(path.join(d.dataDir, 'entries.json'), 'utf8');
 
-    const r = d.cli(['store', 'rotate-key']);
+    const r = await d.cli(['store', 'rotate-key']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toBe('');
     expect(r.stdout).toMatch(/re-sealed: 2 entries/);
@@ -70,12 +70,12 @@ describe('secrets at rest: embedded store', () => {
 
     // The running daemon reads the new seals: an entry another process makes now (sealed with the
     // new key, which the daemon has not loaded yet) registers.
-    const c = d.addEntry(['gamma']);
+    const c = await d.addEntry(['gamma']);
     await expect.poll(async () => (await d.register(c, 'gamma')).status, { timeout: 10_000, interval: 100 }).toBe(200);
     // And the secrets survived the re-seal: a session token minted from alpha's secret still verifies.
     expect((await d.registerWithSession(a, 'alpha', session)).status).toBe(200);
 
-    const drop = d.cli(['store', 'rotate-key', '--drop-old']);
+    const drop = await d.cli(['store', 'rotate-key', '--drop-old']);
     expect(drop.code, drop.stderr).toBe(0);
     const final = keyIds(d.dataDir);
     expect(final).toHaveLength(1);
@@ -91,9 +91,9 @@ describe('secrets at rest: embedded store', () => {
     expect((await d.registerWithSession(a, 'alpha', session)).status).toBe(200);
   });
 
-  it('rotate-key refuses --drop-old without the re-seal, changing nothing', () => {
+  it('rotate-key refuses --drop-old without the re-seal, changing nothing', async () => {
     const keys = keyIds(d.dataDir);
-    const r = d.cli(['store', 'rotate-key', '--no-reseal', '--drop-old']);
+    const r = await d.cli(['store', 'rotate-key', '--no-reseal', '--drop-old']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/--drop-old needs the re-seal/);
     expect(keyIds(d.dataDir)).toEqual(keys);
@@ -151,19 +151,19 @@ describe('store export and import (moving between stores)', () => {
     await Promise.all(daemons.map((d) => d.dispose()));
   });
 
-  it('export writes mode 0600 JSON lines (also over an existing file); import seals them with the other store\'s key', () => {
+  it('export writes mode 0600 JSON lines (also over an existing file); import seals them with the other store\'s key', async () => {
     const from = TestDaemon.create();
     const to = TestDaemon.create();
     daemons.push(from, to);
-    const a = from.addEntry(['exported']);
+    const a = await from.addEntry(['exported']);
     const file = path.join(from.dir, 'entries.jsonl');
     fs.writeFileSync(file, 'an older, world-readable file\n', { mode: 0o644 });
-    const ex = from.cli(['store', 'export', '--out', file]);
+    const ex = await from.cli(['store', 'export', '--out', file]);
     expect(ex.code, ex.stderr).toBe(0);
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     const lines = fs.readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { id: string; secret: string });
     expect(lines).toEqual([expect.objectContaining({ id: a.id, secret: a.secret })]);
-    const im = to.cli(['store', 'import', file]);
+    const im = await to.cli(['store', 'import', file]);
     expect(im.code, im.stderr).toBe(0);
     expect(im.stdout).toMatch(/created 1, updated 0, unchanged 0/);
     // Sealed with the other store's own key: its entries.json holds no plaintext secret.
@@ -171,7 +171,7 @@ describe('store export and import (moving between stores)', () => {
     // The agent file holds a secret too: written over an existing world-readable file, it is 0600.
     const agentOut = path.join(to.dir, 'agent.json');
     fs.writeFileSync(agentOut, '{}\n', { mode: 0o644 });
-    expect(to.cli(['entries', 'add', '--label', 'reissued', '--out', agentOut]).code).toBe(0);
+    expect((await to.cli(['entries', 'add', '--label', 'reissued', '--out', agentOut])).code).toBe(0);
     expect(fs.statSync(agentOut).mode & 0o777).toBe(0o600);
   });
 });

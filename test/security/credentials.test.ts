@@ -136,7 +136,7 @@ describe('credentials: replay, brute force, enumeration', () => {
     expect((await d.registerWithSession(owner, 'sess', [v, Number(exp) + 86_400, nonce, mac].join('.'))).status).toBe(401);
     // Revoked by rotating the entry's secret (a compromised hidden server is cut off).
     const key = fs.readFileSync(path.join(d.dataDir, 'admin.key'), 'utf8').trim();
-    const rot = await fetch(`${d.runtime!.admin!.url}/api/entries/${owner.id}/rotate-secret`, { method: 'POST', headers: { 'x-api-key': key } });
+    const rot = await fetch(`${d.adminUrl}/api/entries/${owner.id}/rotate-secret`, { method: 'POST', headers: { 'x-api-key': key } });
     expect(rot.status).toBe(200);
     await rot.text();
     expect((await d.registerWithSession(owner, 'sess', token)).status).toBe(401);

@@ -1,22 +1,20 @@
 /**
- * The attacker's target: the real daemon, run through bin/taas-server in a temp data dir with
- * `taasPort: 0, adminPort: 0`, its real ports read from `<dataDir>/daemon.json`, its stdout
- * captured (the log tests grep it). Entries are made with the real CLI. Requests go over real
- * TLS sockets; `rawRequest` writes exact bytes so tests can send what no HTTP client would.
+ * The attacker's target: the real daemon through bin/taas-server (test/helpers/daemon.ts starts
+ * it in a temp data dir with `taasPort: 0, adminPort: 0` and reads its ports from its ready
+ * line), its output captured (the log tests grep it). Entries are made through the admin API
+ * or the real CLI. Requests go over real TLS sockets; `rawRequest` writes exact bytes so tests
+ * can send what no HTTP client would.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { fileURLToPath } from 'node:url';
 import { totpCode } from '../../src/auth/totp.js';
 import type { AgentFile } from '../../src/protocol/agent-file.js';
-import { pollUntil } from '../helpers/net.js';
+import { Daemon, FAST_CONFIG, ROOT } from '../helpers/daemon.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = path.join(ROOT, 'bin/taas-server');
+export { ROOT };
 
 export interface Reply {
   status: number;
@@ -24,102 +22,69 @@ export interface Reply {
   body: string;
 }
 
-export interface Runtime {
-  pid: number;
-  registrar: { port: number };
-  admin: { port: number; url: string } | null;
-}
+/** Every test daemon: the shared helper's quick timeouts, OS-chosen ports, the JS engine (the same on every machine). */
+const BASE = { ...FAST_CONFIG, taasPort: 0, adminPort: 0, relayEngine: 'stream' };
 
-/** Config every test daemon gets: OS-chosen ports, the JS engine (same on every machine), quiet on nothing. */
-const BASE = { taasPort: 0, adminPort: 0, relayEngine: 'stream', logLevel: 'info' };
-
+/**
+ * The shared daemon helper (test/helpers/daemon.ts: process, readiness, CLI) plus what an
+ * attacker needs: raw and crafted requests, registrations, the admin API, /proc figures.
+ */
 export class TestDaemon {
-  proc: ChildProcess | null = null;
-  /** Everything the daemon wrote to stdout and stderr, across restarts. */
-  output = '';
-  runtime: Runtime | null = null;
-  readonly configFile: string;
-  readonly dataDir: string;
+  readonly daemon: Daemon;
+  /** Output of earlier runs (before a restart). */
+  private earlier = '';
 
   private constructor(
     readonly dir: string,
-    readonly config: Record<string, unknown>,
+    config: Record<string, unknown>,
   ) {
-    this.dataDir = path.join(dir, 'data');
-    this.configFile = path.join(dir, 'config.json');
-    fs.writeFileSync(this.configFile, JSON.stringify({ ...BASE, ...config, dataDir: this.dataDir }));
+    const dataDir = path.join(dir, 'data');
+    this.daemon = new Daemon(dir, dataDir, { ...BASE, ...config });
+    // Written now as well, so that CLI commands work before the daemon is started.
+    fs.writeFileSync(this.configFile, JSON.stringify({ ...BASE, ...config, dataDir }, null, 2));
   }
 
-  /** Writes the config; the daemon is started with `start()` (entries can be added before). */
+  /** A daemon in a fresh temp dir, not yet started (`start()`). */
   static create(config: Record<string, unknown> = {}): TestDaemon {
     return new TestDaemon(fs.mkdtempSync(path.join(os.tmpdir(), 'taas-sec-')), config);
   }
 
+  get dataDir(): string {
+    return this.daemon.dataDir;
+  }
+
+  get configFile(): string {
+    return this.daemon.configFile;
+  }
+
+  /** Everything the daemon wrote to stdout and stderr, across restarts. */
+  get output(): string {
+    const p = this.daemon.proc;
+    return this.earlier + (p ? p.stdout + p.stderr : '');
+  }
+
   get port(): number {
-    return this.runtime!.registrar.port;
+    return this.daemon.registrarPort;
   }
 
   get pid(): number {
-    return this.runtime!.pid;
+    return this.daemon.proc.child.pid!;
   }
 
-  /** Runs a CLI command against this data dir; resolves with its exit code and output. */
-  cli(args: string[]): { code: number; stdout: string; stderr: string } {
-    const r = spawnSync(BIN, ['--config', this.configFile, ...args], { encoding: 'utf8', timeout: 30_000 });
-    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-  }
-
-  /** `entries add` through the CLI; returns the agent file it wrote. */
-  addEntry(labels: string[], id?: string): AgentFile {
-    const out = path.join(this.dir, `agent-${labels[0]}-${Math.random().toString(36).slice(2)}.json`);
-    const args = ['entries', 'add', ...labels.flatMap((l) => ['--label', l]), '--out', out, ...(id ? ['--id', id] : [])];
-    const r = this.cli(args);
-    if (r.code !== 0) throw new Error(`entries add failed: ${r.stderr}`);
-    return JSON.parse(fs.readFileSync(out, 'utf8')) as AgentFile;
-  }
-
-  /**
-   * Creates an entry through the running daemon's admin API (as an operator's UI would): much
-   * quicker than a CLI process per entry. The daemon knows it at once (same process).
-   */
-  async createEntry(labels: string[], id?: string): Promise<AgentFile> {
-    const key = fs.readFileSync(path.join(this.dataDir, 'admin.key'), 'utf8').trim();
-    // PUT creates an entry under an ID of our choosing; POST picks a UUID.
-    const res = await fetch(this.runtime!.admin!.url + '/api/entries' + (id ? `/${encodeURIComponent(id)}` : ''), {
-      method: id ? 'PUT' : 'POST',
-      headers: { 'x-api-key': key, 'content-type': 'application/json', ...(id ? { 'if-none-match': '*' } : {}) },
-      body: JSON.stringify({ labels }),
-    });
-    const body = (await res.json()) as { agentFile?: AgentFile };
-    if (res.status !== 201 || !body.agentFile) throw new Error(`admin create entry: ${res.status} ${JSON.stringify(body)}`);
-    return body.agentFile;
+  get adminUrl(): string {
+    return `http://127.0.0.1:${this.daemon.adminPort}`;
   }
 
   async start(): Promise<this> {
-    const rt = path.join(this.dataDir, 'daemon.json');
-    fs.rmSync(rt, { force: true });
-    const proc = spawn(BIN, ['--config', this.configFile, 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    this.proc = proc;
-    proc.stdout!.on('data', (c: Buffer) => (this.output += c.toString('utf8')));
-    proc.stderr!.on('data', (c: Buffer) => (this.output += c.toString('utf8')));
-    await pollUntil(() => {
-      if (proc.exitCode !== null) throw new Error(`daemon exited ${proc.exitCode}: ${this.output}`);
-      return fs.existsSync(rt);
-    }, 30_000, 20);
-    this.runtime = JSON.parse(fs.readFileSync(rt, 'utf8')) as Runtime;
+    const p = this.daemon.proc;
+    if (p) this.earlier += p.stdout + p.stderr;
+    await this.daemon.start();
     return this;
   }
 
-  /** SIGTERM, then the exit; SIGKILL if it does not come within the bound. */
+  /** SIGTERM (drain), then the exit; SIGKILL if it does not come within the bound. */
   async stop(): Promise<void> {
-    const p = this.proc;
-    this.proc = null;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    await this.daemon.stop();
   }
 
   async dispose(): Promise<void> {
@@ -127,12 +92,42 @@ export class TestDaemon {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** Runs a CLI command against this data dir. */
+  cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return this.daemon.cli(args);
+  }
+
+  /** `entries add` through the CLI (another process than the daemon); returns the agent file. */
+  async addEntry(labels: string[]): Promise<AgentFile> {
+    return JSON.parse(fs.readFileSync(await this.daemon.addEntry(labels), 'utf8')) as AgentFile;
+  }
+
   /** The admin API with the management key the daemon wrote. */
   async admin(p: string): Promise<{ status: number; body: unknown }> {
-    const key = fs.readFileSync(path.join(this.dataDir, 'admin.key'), 'utf8').trim();
-    const res = await fetch(this.runtime!.admin!.url + p, { headers: { 'x-api-key': key } });
+    const res = await fetch(this.adminUrl + p, { headers: { 'x-api-key': this.adminKey() } });
     const text = await res.text();
     return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  adminKey(): string {
+    return fs.readFileSync(path.join(this.dataDir, 'admin.key'), 'utf8').trim();
+  }
+
+  /**
+   * Creates an entry through the running daemon's admin API (as an operator's UI would): much
+   * quicker than a CLI process per entry. The daemon knows it at once (same process).
+   */
+  async createEntry(labels: string[], id?: string): Promise<AgentFile> {
+    const key = this.adminKey();
+    // PUT creates an entry under an ID of our choosing; POST picks a UUID.
+    const res = await fetch(this.adminUrl + '/api/entries' + (id ? `/${encodeURIComponent(id)}` : ''), {
+      method: id ? 'PUT' : 'POST',
+      headers: { 'x-api-key': key, 'content-type': 'application/json', ...(id ? { 'if-none-match': '*' } : {}) },
+      body: JSON.stringify({ labels }),
+    });
+    const body = (await res.json()) as { agentFile?: AgentFile };
+    if (res.status !== 201 || !body.agentFile) throw new Error(`admin create entry: ${res.status} ${JSON.stringify(body)}`);
+    return body.agentFile;
   }
 
   /** An HTTPS request to the registrar with the given Host (the registrar's name by default). */

@@ -87,7 +87,7 @@ describe('logs never hold a credential', () => {
     expect((await d.admin('/api/entries')).status).toBe(200);
     const badKey = adminKey.slice(0, -6) + 'XXXXXX';
     secrets.push(badKey);
-    const res = await fetch(d.runtime!.admin!.url + '/api/entries', { headers: { 'x-api-key': badKey } });
+    const res = await fetch(d.adminUrl + '/api/entries', { headers: { 'x-api-key': badKey } });
     expect(res.status).toBe(401);
     await res.text();
 

@@ -47,7 +47,7 @@ describe('certificate reload on SIGHUP', () => {
 
     const old = await fingerprint(d.port, 'registrar.localhost');
     const oldLabel = await fingerprint(d.port, 'steady.localhost');
-    const made = d.cli(['make-cert', '--force']);
+    const made = await d.cli(['make-cert', '--force']);
     expect(made.code, made.stderr).toBe(0);
     process.kill(d.pid, 'SIGHUP');
     await pollUntil(() => d.output.includes('configuration reloaded'), 10_000, 20);
