@@ -46,7 +46,7 @@ export function startNode(redis: RedisProcess | Record<string, unknown>, shared:
   return startDaemon({
     taasHost: host,
     nodeId,
-    redis: 'url' in redis && typeof redis.url === 'string' ? redis.url : redis,
+    redis: typeof redis.cli === 'function' ? (redis as RedisProcess).url : redis,
     heartbeatInterval: HEARTBEAT_S,
     keyFile: shared.keyFile,
     certFile: shared.certFile,
