@@ -28,8 +28,9 @@ const figures: Record<string, number> = {};
 
 beforeAll(async () => {
   [redis, shared] = await Promise.all([startRedis(), sharedFiles()]);
-  a = await startNode(redis, shared, '127.0.0.1', 'node-a');
-  b = await startNode(redis, shared, '127.0.0.2', 'node-b');
+  // A lock-out long enough to be seen from the other node (the default first one is 1 s).
+  a = await startNode(redis, shared, '127.0.0.1', 'node-a', { lockoutBase: 60 });
+  b = await startNode(redis, shared, '127.0.0.2', 'node-b', { lockoutBase: 60 });
 });
 afterAll(async () => {
   console.info(`multinode figures (ms, TTL ${TTL_MS}): ${JSON.stringify(figures)}`);
@@ -108,6 +109,20 @@ describe('two nodes, one Redis', () => {
     // B does authenticate this entry with a code not yet used: the refusal is the replay, nothing else.
     const fresh = await registerAt(b, shared, 'replay', totpHeader(agent, 1));
     expect(fresh.status).toBe(200);
+  });
+
+  it('failed attempts counted at both nodes add up to one lock-out, which holds at both', async () => {
+    const { agent } = await entryAt(a, 'locked', [a]);
+    const right = /response="(\d+)"/.exec(totpHeader(agent))![1]!;
+    const wrong = `TOTP username="${agent.id}", response="${String((Number(right) + 1) % 10 ** right.length).padStart(right.length, '0')}"`;
+    // lockoutThreshold is 5: three failures at A and two at B, neither node reaching it alone.
+    for (const node of [a, b, a, b, a]) expect((await registerAt(node, shared, 'locked', wrong)).status).toBe(401);
+    for (const node of [b, a]) {
+      const r = await registerAt(node, shared, 'locked', totpHeader(agent));
+      expect(r.status).toBe(429);
+      expect(JSON.parse(r.body)).toMatchObject({ errorCode: 'TAAS_LOCKED_OUT' });
+      expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
+    }
   });
 
   it('Redis down mid-transfer: the pairing carries every octet, registrations get a prompt 503, and succeed again once Redis is back', async () => {
