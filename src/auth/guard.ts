@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.js';
 import { TaasError } from '../errors.js';
 import { authScheme, parseSessionAuthorization, verifySessionToken } from '../protocol/session.js';
 import { parseTotpAuthorization } from '../protocol/totp-header.js';
-import type { Entry, Store } from '../store/types.js';
+import type { AuthState, Entry, Store } from '../store/types.js';
 import { verifyTotp } from './totp.js';
 
 /** A well-formed secret that matches no one: unknown IDs are checked against it. */
@@ -89,6 +89,8 @@ export class Authenticator {
       this.blocked.delete(bucket);
     }
     const state = await this.store.getAuthState(cred.id);
+    const entry = await this.store.getEntry(cred.id);
+    if (scheme === 'session') return this.session(cred.id, cred.token, entry, state, address, bucket, now);
     if (state.lockedUntil > now) throw new AuthFailure('locked', cred.id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));
     // The attempt is counted before it is checked. The count is atomic in either store, so
     // however many requests are in flight (or nodes share the store), at most lockoutThreshold
@@ -101,23 +103,31 @@ export class Authenticator {
     if (failures > c.lockoutThreshold && !firstAfterLock) {
       throw new AuthFailure('locked', cred.id, 'TAAS_LOCKED_OUT', Math.max(1, Math.ceil(this.lockSeconds(failures - 1))));
     }
-
-    const entry = await this.store.getEntry(cred.id);
+    const step = verifyTotp(entry?.secret ?? DUMMY_SECRET, cred.token);
     let result: AuthResult;
-    if (scheme === 'session') {
-      const ok = verifySessionToken(entry?.secret ?? DUMMY_SECRET, cred.id, cred.token, this.sessionBinding(address));
-      result = ok && entry ? 'ok' : 'bad-session';
-    } else {
-      const step = verifyTotp(entry?.secret ?? DUMMY_SECRET, cred.token);
-      if (step === null || !entry) result = 'bad-code';
-      else result = (await this.store.claimTotpStep(cred.id, step, STEPS_GUARDED * PERIOD_S)) ? 'ok' : 'replay';
-    }
+    if (step === null || !entry) result = 'bad-code';
+    else result = (await this.store.claimTotpStep(cred.id, step, STEPS_GUARDED * PERIOD_S)) ? 'ok' : 'replay';
     if (result === 'ok' && entry) {
       await this.store.resetFailures(cred.id);
-      return { entry, via: scheme };
+      return { entry, via: 'totp' };
     }
     await this.countFailure(cred.id, bucket, failures);
     throw new AuthFailure(result, cred.id, 'TAAS_AUTH_FAILED');
+  }
+
+  /**
+   * A session token is a 256-bit MAC, not a six-digit code: the lock-out, which bounds guessing,
+   * has nothing to protect here. So a genuine token passes even while the ID is locked (a
+   * stranger who knows an ID cannot cut off its running agent), and its success leaves the
+   * failure count alone (else every pool registration would hand the stranger another
+   * lockoutThreshold guesses). A bad token counts as a failure like a wrong code.
+   */
+  private async session(id: string, token: string, entry: Entry | null, state: AuthState, address: string, bucket: string, now: number): Promise<Authenticated> {
+    const ok = verifySessionToken(entry?.secret ?? DUMMY_SECRET, id, token, this.sessionBinding(address));
+    if (ok && entry) return { entry, via: 'session' };
+    if (state.lockedUntil > now) throw new AuthFailure('locked', id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));
+    await this.countFailure(id, bucket, await this.store.incrFailures(id, this.failureTtl()));
+    throw new AuthFailure('bad-session', id, 'TAAS_AUTH_FAILED');
   }
 
   private failureTtl(): number {
