@@ -115,6 +115,25 @@ describe('credentials: replay, brute force, enumeration', () => {
     expect((await d.registerWithSession(owner, 'sess', token)).status).toBe(401);
   });
 
+  it('a lock-out by a stranger neither stops a running agent nor is lifted by it', async () => {
+    const busy = await d.createEntry(['busy']);
+    const first = await d.register(busy, 'busy');
+    expect(first.status).toBe(200);
+    const session = first.headers['taas-session'] as string;
+    // A stranger who knows the ID locks it out.
+    const guesses = await spray(d, busy, wrongCodes(busy.secret, 8), 1);
+    expect(guesses.map((r) => r.status)).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+    // The running agent renews with its session token (a 256-bit MAC, not a guessable code): not locked out.
+    const renewed = await d.registerWithSession(busy, 'busy', session);
+    expect(renewed.status).toBe(200);
+    // Its success does not reset the stranger's count: otherwise every pool registration would
+    // hand the stranger lockoutThreshold more guesses.
+    expect((await d.register(busy, 'busy', wrongCodes(busy.secret, 9)[8])).status).toBe(429);
+    expect(authState(d, busy.id)?.failures).toBeGreaterThanOrEqual(5);
+    // A forged session token is no way around the lock.
+    expect((await d.registerWithSession(busy, 'busy', session.slice(0, -2) + 'AA')).status).toBe(429);
+  });
+
   it('an unknown ID and a wrong code for a known ID get the same answer', async () => {
     const fresh = probe;
     const known = await d.register(fresh, 'probe', wrongCodes(fresh.secret, 1)[0]);
