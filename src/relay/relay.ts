@@ -171,7 +171,6 @@ export class Relay extends EventEmitter {
     const held = new HeldSocket(socket, head, this.config.idleBufferBytes, (h) => {
       pool.removeIdle(h);
       this.logger.debug({ label }, 'idle responder left the pool');
-      this.refuseHopeless(pool);
       this.forgetIfEmpty(pool);
     });
     if (pool.idle.length >= this.config.maxIdlePerLabel) {
@@ -284,16 +283,6 @@ export class Relay extends EventEmitter {
     this.emit('client-refused', { label, why });
   }
 
-  /** Waiting clients can no longer be served (no responder idle, coming or busy): refuse them now. */
-  private refuseHopeless(pool: LabelPool): void {
-    if (pool.responders > 0) return;
-    for (const w of pool.waiting.splice(0)) {
-      if (w.timer) clearTimeout(w.timer);
-      w.held.destroy();
-      this.refuseClient(pool.label, 'no-responder');
-    }
-  }
-
   // ── pairing ────────────────────────────────────────────────────────────────
 
   /** Pairs waiting clients with idle responders, oldest with oldest. */
@@ -402,7 +391,8 @@ export class Relay extends EventEmitter {
     };
     if (this.nodeId !== undefined) rec.node = this.nodeId;
     this.emit('pairing-end', rec);
-    this.refuseHopeless(pool);
+    // Waiting clients stay until their clientWaitTimeout even when no responder is left at this
+    // instant: an agent registers replacements as its pairings end, moments later.
     this.forgetIfEmpty(pool);
   }
 
