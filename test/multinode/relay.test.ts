@@ -72,6 +72,19 @@ describe('two nodes, one Redis', () => {
     expect(new URL(effective!).hostname).toBe('127.0.0.2');
     expect(a.proc.logs('client sent to another node', { label: 'demo', node: 'node-b' })).toHaveLength(1);
 
+    // What the extra hop costs: time to the 307 asking A (directory read, request/reply over
+    // Redis) against asking B, which holds the responder (curl's own figure, TLS included).
+    const to307 = async (node: Daemon, ip: string): Promise<number> => {
+      const t = await curl(['-o', '/dev/null', '-w', '%{http_code} %{time_total}', '--cacert', shared.certFile, '--resolve', `${host}:${node.registrarPort}:${ip}`, `https://${host}:${node.registrarPort}/`]);
+      const [code, secs] = t.stdout.toString().split(' ');
+      expect(code).toBe('307');
+      return Math.round(Number(secs) * 1000);
+    };
+    // Each asked twice, the second counted: a node's first TLS handshake for a name mints its leaf.
+    await to307(b, '127.0.0.2');
+    figures.redirectViaOtherNodeMs = await to307(a, '127.0.0.1');
+    figures.redirectAtOwnNodeMs = await to307(b, '127.0.0.2');
+
     // The pairing happened at B and is recorded in the shared store: A's CLI lists it.
     let listed: { path?: string; node?: string }[] = [];
     await pollUntil(async () => (listed = JSON.parse((await a.cli(['pairings', 'demo', '--json'])).stdout || '[]')).length > 0, 10_000, 200);
@@ -239,6 +252,7 @@ describe('two nodes, one Redis', () => {
 
     // both: the agent refills its pool at A (B is unreachable), and A pairs the client itself.
     await pollUntil(() => advertisedIdle(redis, 'node-a', 'both') >= 2, 20_000, 50);
+    figures.agentRefilledAtAMs = Date.now() - killedAt;
     const bundle = path.join(shared.dir, 'bundle-both.pem');
     fs.writeFileSync(bundle, fs.readFileSync(shared.certFile, 'utf8') + hidden.pem.cert);
     const host = 'both.localhost';
