@@ -1,7 +1,8 @@
 // `npm run bench`: the benchmark of issue 3. Not a test: it measures, interleaved, with the
 // median of several repetitions, every row this machine can run (direct, bare splice relay,
 // taas splice, taas stream, HAProxy, socat), prints markdown tables with ratios to direct and
-// to HAProxy, checks the targets, and writes bench/results/latest.json.
+// to HAProxy, checks the targets, and writes bench/results/latest.json (partial.json when only
+// some rows or measurements ran).
 //
 //   node bench/run.mjs [--reps N] [--seconds S] [--pairings N] [--rss N] [--only k1,k2]
 //                      [--skip bulk,latency,pairings,registration,rss] [--engine-rows] [--quick]
@@ -13,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { machine } from './lib/machine.mjs';
 import { bulk, latency, pairings, registrationUnderLoad, rss } from './lib/measure.mjs';
 import { buildTools, median, root } from './lib/proc.mjs';
-import { ratios, tables, targetLines, targets } from './lib/report.mjs';
+import { ratios, render, targets } from './lib/report.mjs';
 import { fresh, variants } from './lib/variants.mjs';
 
 const { values: o } = parseArgs({
@@ -181,15 +182,13 @@ res.ratios = ratios(res);
 res.targets = targets(res);
 
 res.loadAverageAtEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
-const busy = Math.max(m.loadAverageAtStart[0], res.loadAverageAtEnd[0]) > m.cpus;
-const header = [
-  `Machine: ${m.cpu}, ${m.cpus} CPUs, ${m.memoryGB} GB, ${m.kernel} (${m.distro}), Node ${m.node}, ${m.haproxy ?? 'no HAProxy'}, ${m.socat || 'no socat'}.`,
-  `Medians of ${reps} interleaved repetitions, ${seconds} s bulk runs, ${res.config.latencyIters} round trips per latency run, ${nPairings} pairings (${res.config.pairingConcurrency} in flight) per pairing run; descriptor limit soft ${limits.soft} / hard ${limits.hard}; ${res.durationSeconds} s in all.`,
-  `Load average (1 min) ${m.loadAverageAtStart[0]} at start, ${res.loadAverageAtEnd[0]} at end.${busy ? ` WARNING: other work used this ${m.cpus}-CPU machine during the run; absolute figures are depressed and noisy, paired ratios less so.` : ''}`,
-].join('\n');
-const text = `${header}\n\n${tables(res)}\n\n### Targets (taas splice)\n${targetLines(res.targets)}\n`;
+const text = render(res);
 process.stdout.write(`\n${text}`);
 fs.mkdirSync(path.join(root, 'bench', 'results'), { recursive: true });
 res.markdown = text;
-fs.writeFileSync(path.join(root, 'bench', 'results', 'latest.json'), JSON.stringify(res, null, 2) + '\n');
-log(`bench: done in ${res.durationSeconds} s; bench/results/latest.json written`);
+// Only a complete run replaces latest.json; a partial one (--only, --skip, --quick) goes beside it.
+const partial = Boolean(o.only || o.skip || o.quick);
+const file = partial ? 'partial.json' : 'latest.json';
+res.partial = partial;
+fs.writeFileSync(path.join(root, 'bench', 'results', file), JSON.stringify(res, null, 2) + '\n');
+log(`bench: done in ${res.durationSeconds} s; bench/results/${file} written`);
