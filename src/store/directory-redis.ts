@@ -14,7 +14,7 @@ import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import { TaasError } from '../errors.js';
 import type { ClientHint, ClientPortGrant, ClientPortHandler, Directory, LabelLiveState, NodeEndpoint, NodeInfo, NodeLiveState, NodeWithIdle } from './directory.js';
-import { closeClient, createClient, type RedisClient, settleFirstConnect, storeError } from './redis-connection.js';
+import { closeClient, createClient, type RedisClient, SUBSCRIBER, settleFirstConnect, storeError } from './redis-connection.js';
 import type { RedisKeys } from './redis-keys.js';
 import { LuaScript } from './redis-scripts.js';
 import type { RedisStore } from './redis-store.js';
@@ -86,7 +86,7 @@ export class RedisDirectory implements Directory {
     this.logger = store.logger;
     this.cluster = store.spec.mode === 'cluster';
     // Its own subscriber: request handling must not share a connection with store watch().
-    this.sub = createClient(store.spec, { enableOfflineQueue: true, commandTimeout: undefined });
+    this.sub = createClient(store.spec, SUBSCRIBER);
     this.sub.on('error', () => undefined);
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
   }

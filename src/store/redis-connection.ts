@@ -109,6 +109,15 @@ export function connectionSpec(redis: string | RedisOptions): ConnectionSpec {
   return { mode: 'single', prefix, options: { ...base, host, port }, describe: `${scheme}://${host}:${port}` };
 }
 
+/**
+ * Options of a subscriber connection (entry change events, the directory's request channels):
+ * its SUBSCRIBE waits in the offline queue until Redis answers, however long that takes.
+ * Without `maxRetriesPerRequest: null` the fail-fast 0 would reject a SUBSCRIBE sent while
+ * Redis is down at the first failed reconnection, and ioredis re-subscribes after a reconnect
+ * only to channels it had subscribed: a node started during an outage would never listen.
+ */
+export const SUBSCRIBER: Partial<IORedisOptions> = { enableOfflineQueue: true, commandTimeout: undefined, maxRetriesPerRequest: null };
+
 /** Creates the client without waiting for it to connect (the daemon starts while Redis is down). */
 export function createClient(spec: ConnectionSpec, override: Partial<IORedisOptions> = {}): RedisClient {
   if (spec.mode === 'cluster') {

@@ -22,6 +22,7 @@ import {
   createClient,
   type RedisClient,
   settleFirstConnect,
+  SUBSCRIBER,
   storeError,
 } from './redis-connection.js';
 import { RedisKeys } from './redis-keys.js';
@@ -98,7 +99,7 @@ export class RedisStore implements Store {
     const spec = connectionSpec(redis);
     const client = createClient(spec);
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes after reconnecting.
-    const sub = createClient(spec, { enableOfflineQueue: true, commandTimeout: undefined });
+    const sub = createClient(spec, SUBSCRIBER);
     const store = new RedisStore(spec, client, sub, box, logger, nodeId);
     const subscribed = sub.subscribe(store.keys.events).then(
       () => true,
