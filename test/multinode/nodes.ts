@@ -56,8 +56,8 @@ export function startNode(redis: RedisProcess | Record<string, unknown>, shared:
 }
 
 /** Creates an entry through `via` (the CLI with that node's config) and rewrites its agent file to list `servers` only. */
-export async function entryAt(via: Daemon, label: string, servers: Daemon[]): Promise<{ file: string; agent: AgentFile }> {
-  const file = await via.addEntry([label]);
+export async function entryAt(via: Daemon, label: string, servers: Daemon[], extra: string[] = []): Promise<{ file: string; agent: AgentFile }> {
+  const file = await via.addEntry([label], extra);
   const json = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   const [first, ...rest] = servers.map((d) => ({ host: hostOf(d), port: d.registrarPort }));
   json.server = first;
