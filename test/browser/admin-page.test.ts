@@ -206,4 +206,16 @@ describe('admin page', () => {
     expect(await page.locator('#nav').isHidden()).toBe(true);
     await shot('signed-out');
   });
+
+  it('shows a read-only key no write controls', async () => {
+    const k = await h.call('POST', '/api/keys', { key: h.managementKey, body: { name: 'viewer', permissions: ['read'] } });
+    await page.fill('#key', k.body.key);
+    await page.keyboard.press('Enter');
+    await page.locator('[data-entry="garage-door"]').waitFor();
+    await page.click('[data-entry="garage-door"] a:has-text("Manage")');
+    await page.locator('#pairings-label').waitFor();
+    expect(await page.locator('#rotate, #delete, #add-label, button[aria-label^="Remove label"]').count()).toBe(0);
+    await page.click('nav a[data-view="keys"]');
+    await page.locator('main:has-text("needs the keys permission")').waitFor();
+  });
 });
