@@ -123,7 +123,13 @@ export class Daemon {
     const syncFixed = async () => {
       try {
         const map = new Map<string, number>();
-        for (const e of await this.store.listEntries()) for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
+        const owners = new Map<string, string>();
+        for (const e of await this.store.listEntries()) {
+          for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
+          for (const l of e.labels) owners.set(l, e.id);
+        }
+        // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
+        this.relay.dropRevoked(owners);
         await this.relay.setFixedPorts(map);
       } catch (e) {
         this.logger.warn({ err: oneLine(e) }, 'fixed client ports not synchronised; will retry on the next change');

@@ -65,6 +65,12 @@ export class Relay extends EventEmitter {
   private readonly pendingById = new Map<string, number>();
   private readonly paths = new PathBook();
   private readonly fixed = new Map<string, ClientPort>();
+  /** The entry ID each idle responder registered with. */
+  private readonly owners = new WeakMap<HeldSocket, string>();
+  /** Label → owning entry ID, as last given to dropRevoked. */
+  private labelOwners: ReadonlyMap<string, string> = new Map();
+  /** `label ID` pairs that held once and hold no more (entry removed, label moved). */
+  private readonly revoked = new Set<string>();
   private fixedUpdate: Promise<void> = Promise.resolve();
   private accepting = true;
   private closed = false;
@@ -134,7 +140,7 @@ export class Relay extends EventEmitter {
       accepted: (socket, head, cookieless) => {
         settle();
         if (cookieless) this.logger.info({ label: reg.label, port: r.port }, 'original-protocol responder accepted without cookie');
-        this.addResponder(reg.label, socket, head);
+        this.addResponder(reg.label, socket, head, reg.id);
       },
       refused: (why, remoteAddress) => this.emit('responder-refused', { label: reg.label, port: r.port, remoteAddress, why }),
       expired: () => {
@@ -157,10 +163,17 @@ export class Relay extends EventEmitter {
     return { port };
   }
 
-  private addResponder(label: string, socket: net.Socket, head: Buffer | undefined): void {
+  private addResponder(label: string, socket: net.Socket, head: Buffer | undefined, id: string): void {
     socket.on('error', () => {}); // until HeldSocket takes over below; destroy() otherwise
     const pool = this.pool(label);
     if (this.closed) return void socket.destroy();
+    // Registered before its entry was removed (or its label moved): it must not serve clients.
+    if (this.revoked.has(`${label} ${id}`)) {
+      this.logger.info({ label }, 'responder closed: its entry no longer holds the label');
+      socket.destroy();
+      this.forgetIfEmpty(pool);
+      return;
+    }
     // A hidden server that vanished silently (NAT mapping dropped, host gone) is found by TCP
     // keepalive: libuv probes every 1 s, 10 times, after responderKeepalive s of silence.
     // TCP_USER_TIMEOUT (native addon, where built) gives the same bound to unacknowledged data,
@@ -173,6 +186,7 @@ export class Relay extends EventEmitter {
       this.logger.debug({ label }, 'idle responder left the pool');
       this.forgetIfEmpty(pool);
     });
+    this.owners.set(held, id);
     if (pool.idle.length >= this.config.maxIdlePerLabel) {
       held.destroy();
       this.logger.info({ label }, 'idle responder closed: maxIdlePerLabel reached');
@@ -496,6 +510,34 @@ export class Relay extends EventEmitter {
   }
 
   /** Keeps the label map bounded by the labels actually in use. */
+  /**
+   * Entries changed (`owners`: each granted label → its entry ID): idle responders of a label
+   * whose entry was removed, or that moved to another entry, are closed at once, and so are
+   * such responders that connect later, so a revoked hidden server gets no more clients.
+   * Revocations are judged against the previous call's map, never by absence alone: a label
+   * granted a moment ago may reach a responder before it reaches this map. Pairings already
+   * established are left to end. Returns how many responders were closed.
+   */
+  dropRevoked(owners: ReadonlyMap<string, string>): number {
+    for (const [label, id] of this.labelOwners) if (owners.get(label) !== id) this.revoked.add(`${label} ${id}`);
+    for (const [label, id] of owners) this.revoked.delete(`${label} ${id}`);
+    this.labelOwners = new Map(owners);
+    let total = 0;
+    for (const pool of [...this.pools.values()]) {
+      let n = 0;
+      for (const h of [...pool.idle]) {
+        if (!this.revoked.has(`${pool.label} ${this.owners.get(h)}`)) continue;
+        pool.removeIdle(h);
+        h.destroy();
+        n++;
+      }
+      if (n) this.logger.info({ label: pool.label, closed: n }, 'idle responders closed: their entry no longer holds the label');
+      total += n;
+      this.forgetIfEmpty(pool);
+    }
+    return total;
+  }
+
   private forgetIfEmpty(pool: LabelPool): void {
     if (pool.empty && this.pools.get(pool.label) === pool) {
       this.pools.delete(pool.label);
