@@ -138,6 +138,24 @@ describe('two nodes, one Redis', () => {
     }
   });
 
+  it('an entry removed through A: its idle responder at B is closed at once, and its label granted anew never reaches the old hidden server', async () => {
+    const echo = await echoServer();
+    servers.push(echo.server);
+    const old = await entryAt(a, 'moved', [b]);
+    const agent = await startAgent(old.file, `127.0.0.1:${echo.port}`);
+    agents.push(agent);
+    await advertised('node-b', 'moved');
+    expect((await a.cli(['entries', 'remove', old.agent.id])).code).toBe(0);
+    await pollUntil(() => advertisedIdle(redis, 'node-b', 'moved') === 0, 10_000, 20);
+    expect(b.proc.logs('idle responders closed: their entry no longer holds the label', { label: 'moved' })).toHaveLength(1);
+    await agent.stop();
+    // The label now belongs to another entry, whose hidden server is not connected: 503, not the old one.
+    await entryAt(a, 'moved', [a]);
+    const r = await askNode(a, shared, 'moved');
+    expect(r.status).toBe(503);
+    expect(JSON.parse(r.body)).toMatchObject({ errorCode: 'TAAS_NO_RESPONDER' });
+  });
+
   it('Redis down mid-transfer: the pairing carries every octet, registrations get a prompt 503, and succeed again once Redis is back', async () => {
     const echo = await echoServer();
     servers.push(echo.server);
