@@ -20,10 +20,19 @@
 
 #include "relay.h"
 
+/*
+ * Lifetime: the engine is referenced by its JavaScript external and by the threadsafe function
+ * (whose finalizer may run after the external's, e.g. after shutdown(), or before it, at
+ * environment teardown when Node closes every threadsafe function). Each finalizer drops one
+ * reference; the last one frees. Whichever comes first stops the relay, so no worker thread
+ * calls into a threadsafe function that is gone.
+ */
 typedef struct engine {
   relay_t *relay;
   napi_threadsafe_function tsfn;
-  int destroyed;
+  int destroyed; /* relay stopped */
+  int tsfn_done; /* threadsafe function finalized: never release it again */
+  int refs;
 } engine_t;
 
 #define CHECK(env, call)                                   \
@@ -66,20 +75,35 @@ static void call_js(napi_env env, napi_value cb, void *context, void *data) {
   free(res);
 }
 
+static void engine_unref(engine_t *e) {
+  if (--e->refs == 0) free(e);
+}
+
 static void engine_stop(engine_t *e) {
   if (e->destroyed) return;
   e->destroyed = 1;
-  relay_destroy(e->relay); /* joins the workers; their last results are already queued */
+  if (e->relay != NULL) relay_destroy(e->relay); /* joins the workers; their last results are queued */
   e->relay = NULL;
-  napi_release_threadsafe_function(e->tsfn, napi_tsfn_release);
+  if (!e->tsfn_done) napi_release_threadsafe_function(e->tsfn, napi_tsfn_release);
 }
 
+/* The external was collected (or the environment is being torn down). */
 static void engine_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   engine_t *e = data;
   engine_stop(e);
-  free(e);
+  engine_unref(e);
+}
+
+/* The threadsafe function is finalized: after the last release, or when Node tears down. */
+static void tsfn_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  engine_t *e = data;
+  e->tsfn_done = 1;
+  engine_stop(e); /* workers still running now find the function closing, not gone */
+  engine_unref(e);
 }
 
 static napi_value get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv, engine_t **e) {
@@ -114,26 +138,24 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_value_int32(env, argv[1], &threads));
   CHECK(env, napi_get_value_int64(env, argv[2], &pipe_size));
   CHECK(env, napi_get_value_int32(env, argv[3], &pool_max));
+  CHECK(env, napi_create_string_utf8(env, "taas_splice_done", NAPI_AUTO_LENGTH, &name));
   engine_t *e = calloc(1, sizeof *e);
   if (e == NULL) return throw_errno(env, ENOMEM, "create");
-  CHECK(env, napi_create_string_utf8(env, "taas_splice_done", NAPI_AUTO_LENGTH, &name));
-  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &e->tsfn) != napi_ok) {
+  if (napi_create_threadsafe_function(env, argv[0], NULL, name, 0, 1, e, tsfn_finalize, e, call_js, &e->tsfn) != napi_ok) {
     free(e);
     napi_throw_error(env, "TAAS_INTERNAL", "cannot create the completion channel");
     return NULL;
   }
+  e->refs = 2; /* the threadsafe function's, and the external's made below */
   /* Unreferenced until a pairing is live: an idle engine does not keep the process alive. */
   napi_unref_threadsafe_function(env, e->tsfn);
   relay_opts_t opts = {.threads = threads, .pipe_size = (size_t)(pipe_size > 0 ? pipe_size : 0), .pool_max = pool_max};
   int rc = relay_create(&opts, on_done_native, e, &e->relay);
-  if (rc != 0) {
-    napi_release_threadsafe_function(e->tsfn, napi_tsfn_abort);
-    free(e);
-    return throw_errno(env, -rc, "create");
-  }
-  if (napi_create_external(env, e, engine_finalize, NULL, &ext) != napi_ok) {
-    engine_stop(e);
-    free(e);
+  if (rc != 0) e->relay = NULL;
+  if (rc != 0 || napi_create_external(env, e, engine_finalize, NULL, &ext) != napi_ok) {
+    engine_stop(e); /* releases the threadsafe function; its finalizer frees e */
+    e->refs--;      /* no external holds it */
+    if (rc != 0) return throw_errno(env, -rc, "create");
     napi_throw_error(env, "TAAS_INTERNAL", "cannot wrap the engine");
     return NULL;
   }

@@ -36,8 +36,10 @@ echo "== 3/3 valgrind: the addon in Node, $((N / 2)) pairings"
 if [ ! -f build/Release/taas_splice.node ] || [ ! -f dist/relay/engines/splice.js ]; then
   echo "build/Release/taas_splice.node or dist/ missing: run npm run build && npm run build:native"; exit 2
 fi
+# --exit-live: the process also exits with an engine still relaying, not shut down, so Node's
+# teardown finalizes it (the threadsafe function and the engine handle, in either order).
 valgrind --leak-check=full --show-leak-kinds=definite,indirect --num-callers=30 \
-  --log-file="$TMP/node.vg" node native/test/node-driver.mjs "$((N / 2))" || { echo "node driver FAILED"; fail=1; }
+  --log-file="$TMP/node.vg" node native/test/node-driver.mjs "$((N / 2))" --exit-live || { echo "node driver FAILED"; fail=1; }
 node - "$TMP/node.vg" <<'JS' || fail=1
 // Splits the valgrind log into records and keeps those that are ours (see the header).
 const fs = require('node:fs');

@@ -7,6 +7,8 @@ runEngineContract('splice', () => new SpliceEngine());
 /* What only the splice engine promises beyond the contract: descriptors leave libuv, pipes are
  * held only while octets are in flight, bytes buffered in JavaScript go first, clean shutdown. */
 import net from 'node:net';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closed, closeServer, connect, fdCount, listen, pollUntil, readAll, readExactly, writeFlushed } from '../helpers/net.js';
 
@@ -129,5 +131,43 @@ describe('splice engine specifics', () => {
     expect((await got).toString()).toBe('ping');
     h.close();
     expect((await h.done).reason).toBe('closed');
+  });
+
+  it('stops relaying and closes its sockets when its thread ends without shutdown() (worker teardown)', async () => {
+    // The far ends live here; a worker thread connects to them, pairs its two sockets in an
+    // engine of its own, and is terminated while the pairing is live. Node then finalizes the
+    // engine: its threads must stop and its descriptors close (the far ends see the end).
+    const server = net.createServer({ allowHalfOpen: true });
+    servers.push(server);
+    const port = await listen(server);
+    const accepted: net.Socket[] = [];
+    const two = new Promise<void>((resolve) =>
+      server.on('connection', (s) => {
+        s.on('error', () => {});
+        sockets.push(s);
+        if (accepted.push(s) === 2) resolve();
+      }),
+    );
+    const dist = path.resolve(import.meta.dirname, '..', '..', 'dist', 'relay', 'engines', 'splice.js');
+    const code = `
+      import net from 'node:net';
+      import { parentPort } from 'node:worker_threads';
+      const { SpliceEngine } = await import(${JSON.stringify(dist)});
+      const e = new SpliceEngine({ threads: 2 });
+      const conn = () => new Promise((r) => { const s = net.connect(${port}, '127.0.0.1', () => r(s)); });
+      const a = await conn();
+      const b = await conn();
+      e.pair({ socket: a }, { socket: b }, { idleTimeoutMs: 0 });
+      parentPort.postMessage('paired');`;
+    const w = new Worker(code, { eval: true, type: 'module' } as never);
+    await Promise.all([two, new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); })]);
+    const [x, y] = accepted as [net.Socket, net.Socket];
+    // Live: octets cross the engine in the worker.
+    const got = readExactly(y, 5);
+    x.write('alive');
+    expect((await got).toString()).toBe('alive');
+    const ended = Promise.all([closed(x), closed(y)]);
+    await w.terminate();
+    await ended;
   });
 });
