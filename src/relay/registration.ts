@@ -14,6 +14,9 @@ import type { ConnLimit } from './conn-limit.js';
 import { COOKIE_WAIT_MS, COOKIE_WAIT_SHARE, COOKIELESS_GRACE_MS, MAX_CANDIDATES_PER_REGISTRATION } from './constants.js';
 import type { PortAllocator } from './ports.js';
 
+/** Refusals per registration logged at info; the rest at debug (metrics count them all). */
+const REFUSALS_LOGGED = 10;
+
 export interface RegistrationInfo {
   id: string;
   label: string;
@@ -38,6 +41,7 @@ export class Registration {
   private state: 'open' | 'accepted' | 'expired' | 'closed' = 'open';
   private timer: NodeJS.Timeout | null = null;
   private closing: Promise<void> | null = null;
+  private refusals = 0;
 
   constructor(
     readonly info: RegistrationInfo,
@@ -96,9 +100,13 @@ export class Registration {
     s.destroy();
     const remoteAddress = normaliseAddress(s.remoteAddress);
     // One line, never the cookie (neither ours nor the one presented). A flood over the
-    // per-address limit is counted by metrics and logged at debug only, so it cannot flood the log.
-    const level = why === 'conn-limit' ? 'debug' : 'info';
+    // per-address limit, and refusals past the first few of this registration, are counted by
+    // metrics and logged at debug only, so that a stranger cannot flood the log (one info line
+    // per connection let 400 quick connections write 400 lines).
+    this.refusals++;
+    const level = why === 'conn-limit' || this.refusals > REFUSALS_LOGGED ? 'debug' : 'info';
     this.logger[level]({ label: this.info.label, port: this.port, remoteAddress, why }, 'connection to allocated port refused');
+    if (this.refusals === REFUSALS_LOGGED + 1) this.logger.info({ label: this.info.label, port: this.port }, 'further refusals on this allocated port are logged at debug level');
     this.hooks.refused(why, remoteAddress);
   }
 
