@@ -102,6 +102,45 @@ describe('allocated port: only the registering hidden server with its cookie bec
   });
 });
 
+describe('allocated port flooded from a stranger\'s address', () => {
+  let d: TestDaemon;
+  const sockets: net.Socket[] = [];
+  beforeAll(async () => {
+    d = await TestDaemon.create().start();
+  });
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await d?.dispose();
+  });
+
+  it('400 connections from 127.0.0.2 neither flood the log nor keep the agent out', async () => {
+    const agent = await d.createEntry(['flooded']);
+    const reg = await d.register(agent, 'flooded');
+    const port = portOf(reg.body);
+    const before = (d.output.match(/connection to allocated port refused/g) ?? []).length;
+    for (let round = 0; round < 20; round++) {
+      await Promise.all(
+        Array.from({ length: 20 }, async () => {
+          const s = await connect(port, { localAddress: '127.0.0.2' });
+          s.on('error', () => {});
+          sockets.push(s);
+          await closed(s, 5000);
+        }),
+      );
+    }
+    const genuine = await connect(port);
+    genuine.on('error', () => {});
+    sockets.push(genuine);
+    await writeFlushed(genuine, `TAAS-Cookie ${reg.headers['taas-cookie']}\r\n`);
+    await pollUntil(async () => JSON.stringify((await d.admin('/api/live')).body).includes('"idle":1'), 5000);
+    await d.stop(); // the log is complete
+    const lines = (d.output.match(/connection to allocated port refused/g) ?? []).length - before;
+    // A few refusals are logged in full, the rest counted (metrics) and logged at debug.
+    expect(lines).toBeGreaterThan(0);
+    expect(lines).toBeLessThanOrEqual(11);
+  });
+});
+
 describe('allocated port under the operator switches', () => {
   const daemons: TestDaemon[] = [];
   const sockets: net.Socket[] = [];
