@@ -15,6 +15,7 @@ import { normaliseAddress, peerOf } from './address.js';
 import { ClientPort } from './client-port.js';
 import { ConnLimit } from './conn-limit.js';
 import { WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
+import { LogBudget } from './log-budget.js';
 import type { PairingResult, RelayEngine } from './engine.js';
 import { setTcpUserTimeout } from './engines/splice.js';
 import { HeldSocket } from './held-socket.js';
@@ -72,6 +73,8 @@ export class Relay extends EventEmitter {
   /** `label ID` pairs that held once and hold no more (entry removed, label moved). */
   private readonly revoked = new Set<string>();
   private fixedUpdate: Promise<void> = Promise.resolve();
+  /** Refused mobile clients logged at info: 10 per label and minute. */
+  private readonly refusalLog = new LogBudget(10, 60_000);
   private accepting = true;
   private closed = false;
 
@@ -292,8 +295,11 @@ export class Relay extends EventEmitter {
   }
 
   private refuseClient(label: string, why: ClientRefusal): void {
-    // conn-limit refusals come in floods: counted by metrics, logged at debug only.
-    this.logger[why === 'conn-limit' ? 'debug' : 'info']({ label, why }, 'mobile client refused');
+    // conn-limit refusals come in floods: counted by metrics, logged at debug only. So do the
+    // others when a stranger hammers a client port (279 queue-full refusals were 279 info
+    // lines): the first few per label and minute at info, the rest at debug.
+    const quiet = why === 'conn-limit' || !this.refusalLog.allow(label);
+    this.logger[quiet ? 'debug' : 'info']({ label, why }, 'mobile client refused');
     this.emit('client-refused', { label, why });
   }
 
