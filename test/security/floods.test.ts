@@ -151,6 +151,9 @@ describe('floods are capped; memory and descriptors stay bounded', () => {
     await pollUntil(() => conns.filter((c) => c.isClosed()).length >= 300 - 1 - LIMITS.maxWaitingClients, 10_000, 20);
     const open = conns.filter((c) => !c.isClosed()).length;
     expect(open).toBe(1 + LIMITS.maxWaitingClients);
+    // 279 refusals, but not 279 log lines: a flood must not flood the log.
+    await pollUntil(() => /mobile client refused/.test(d.output), 5000);
+    expect((d.output.match(/mobile client refused/g) ?? []).length).toBeLessThanOrEqual(11);
     const u = d.usage();
     figures.push(`client-port flood: 300 connections, ${open} open (1 paired, the rest waiting); ${u.fds} fds (+${u.fds - base.fds})`);
     expect(u.fds - base.fds).toBeLessThanOrEqual(LIMITS.maxWaitingClients + 40);
