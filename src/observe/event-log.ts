@@ -7,8 +7,13 @@
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { PairingRecord } from '../store/types.js';
+import { LogBudget } from './log-budget.js';
+
+/** Refused registrations logged at info per result (bad-code, rate-limited, ...) and minute. */
+const REFUSALS_LOGGED_PER_MINUTE = 10;
 
 export function attachEventLog(relay: EventEmitter, routes: EventEmitter, logger: Logger): () => void {
+  const refusals = new LogBudget(REFUSALS_LOGGED_PER_MINUTE, 60_000);
   const listeners: [EventEmitter, string, Parameters<EventEmitter['on']>[1]][] = [
     [relay, 'paired', (e: { label: string; waitMs: number }) => logger.info({ label: e.label, waitMs: e.waitMs }, 'pairing started')],
     [relay, 'pairing-end', (r: PairingRecord) => {
@@ -18,7 +23,11 @@ export function attachEventLog(relay: EventEmitter, routes: EventEmitter, logger
     [relay, 'pool-empty', (e: { label: string }) => logger.debug({ label: e.label }, 'mobile client arrived with no responder idle')],
     [routes, 'registration', (e: { result: string; code?: string }) => {
       // A limit hit (TAAS_LIMIT_REACHED, TAAS_NO_PORT) comes with its code (not `code`: redacted as a TOTP code).
-      if (e.result !== 'ok') logger.info({ result: e.result, ...(e.code ? { errorCode: e.code } : {}) }, 'registration refused');
+      // A stranger's spray is hundreds of refusals a second: the first few per result and
+      // minute at info, the rest at debug (metrics count them all).
+      if (e.result === 'ok') return;
+      const level = refusals.allow(e.result) ? 'info' : 'debug';
+      logger[level]({ result: e.result, ...(e.code ? { errorCode: e.code } : {}) }, 'registration refused');
     }],
   ];
   for (const [em, ev, fn] of listeners) em.on(ev, fn);

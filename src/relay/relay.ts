@@ -15,7 +15,7 @@ import { normaliseAddress, peerOf } from './address.js';
 import { ClientPort } from './client-port.js';
 import { ConnLimit } from './conn-limit.js';
 import { WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
-import { LogBudget } from './log-budget.js';
+import { LogBudget } from '../observe/log-budget.js';
 import type { PairingResult, RelayEngine } from './engine.js';
 import { setTcpUserTimeout } from './engines/splice.js';
 import { HeldSocket } from './held-socket.js';
