@@ -43,6 +43,29 @@ describe('credentials: one address spraying many IDs', () => {
   });
 });
 
+describe('credentials: a spray does not flood the log', () => {
+  let d: TestDaemon;
+  beforeAll(async () => {
+    d = await TestDaemon.create({ failuresPerAddress: 20 }).start();
+  });
+  afterAll(async () => {
+    await d?.dispose();
+  });
+
+  it('300 refused registrations write a bounded number of lines', async () => {
+    const pool = new https.Agent({ keepAlive: true, maxSockets: 4 });
+    const statuses = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => d.request('PUT', '/register/x', { authorization: `TOTP username="spray-${i}", response="123456"` }, pool).then((r) => r.status)),
+    );
+    pool.destroy();
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(250);
+    await d.stop(); // the log is complete
+    // 10 per result and minute at info (bad-code, rate-limited), one rate-limit warning.
+    expect((d.output.match(/registration refused/g) ?? []).length).toBeLessThanOrEqual(2 * 10 * 2);
+    expect(d.output.split('\n').length).toBeLessThan(100);
+  });
+});
+
 describe('credentials: the lock-out ends', () => {
   let d: TestDaemon;
   let agent: AgentFile;
