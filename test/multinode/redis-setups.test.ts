@@ -65,6 +65,8 @@ describe('two nodes over other Redis deployments', () => {
     const t0 = Date.now();
     await pollUntil(async () => (await registerAt(b, shared, 'probe', totpHeader(probe.agent))).status === 200, 30_000, 250);
     console.info(`multinode over Sentinel: registrations at node B again ${Date.now() - t0} ms after the master died`);
+    // Each node finds the new master on its own reconnection: wait for A too (its /readyz pings Redis).
+    await pollUntil(async () => (await fetch(`http://127.0.0.1:${a.adminPort}/readyz`).catch(() => null))?.status === 200, 30_000, 250);
     expect(/role:master/.test(setup.replica.cli('info', 'replication'))).toBe(true);
     await crossNode(a, b, shared, 'after-failover');
     expect(a.proc.logs('taas-server ready')).toHaveLength(1);

@@ -33,6 +33,10 @@ beforeAll(async () => {
   b = await startNode(redis, shared, '127.0.0.2', 'node-b', { lockoutBase: 60 });
 });
 afterAll(async () => {
+  // Node B is SIGKILLed by the last test only: if it left before, show why (stderr, last log lines).
+  for (const [name, d] of [['A', a], ['B', b]] as const) {
+    if (d && !d.proc.running && d.proc.signal !== 'SIGKILL') console.error(`node ${name} exited early (${d.proc.exitCode}): ${d.proc.stderr.slice(-3000)}\n${d.proc.stdout.slice(-3000)}`);
+  }
   console.info(`multinode figures (ms, TTL ${TTL_MS}): ${JSON.stringify(figures)}`);
   await Promise.all(agents.map((p) => p.stop()));
   for (const s of servers) {
