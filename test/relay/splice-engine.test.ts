@@ -8,6 +8,7 @@ runEngineContract('splice', () => new SpliceEngine());
  * held only while octets are in flight, bytes buffered in JavaScript go first, clean shutdown. */
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closed, closeServer, connect, fdCount, listen, pollUntil, readAll, readExactly, writeFlushed } from '../helpers/net.js';
@@ -169,5 +170,53 @@ describe('splice engine specifics', () => {
     const ended = Promise.all([closed(x), closed(y)]);
     await w.terminate();
     await ended;
+  });
+
+  it('waits for octets still queued in Node before the hand-over, so none are lost', async () => {
+    const e = engine();
+    const c = await socketPair();
+    const r = await socketPair();
+    // 8 MiB written from JavaScript to the client, which is not reading: most of it stays queued
+    // in Node (beyond the kernel buffers) when pair() is called.
+    const early = Buffer.alloc(8 << 20, 7);
+    c.inner.write(early);
+    expect(c.inner.writableLength).toBeGreaterThan(0);
+    const h = e.pair({ socket: c.inner }, { socket: r.inner }, { idleTimeoutMs: 0 });
+    expect(e.active).toBe(1);
+    const atClient = readAll(c.outer, 16 << 20);
+    r.outer.end('after');
+    c.outer.end();
+    const got = await atClient;
+    expect(got.bytes).toBe(early.length + 5);
+    expect(got.data.subarray(early.length).toString()).toBe('after');
+    expect(got.data.subarray(0, early.length).equals(early)).toBe(true);
+    // The queued octets were the relay's own writes, not the responder's: not counted.
+    expect(await h.done).toEqual({ bytesUp: 0, bytesDown: 5, reason: 'eof' });
+  });
+
+  it('close() of a pairing still waiting for queued writes ends it at once', async () => {
+    const e = engine();
+    const c = await socketPair();
+    const r = await socketPair();
+    c.inner.write(Buffer.alloc(8 << 20));
+    const h = e.pair({ socket: c.inner }, { socket: r.inner }, { idleTimeoutMs: 0 });
+    const gone = Promise.all([closed(c.outer), closed(r.outer)]);
+    h.close('drain');
+    expect(await h.done).toEqual({ bytesUp: 0, bytesDown: 0, reason: 'drain' });
+    await gone;
+    expect(e.active).toBe(0);
+  });
+
+  it('refuses TLS sockets (splicing under TLS would bypass it)', async () => {
+    const e = engine();
+    const c = await socketPair();
+    const r = await socketPair();
+    const wrapped = new tls.TLSSocket(c.inner);
+    wrapped.on('error', () => {});
+    sockets.push(wrapped as unknown as net.Socket);
+    expect(() => e.pair({ socket: wrapped }, { socket: r.inner }, { idleTimeoutMs: 0 })).toThrow(
+      expect.objectContaining({ code: 'TAAS_INTERNAL' }),
+    );
+    expect(e.active).toBe(0);
   });
 });

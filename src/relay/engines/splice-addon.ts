@@ -1,0 +1,71 @@
+/**
+ * Loading the native addon of the splice engine (native/addon.c, built by node-gyp into
+ * build/Release/taas_splice.node) once, and its small socket helper.
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type net from 'node:net';
+
+export interface NativeStats {
+  pairings: number;
+  pipesInUse: number;
+  pipesPooled: number;
+  pipeSize: number;
+  threads: number;
+}
+
+export type NativeEngine = object;
+export type OnDone = (id: number, up: number, down: number, reason: number, err: string | undefined) => void;
+
+/** The addon's exports (native/addon.c). */
+export interface SpliceAddon {
+  create(onDone: OnDone, threads: number, pipeSize: number, poolMax: number): NativeEngine;
+  pair(e: NativeEngine, id: number, fdClient: number, fdResponder: number, headClient: Buffer | null, headResponder: Buffer | null, idleMs: number): void;
+  close(e: NativeEngine, id: number, reason: number): void;
+  closeAll(e: NativeEngine, reason: number): void;
+  ref(e: NativeEngine, on: boolean): void;
+  stats(e: NativeEngine): NativeStats;
+  shutdown(e: NativeEngine): void;
+  setUserTimeout(fd: number, ms: number): void;
+}
+
+/** build/Release/taas_splice.node from the package root (same depth from src/ and dist/). */
+export const ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'build', 'Release', 'taas_splice.node');
+
+let loaded: { addon?: SpliceAddon; why?: string } | undefined;
+
+/** Loads the addon once; `why` says in one line why it cannot be used. */
+export function loadAddon(): { addon?: SpliceAddon; why?: string } {
+  if (loaded) return loaded;
+  if (process.platform !== 'linux') return (loaded = { why: `splice(2) is Linux-only (platform ${process.platform})` });
+  try {
+    const req = createRequire(import.meta.url);
+    loaded = { addon: req(ADDON_PATH) as SpliceAddon };
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    loaded = {
+      why: code === 'MODULE_NOT_FOUND'
+        ? `native addon not built (${ADDON_PATH} missing; run npm run build:native)`
+        : `native addon failed to load: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`,
+    };
+  }
+  return loaded;
+}
+
+/**
+ * TCP_USER_TIMEOUT on any connected socket (Node has no API for it): e.g. on idle responders,
+ * so that a hidden server that vanished is found when keepalive probes go unanswered. False
+ * where the addon is unavailable or the socket has no descriptor.
+ */
+export function setTcpUserTimeout(socket: net.Socket, ms: number): boolean {
+  const { addon } = loadAddon();
+  const fd = (socket as net.Socket & { _handle?: { fd?: number } | null })._handle?.fd;
+  if (!addon || typeof fd !== 'number' || fd < 0) return false;
+  try {
+    addon.setUserTimeout(fd, Math.max(0, Math.round(ms)));
+    return true;
+  } catch {
+    return false;
+  }
+}
