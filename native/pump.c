@@ -20,9 +20,9 @@
 
 #include "relay_internal.h"
 
-/* 8 splice rounds of up to a pipe's worth each (8 MiB with 1 MiB pipes) before yielding: large
- * enough that syscall overhead stays amortised, small enough that 4 busy streams on one thread
- * take turns every few milliseconds. */
+/* 8 system calls per direction (4 pipe-fulls in and out, up to 4 MiB with 1 MiB pipes) before
+ * yielding: enough that the ready-list detour is rare, few enough that busy streams sharing a
+ * thread take turns every few milliseconds. */
 #define PUMP_BUDGET 8
 
 enum { PUMP_WAIT = 0, PUMP_MORE = 1 };
