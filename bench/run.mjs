@@ -6,6 +6,7 @@
 //
 //   node bench/run.mjs [--reps N] [--seconds S] [--pairings N] [--rss N] [--only k1,k2]
 //                      [--skip bulk,latency,pairings,registration,rss] [--engine-rows] [--quick]
+// (--engine-rows adds the stream engine alone; the splice engine alone is always a row)
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

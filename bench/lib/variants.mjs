@@ -184,9 +184,9 @@ export function variants({ engineRows = false } = {}) {
   if (fs.existsSync(addon)) rows.push(new Taas('splice'));
   else skipped.push({ key: 'taas-splice', why: 'native addon not built (npm run build:native)' });
   rows.push(new Taas('stream'));
-  if (engineRows) {
-    if (fs.existsSync(addon)) rows.push(new EngineOnly('splice'));
-    rows.push(new EngineOnly('stream'));
-  }
+  // The splice engine alone tells its own cost apart from the daemon's; the stream engine alone
+  // only on request.
+  if (fs.existsSync(addon)) rows.push(new EngineOnly('splice'));
+  if (engineRows) rows.push(new EngineOnly('stream'));
   return { rows, skipped };
 }
