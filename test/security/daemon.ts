@@ -180,6 +180,28 @@ export class TestDaemon {
     });
   }
 
+  /** TCP ports the daemon listens on: its socket descriptors matched with /proc/net/tcp{,6} LISTEN rows. */
+  listeningPorts(): Set<number> {
+    const inodes = new Set<string>();
+    for (const fd of fs.readdirSync(`/proc/${this.pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/${this.pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      } catch {
+        /* closed meanwhile */
+      }
+    }
+    const ports = new Set<number>();
+    for (const table of ['tcp', 'tcp6']) {
+      for (const row of fs.readFileSync(`/proc/${this.pid}/net/${table}`, 'utf8').split('\n').slice(1)) {
+        const f = row.trim().split(/\s+/);
+        // local_address is HEXADDR:HEXPORT; st 0A is LISTEN; the inode is the tenth field.
+        if (f.length > 9 && f[3] === '0A' && inodes.has(f[9]!)) ports.add(parseInt(f[1]!.split(':')[1]!, 16));
+      }
+    }
+    return ports;
+  }
+
   /** Resident memory (kB) and open descriptors of the daemon, from /proc. */
   usage(): { rssKb: number; fds: number } {
     const status = fs.readFileSync(`/proc/${this.pid}/status`, 'utf8');
