@@ -152,14 +152,18 @@ export class RegistrarRoutes extends EventEmitter {
     const path = req.url ?? '/';
     const address = req.socket.remoteAddress ?? '';
     const scheme = this.d.tls() ? 'https' : 'http';
-    const port = await this.d.relay.clientPort(label, { remoteAddress: address, path });
+    const here = async (): Promise<string | null> => {
+      const port = await this.d.relay.clientPort(label, { remoteAddress: address, path });
+      return port === null ? null : formatLocation(scheme, c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port, path);
+    };
     let location: string | null = null;
-    if (port !== null) {
-      location = formatLocation(scheme, c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port, path);
-    } else if (this.d.elsewhere) {
+    // With no idle responder here, a node that has one serves the client at once; this node's
+    // own client port (responders pending or all paired) is the fall-back, where it would wait.
+    if (this.d.elsewhere && this.d.relay.labelState(label).idle === 0) {
       const there = await this.d.elsewhere(label, { address, path });
       if (there) location = formatLocation(scheme, there.host, there.port, path);
     }
+    location ??= await here();
     if (!location) {
       this.emit('client', { label, result: 'no-responder' });
       throw fail('TAAS_NO_RESPONDER', `no hidden server is registered for ${label} right now`, { retryAfter: NO_RESPONDER_RETRY_S });
