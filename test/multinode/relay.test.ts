@@ -115,6 +115,27 @@ describe('two nodes, one Redis', () => {
     expect(new URL(effective!).hostname).toBe('127.0.0.2');
   });
 
+  it('node A with no idle responder left (its one is paired) sends the next client to node B, which has some', async () => {
+    const echo = await echoServer();
+    servers.push(echo.server);
+    // Pool 2 over [B, A]: the first registration goes to B, the second to A, the refill to B.
+    const { file } = await entryAt(a, 'busy', [b, a]);
+    agents.push(await startAgent(file, `127.0.0.1:${echo.port}`, [], { pool: 2 }));
+    await advertised('node-b', 'busy');
+    await advertised('node-a', 'busy');
+    const first = await askNode(a, shared, 'busy');
+    expect(new URL(first.headers.location!).hostname).toBe('127.0.0.1');
+    const held = await connect(Number(new URL(first.headers.location!).port));
+    held.write('held');
+    expect((await readExactly(held, 4)).toString()).toBe('held');
+    // A's responder is paired (active), the agent's refill went to B.
+    await pollUntil(() => advertisedIdle(redis, 'node-a', 'busy') === 0 && advertisedIdle(redis, 'node-b', 'busy') >= 2, 10_000, 20);
+    const next = await askNode(a, shared, 'busy');
+    expect(next.status).toBe(307);
+    expect(new URL(next.headers.location!).hostname).toBe('127.0.0.2');
+    held.destroy();
+  });
+
   it('a TOTP code used at node A is refused at node B (one replay guard)', async () => {
     const { agent } = await entryAt(a, 'replay', [a]);
     const auth = totpHeader(agent);
