@@ -125,7 +125,7 @@ static void on_event(worker_t *w, pend_t *e, uint32_t events) {
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(p->fd[e->side], SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
-    worker_finish(w, p, (err == ECONNRESET || err == EPIPE) ? RELAY_RESET : RELAY_ERROR, err);
+    worker_finish(w, p, (err == ECONNRESET || err == EPIPE || err == ECONNABORTED) ? RELAY_RESET : RELAY_ERROR, err);
 }
 
 static void sweep_idle(worker_t *w) {
