@@ -133,6 +133,10 @@ class EngineOnly extends ForwardingVariant {
       TAAS_BENCH_MEM_FILE: this.memFile,
     });
   }
+  async stop() {
+    await super.stop();
+    if (this.memFile) fs.rmSync(this.memFile, { force: true });
+  }
 }
 
 /** The real daemon: registrations, 307, pairing. */
