@@ -27,9 +27,11 @@ function main() {
   const gyp = findNodeGyp();
   if (!gyp) return say('node-gyp not found; native relay engine not built, the stream engine will be used');
   const args = [gyp, 'rebuild'];
-  // Headers come with the Debian/NodeSource package in /usr/include/node; without this node-gyp
-  // would try to download them, and the machine may have no route to nodejs.org.
-  if (!process.env.npm_config_nodedir && fs.existsSync('/usr/include/node/node_api.h')) args.push('--nodedir=/usr');
+  // Node's headers ship beside its binary (<prefix>/include/node: /usr for the Debian and
+  // NodeSource packages, the install directory for official tarballs). Pointing node-gyp there
+  // spares a download from nodejs.org, which this machine may not be able to reach.
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  if (!process.env.npm_config_nodedir && fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: process.env });
   if (r.status !== 0) return say('native relay engine not built (see above); the stream engine will be used');
   return undefined;
