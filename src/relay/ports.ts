@@ -4,6 +4,7 @@
  * rotation comes back to it (a late connection meant for the old use then finds it closed,
  * not a stranger's new listener). A busy port (another process, EADDRINUSE/EACCES) is skipped.
  */
+import crypto from 'node:crypto';
 import net from 'node:net';
 import { TaasError } from '../errors.js';
 
@@ -34,7 +35,10 @@ export class PortAllocator {
     private readonly host: string,
     private readonly maxPorts: () => number,
   ) {
-    this.next = range()[0];
+    // A random start: a restarted daemon, or another relay process on the same host, does not
+    // hand out at once the ports just closed (a late connection would find a stranger's listener).
+    const [lo, hi] = range();
+    this.next = lo + crypto.randomInt(hi - lo + 1);
   }
 
   get open(): number {
