@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { pollUntil } from '../helpers/net.js';
 
 const root = path.resolve(import.meta.dirname, '..', '..');
 const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
@@ -16,13 +17,22 @@ const block = /<!-- walkthrough:start -->\s*```sh\n([\s\S]*?)```\s*<!-- walkthro
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-walk-'));
 let pgid = 0;
 
-afterAll(() => {
-  if (pgid) {
-    try {
-      process.kill(-pgid, 'SIGTERM');
-    } catch {
-      /* already gone */
-    }
+const groupAlive = () => {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+afterAll(async () => {
+  if (pgid && groupAlive()) {
+    // The daemon drains and writes its state on SIGTERM: wait for the whole group to be gone
+    // before removing the folder it writes into (SIGKILL if it has not exited in 10 s).
+    process.kill(-pgid, 'SIGTERM');
+    await pollUntil(() => !groupAlive(), 10_000).catch(() => process.kill(-pgid, 'SIGKILL'));
+    await pollUntil(() => !groupAlive(), 5_000).catch(() => undefined);
   }
   fs.rmSync(dir, { recursive: true, force: true });
 });
