@@ -16,8 +16,8 @@ let failed = 0;
 try {
   const j = JSON.parse(fs.readFileSync(report, 'utf8'));
   passed = j.numPassedTests ?? 0;
-  failed = (j.numFailedTests ?? 0) + (j.numFailedTestSuites ?? 0 ? 0 : 0);
-  if (j.numFailedTestSuites && !j.numFailedTests) failed = j.numFailedTestSuites;
+  // A suite that fails before its tests run (a throwing beforeAll) counts as one failure.
+  failed = j.numFailedTests || j.numFailedTestSuites || 0;
   fs.rmSync(report, { force: true });
 } catch {
   failed = failed || 1;

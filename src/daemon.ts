@@ -21,6 +21,7 @@ import { RegistrarRoutes } from './registrar/routes.js';
 import { RegistrarServer } from './registrar/server.js';
 import { writeFileAtomic } from './store/atomic-file.js';
 import { NodeLink, defaultNodeId } from './cluster/node-link.js';
+import { nodeHost } from './protocol/endpoint.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { attachEventLog } from './observe/event-log.js';
 
@@ -98,17 +99,18 @@ export class Daemon {
       auth,
       relay,
       logger,
-      tls: () => d?.tls !== null && d?.tls !== undefined,
+      // HTTPS or HTTP is fixed for the daemon's life: a reload swaps certificates, never the scheme.
+      tls: () => tls !== null,
       draining: () => d?.drainingFlag ?? false,
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
-      registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(d.tls !== null) : null),
+      registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
     });
     const registrar = new RegistrarServer(config, tls, routes, logger);
     await registrar.listen();
     const entries = new EntryService(store, {
       config,
       tls,
-      registrarEndpoint: () => ({ host: config.advertiseHost?.includes('{label}') ? config.taasHost : (config.advertiseHost ?? config.taasHost), port: registrar.port }),
+      registrarEndpoint: () => ({ host: nodeHost(config), port: registrar.port }),
       peers: async () => (d?.link ? d.link.peers() : []),
     });
     d = new Daemon(config, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);

@@ -13,6 +13,7 @@ import { EntryService, type EntryInput } from '../store/entries.js';
 import type { Entry, PairingRecord, Store } from '../store/types.js';
 import type { AgentFile } from '../protocol/agent-file.js';
 import { readRuntime } from '../daemon.js';
+import { nodeHost } from '../protocol/endpoint.js';
 import { adminClient } from '../admin/client.js';
 
 export type EntryView = Omit<Entry, 'secret'>;
@@ -36,7 +37,7 @@ export async function withStore<T>(c: Readonly<Config>, fn: (store: Store, entri
   const entries = new EntryService(store, {
     config: c,
     tls,
-    registrarEndpoint: () => ({ host: c.advertiseHost && !c.advertiseHost.includes('{label}') ? c.advertiseHost : c.taasHost, port: running?.registrar.port ?? c.taasPort }),
+    registrarEndpoint: () => ({ host: nodeHost(c), port: running?.registrar.port ?? c.taasPort }),
   });
   try {
     return await fn(store, entries);

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { advertisedHost } from '../protocol/endpoint.js';
+import { labelHost, nodeHost } from '../protocol/endpoint.js';
 import { openDirectory, type ClientHint, type Directory } from '../store/directory.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
@@ -31,7 +31,7 @@ export class NodeLink {
   /** The link for a Redis store; null for the embedded store (one node, nothing to share). */
   static async open(opts: { store: Store; relay: Relay; config: () => Readonly<Config>; logger: Logger; nodeId: string; registrarPort: number }): Promise<NodeLink | null> {
     const c = opts.config();
-    const host = c.advertiseHost && !c.advertiseHost.includes('{label}') ? c.advertiseHost : c.taasHost;
+    const host = nodeHost(c);
     let link: NodeLink | null = null;
     const directory = await openDirectory(opts.store, {
       self: { id: opts.nodeId, registrar: { host, port: opts.registrarPort }, clientHost: host },
@@ -84,7 +84,7 @@ export class NodeLink {
     const port = await this.relay.clientPort(label, { remoteAddress: client?.address ?? '', path: client?.path ?? '' });
     if (port === null) return null;
     const c = this.config();
-    return { host: c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port };
+    return { host: labelHost(c, label), port };
   }
 
   /** A client port on another node with an idle responder for the label, or null. */

@@ -169,9 +169,6 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
 
-/** Keys whose values are masked when a config is printed. */
-export const SECRET_KEYS: readonly (keyof Config)[] = ['keyData', 'redis'];
-
 function bad(key: string, value: unknown, allowed: string): TaasError {
   const shown = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
   return new TaasError('TAAS_CONFIG_INVALID', `config key ${key}: ${shown} is not allowed; expected ${allowed}`);

@@ -20,6 +20,22 @@ export function advertisedHost(template: string, label: string): string {
   return template.replace(/\{label\}/g, label);
 }
 
+/** The two config keys that decide where clients and hidden servers are sent. */
+export interface AdvertiseConfig {
+  taasHost: string;
+  advertiseHost?: string;
+}
+
+/** Host put in a label's Location and 200 body: advertiseHost with `{label}` filled in, else taasHost. */
+export function labelHost(c: AdvertiseConfig, label: string): string {
+  return c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost;
+}
+
+/** Host of the node itself (its registrar): advertiseHost unless that is per label, else taasHost. */
+export function nodeHost(c: AdvertiseConfig): string {
+  return c.advertiseHost && !c.advertiseHost.includes('{label}') ? c.advertiseHost : c.taasHost;
+}
+
 /**
  * Only characters valid in a URI path and query pass through; anything else (CR, LF, spaces,
  * non-ASCII) is percent-encoded, so a request cannot inject a header or split a response.

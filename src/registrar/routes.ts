@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.js';
 import { TaasError, isTaasError } from '../errors.js';
 import { AuthFailure, type Authenticator } from '../auth/guard.js';
 import { COOKIE_HEADER, newCookie } from '../protocol/cookie.js';
-import { advertisedHost, formatEndpoint, formatLocation, safePathAndQuery } from '../protocol/endpoint.js';
+import { formatEndpoint, formatLocation, labelHost, safePathAndQuery } from '../protocol/endpoint.js';
 import { isReservedLabel, normaliseHost, routeHost } from '../protocol/names.js';
 import { parseRegistrarPath } from '../protocol/paths.js';
 import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
@@ -84,7 +84,10 @@ export class RegistrarRoutes extends EventEmitter {
     try {
       authed = await this.d.auth.authenticate(auth, address);
     } catch (e) {
-      if (e instanceof AuthFailure && e.id) await this.attempt(e.id, address, path.label, e.result);
+      // Failed attempts are logged only for IDs that exist, so a stranger cannot fill the store.
+      if (e instanceof AuthFailure && e.id && (await this.d.store.getEntry(e.id).catch(() => null))) {
+        await this.attempt(e.id, address, path.label, e.result);
+      }
       this.emit('registration', { result: e instanceof AuthFailure ? e.result : isTaasError(e) ? e.code : 'error' });
       throw e;
     }
@@ -111,7 +114,7 @@ export class RegistrarRoutes extends EventEmitter {
     }
     await this.attempt(entry.id, address, path.label, 'ok');
     this.emit('registration', { result: 'ok', label: path.label });
-    const host = c.advertiseHost ? advertisedHost(c.advertiseHost, path.label) : c.taasHost;
+    const host = labelHost(c, path.label);
     const session = issueSessionToken(entry.secret, entry.id, c.sessionLifetime, this.d.auth.sessionBinding(address));
     this.d.logger.info({ id: entry.id, label: path.label, port, from: address, via: authed.via }, 'registration accepted');
     sendText(res, 200, formatEndpoint(host, port), { [COOKIE_HEADER]: cookie, [SESSION_HEADER]: session });
@@ -127,9 +130,8 @@ export class RegistrarRoutes extends EventEmitter {
     return true;
   }
 
+  /** Adds to the capped attempt log of an ID known to exist; a store outage loses the line, not the request. */
   private async attempt(id: string, from: string, label: string, result: string): Promise<void> {
-    // Attempts are logged only for IDs that exist, so a stranger cannot fill the store.
-    if (!(await this.d.store.getEntry(id).catch(() => null))) return;
     await this.d.store.addAttempt(id, { at: new Date().toISOString(), from, label, result }).catch(() => undefined);
   }
 
@@ -154,7 +156,7 @@ export class RegistrarRoutes extends EventEmitter {
     const scheme = this.d.tls() ? 'https' : 'http';
     const here = async (): Promise<string | null> => {
       const port = await this.d.relay.clientPort(label, { remoteAddress: address, path });
-      return port === null ? null : formatLocation(scheme, c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost, port, path);
+      return port === null ? null : formatLocation(scheme, labelHost(c, label), port, path);
     };
     let location: string | null = null;
     // With no idle responder here, a node that has one serves the client at once; this node's

@@ -373,16 +373,4 @@ export class FileStore implements Store {
     if (this.poller) clearInterval(this.poller);
     this.listeners.clear();
   }
-
-  /** For `taas-server pairings` without a daemon: reads state.json as it is on disk. */
-  static readPairings(dataDir: string, label: string): PairingRecord[] {
-    const file = path.join(dataDir, 'state.json');
-    if (!fs.existsSync(file)) return [];
-    try {
-      const s = JSON.parse(fs.readFileSync(file, 'utf8')) as StateFile;
-      return s.pairings?.[label] ?? [];
-    } catch {
-      return [];
-    }
-  }
 }

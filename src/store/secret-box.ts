@@ -63,10 +63,6 @@ export class SecretBox {
     }
   }
 
-  isSealedWithCurrent(sealed: string): boolean {
-    return sealed.split('.')[1] === this.current;
-  }
-
   private loadedMtime = 0;
 
   private fileChanged(): boolean {

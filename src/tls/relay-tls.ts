@@ -12,7 +12,7 @@ import type { Config } from '../config/schema.js';
 import { TaasError, oneLine } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import { isCa, issueLeaf, makeRegistrarCert, registrarNames, type KeyAndCert } from './certs.js';
-import { advertisedHost } from '../protocol/endpoint.js';
+import { labelHost } from '../protocol/endpoint.js';
 import { isValidLabel } from '../protocol/names.js';
 
 /** Minted SNI contexts kept; beyond this the oldest is dropped (bounded memory under a label scan). */
@@ -113,7 +113,7 @@ export class RelayTls {
     const ips = new Set<string>();
     for (const label of labels) {
       dns.add(`${label}.${this.config.namedServers}`);
-      const adv = this.config.advertiseHost ? advertisedHost(this.config.advertiseHost, label) : this.config.taasHost;
+      const adv = labelHost(this.config, label);
       if (/^[\d.]+$|:/.test(adv)) ips.add(adv);
       else dns.add(adv);
     }

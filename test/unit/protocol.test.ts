@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   parseTotpAuthorization, formatTotpAuthorization, normaliseHost, routeHost, isValidLabel, parseEndpoint, formatEndpoint,
-  formatLocation, scanCookieLine, formatCookieLine, newCookie, parseRegistrarPath, parseAgentFile, isReservedLabel,
+  formatLocation, labelHost, nodeHost, scanCookieLine, formatCookieLine, newCookie, parseRegistrarPath, parseAgentFile, isReservedLabel,
   parseSessionAuthorization, issueSessionToken, verifySessionToken, authScheme,
 } from '../../src/protocol/index.js';
 import { isTaasError } from '../../src/errors.js';
@@ -72,6 +72,15 @@ describe('endpoints and Location', () => {
     const loc = formatLocation('https', 'h', 1, '/x\r\nSet-Cookie: a=b');
     expect(loc).not.toMatch(/[\r\n ]/);
     expect(loc).toBe('https://h:1/x%0D%0ASet-Cookie:%20a=b');
+  });
+});
+
+describe('advertised hosts', () => {
+  it('puts the label into a per-label template, and keeps a node name for the node itself', () => {
+    expect(labelHost({ taasHost: '127.0.0.1' }, 'demo')).toBe('127.0.0.1');
+    expect(labelHost({ taasHost: '127.0.0.1', advertiseHost: '{label}.taas.example' }, 'demo')).toBe('demo.taas.example');
+    expect(nodeHost({ taasHost: '127.0.0.1', advertiseHost: '{label}.taas.example' })).toBe('127.0.0.1');
+    expect(nodeHost({ taasHost: '0.0.0.0', advertiseHost: 'relay.example' })).toBe('relay.example');
   });
 });
 
