@@ -15,7 +15,10 @@ export function sameAddress(a: string | undefined, b: string | undefined): boole
 
 /** `addr:port` of the far end (IPv6 in brackets), for records and logs. */
 export function peerOf(s: net.Socket): string {
-  const a = normaliseAddress(s.remoteAddress);
-  const host = a.includes(':') ? `[${a}]` : a;
-  return `${host}:${s.remotePort ?? 0}`;
+  return formatPeer(normaliseAddress(s.remoteAddress), s.remotePort ?? 0);
+}
+
+/** `addr:port` from a normalised address and a port. */
+export function formatPeer(address: string, port: number): string {
+  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
 }

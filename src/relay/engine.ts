@@ -10,7 +10,8 @@
  * - a reset or error on either side closes both;
  * - after `idleTimeoutMs` with no octet either way (0 = never) the pairing is closed;
  * - `close()` on a handle or `closeAll()` ends pairings from JavaScript (drain);
- * - `done` resolves exactly once with byte counts and the reason; the sockets are destroyed.
+ * - the result (byte counts and the reason) is reported exactly once, to `onEnd` and `done`;
+ *   the sockets are destroyed.
  */
 import type net from 'node:net';
 
@@ -33,6 +34,7 @@ export interface PairingResult {
 }
 
 export interface PairingHandle {
+  /** Resolves with the result; made on first use (see PairingEnding). */
   readonly done: Promise<PairingResult>;
   /** Ends the pairing now (both sockets closed); `done` reports `reason`. */
   close(reason?: 'closed' | 'drain'): void;
@@ -41,6 +43,8 @@ export interface PairingHandle {
 export interface PairOptions {
   /** Close after this many ms with no octet either way; 0 = never. */
   idleTimeoutMs: number;
+  /** Called once with the result when the pairing ends (before `done` settles). */
+  onEnd?: (r: PairingResult) => void;
 }
 
 export interface RelayEngine {
@@ -52,4 +56,31 @@ export interface RelayEngine {
   closeAll(reason: 'closed' | 'drain'): void;
   /** Releases the engine's own resources (threads, pipes) after closeAll. */
   shutdown(): Promise<void>;
+}
+
+/**
+ * How a pairing reports its end, shared by both engines. The daemon passes `onEnd`; a promise
+ * is made only when someone reads `done` (tests, shutdown). Issue 3 counts the bytes a daemon
+ * holds per established pairing: a promise and its reactions per pairing, kept for hours, cost
+ * more than the rest of the pairing's JavaScript state together.
+ */
+export abstract class PairingEnding {
+  private result: PairingResult | undefined = undefined;
+  private promise: Promise<PairingResult> | undefined = undefined;
+  private resolve: ((r: PairingResult) => void) | undefined = undefined;
+
+  constructor(private readonly onEnd: ((r: PairingResult) => void) | undefined) {}
+
+  get done(): Promise<PairingResult> {
+    this.promise ??= this.result ? Promise.resolve(this.result) : new Promise((r) => (this.resolve = r));
+    return this.promise;
+  }
+
+  /** Reports the result; later calls are ignored. */
+  protected settle(r: PairingResult): void {
+    if (this.result) return;
+    this.result = r;
+    this.onEnd?.(r);
+    this.resolve?.(r);
+  }
 }

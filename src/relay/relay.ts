@@ -11,7 +11,7 @@ import type { Config } from '../config/schema.js';
 import { TaasError } from '../errors.js';
 import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
 import type { PairingRecord } from '../store/types.js';
-import { normaliseAddress, peerOf } from './address.js';
+import { formatPeer, normaliseAddress } from './address.js';
 import { ClientPort } from './client-port.js';
 import { ConnLimit } from './conn-limit.js';
 import { WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
@@ -21,6 +21,7 @@ import { setTcpUserTimeout } from './engines/splice.js';
 import { HeldSocket } from './held-socket.js';
 import { PathBook } from './path-book.js';
 import { LabelPool, type Waiter } from './pool.js';
+import { LivePairing } from './live-pairing.js';
 import { PortAllocator } from './ports.js';
 import { Registration, type RefusalWhy } from './registration.js';
 import type { LabelLiveState } from '../store/directory.js';
@@ -362,48 +363,36 @@ export class Relay extends EventEmitter {
 
   private startPairing(pool: LabelPool, w: Waiter, r: HeldSocket): void {
     // One correlation id per pairing: its start and end lines (and the engine's) share it.
-    withCorrelation(newCorrelationId('p'), () => this.runPairing(pool, w, r));
+    const cid = newCorrelationId('p');
+    withCorrelation(cid, () => this.runPairing(pool, w, r, cid));
   }
 
-  private runPairing(pool: LabelPool, w: Waiter, r: HeldSocket): void {
+  private runPairing(pool: LabelPool, w: Waiter, r: HeldSocket, cid: string): void {
     const client = w.held.take();
     const responder = r.take();
-    const start = new Date();
-    const clientAddr = peerOf(client.socket);
-    const responderAddr = peerOf(responder.socket);
-    const path = this.paths.lookup(pool.label, client.socket.remoteAddress);
+    const live = new LivePairing(pool, cid, client.socket, responder.socket, this.connLimit, this.paths);
     pool.active++;
-    this.emit('paired', { label: pool.label, waitMs: start.getTime() - w.arrived });
-    let ended!: () => void;
-    const pairingOver = new Promise<void>((r) => (ended = r));
-    // Both connections keep counting for maxConnsPerAddress while paired, whatever the engine
-    // does with the Node sockets (the splice engine closes them and keeps the descriptors).
-    this.connLimit.holdUntil(client.socket, pairingOver);
-    this.connLimit.holdUntil(responder.socket, pairingOver);
-    const handle = this.engine.pair(client, responder, { idleTimeoutMs: this.config.pairingIdleTimeout * 1000 });
-    handle.done.then(ended, ended);
-    handle.done.then(
-      (res) => this.endPairing(pool, { clientAddr, responderAddr, path, start }, res),
-      (e: unknown) => {
-        this.logger.error({ label: pool.label, err: (e as Error)?.message }, 'relay engine failed a pairing');
-        this.endPairing(pool, { clientAddr, responderAddr, path, start }, { bytesUp: 0, bytesDown: 0, reason: 'error', error: 'EENGINE' });
-      },
-    );
+    this.emit('paired', { label: pool.label, waitMs: live.start - w.arrived });
+    this.engine.pair(client, responder, {
+      idleTimeoutMs: this.config.pairingIdleTimeout * 1000,
+      // Called from the engine (a native completion for splice), outside this pairing's
+      // asynchronous context: its log lines get the pairing's id back by hand.
+      onEnd: (res) => withCorrelation(live.cid, () => this.endPairing(live, res)),
+    });
   }
 
-  private endPairing(
-    pool: LabelPool,
-    p: { clientAddr: string; responderAddr: string; path: string | null; start: Date },
-    res: PairingResult,
-  ): void {
+  private endPairing(live: LivePairing, res: PairingResult): void {
+    const pool = live.pool;
     pool.active--;
     pool.clientPort?.touch();
+    if (live.clientCounted) this.connLimit.release(live.clientAddr);
+    if (live.responderCounted) this.connLimit.release(live.responderAddr);
     const rec: PairingRecord = {
       label: pool.label,
-      responder: p.responderAddr,
-      client: p.clientAddr,
-      path: p.path,
-      start: p.start.toISOString(),
+      responder: formatPeer(live.responderAddr, live.responderPort),
+      client: formatPeer(live.clientAddr, live.clientPort),
+      path: live.path,
+      start: new Date(live.start).toISOString(),
       end: new Date().toISOString(),
       bytesUp: res.bytesUp,
       bytesDown: res.bytesDown,

@@ -9,7 +9,7 @@
 import os from 'node:os';
 import type tls from 'node:tls';
 import { TaasError } from '../../errors.js';
-import type { CloseReason, PairingHandle, PairingResult, PairOptions, PairSide, RelayEngine } from '../engine.js';
+import { PairingEnding, type CloseReason, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
 import { loadAddon, type NativeEngine, type NativeStats, type SpliceAddon } from './splice-addon.js';
 import { allWritten, takeOver, written } from './splice-handover.js';
 
@@ -38,19 +38,22 @@ export interface SpliceEngineOptions {
   userTimeoutMs?: number;
 }
 
-class SplicePairing implements PairingHandle {
-  readonly done: Promise<PairingResult>;
-  resolve!: (r: PairingResult) => void;
-
+class SplicePairing extends PairingEnding implements PairingHandle {
   constructor(
     readonly id: number,
     private readonly engine: SpliceEngine,
+    onEnd: PairOptions['onEnd'],
   ) {
-    this.done = new Promise((r) => (this.resolve = r));
+    super(onEnd);
   }
 
   close(reason: 'closed' | 'drain' = 'closed'): void {
     this.engine.closeOne(this.id, reason);
+  }
+
+  /** @internal the engine reports the end here */
+  end(r: PairingResult): void {
+    this.settle(r);
   }
 }
 
@@ -96,7 +99,7 @@ export class SpliceEngine implements RelayEngine {
       // Splicing the descriptor under a TLS socket would relay ciphertext past its TLS layer.
       if ((s as tls.TLSSocket).encrypted) throw new TaasError('TAAS_INTERNAL', 'the splice engine relays plain TCP sockets, not TLS sockets');
     }
-    const p = new SplicePairing(this.nextId++, this);
+    const p = new SplicePairing(this.nextId++, this, opts.onEnd);
     const sockets = [client.socket, responder.socket];
     if (allWritten(sockets)) {
       this.handOver(p, client, responder, opts);
@@ -142,7 +145,7 @@ export class SpliceEngine implements RelayEngine {
     responder.socket.destroy();
     const r: PairingResult = { bytesUp: 0, bytesDown: 0, reason };
     if (error !== undefined) r.error = error;
-    queueMicrotask(() => p.resolve(r));
+    queueMicrotask(() => p.end(r));
   }
 
   /** @internal used by SplicePairing.close */
@@ -176,6 +179,6 @@ export class SpliceEngine implements RelayEngine {
     if (this.pairings.size === 0) this.addon.ref(this.native, false);
     const r: PairingResult = { bytesUp: up, bytesDown: down, reason: REASONS[reason] ?? 'error' };
     if (err !== undefined && (r.reason === 'reset' || r.reason === 'error')) r.error = err;
-    p.resolve(r);
+    p.end(r);
   }
 }

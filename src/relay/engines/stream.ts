@@ -5,15 +5,13 @@
  * Portable and simple; the native splice engine is the fast one.
  */
 import type net from 'node:net';
-import type { CloseReason, PairingHandle, PairingResult, PairOptions, PairSide, RelayEngine } from '../engine.js';
+import { PairingEnding, type CloseReason, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
 import { Direction } from './stream-direction.js';
 
 /** Codes that mean "the peer went away abruptly" rather than a local fault. */
 const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
-class StreamPairing implements PairingHandle {
-  readonly done: Promise<PairingResult>;
-  private resolve!: (r: PairingResult) => void;
+class StreamPairing extends PairingEnding implements PairingHandle {
   private finished = false;
   private readonly up: Direction;
   private readonly down: Direction;
@@ -27,9 +25,10 @@ class StreamPairing implements PairingHandle {
     clientHead: Buffer | undefined,
     responderHead: Buffer | undefined,
     private readonly idleTimeoutMs: number,
-    private readonly onEnd: (p: StreamPairing) => void,
+    private readonly onFinish: (p: StreamPairing) => void,
+    onEnd: PairOptions['onEnd'],
   ) {
-    this.done = new Promise((r) => (this.resolve = r));
+    super(onEnd);
     const touch = (): void => void this.activity++;
     const ended = (): void => this.maybeEof();
     this.up = new Direction(client, responder, clientHead, touch, ended);
@@ -83,10 +82,10 @@ class StreamPairing implements PairingHandle {
     this.down.stop();
     this.client.destroy();
     this.responder.destroy();
-    this.onEnd(this);
+    this.onFinish(this);
     const r: PairingResult = { bytesUp: this.up.bytes, bytesDown: this.down.bytes, reason };
     if (error !== undefined) r.error = error;
-    this.resolve(r);
+    this.settle(r);
   }
 }
 
@@ -99,8 +98,14 @@ export class StreamEngine implements RelayEngine {
   }
 
   pair(client: PairSide, responder: PairSide, opts: PairOptions): PairingHandle {
-    const p = new StreamPairing(client.socket, responder.socket, client.head, responder.head, opts.idleTimeoutMs, (x) =>
-      this.pairings.delete(x),
+    const p = new StreamPairing(
+      client.socket,
+      responder.socket,
+      client.head,
+      responder.head,
+      opts.idleTimeoutMs,
+      (x) => this.pairings.delete(x),
+      opts.onEnd,
     );
     this.pairings.add(p);
     return p;
