@@ -126,24 +126,26 @@ try {
   }
 
   // RSS last: thousands of sockets leave garbage behind that would blur the earlier phases.
-  // Only for relays that serve many connections in one process.
+  // Only for relays that serve many connections in one process. Each measurement runs in a
+  // fresh process (Node relays warmed by a few hundred pairings first), and the median of up
+  // to three is kept: how much of V8's and malloc's freed memory stays resident varies by a
+  // few hundred bytes per pairing from run to run.
   if (!skip.has('rss')) {
-    for (const v of rows.filter((x) => x.kind === 'taas' || x.key === 'haproxy' || x.key.startsWith('engine-'))) {
-      // Node relays are measured in a fresh process, warmed by a few hundred pairings, so the
-      // garbage of the earlier phases does not blur the figure.
-      const f = fresh(v);
-      if (f) {
+    const measured = rows.filter((x) => x.kind === 'taas' || x.key === 'haproxy' || x.key.startsWith('engine-'));
+    for (let rep = 0; rep < Math.min(reps, 3); rep++) {
+      for (const v of rotate(measured, rep)) {
+        const f = fresh(v);
         await f.start();
-        await pairings(f, { n: 300, conc: 32 });
+        if (f.nodeGc) await pairings(f, { n: 300, conc: 32 });
+        let r;
+        try {
+          r = await rss(f, { n: rssN });
+        } finally {
+          await f.stop();
+        }
+        put(v, 'rss', r);
+        log(`rss at ${rssN} rep ${rep + 1}: ${v.key} ${(r.marginalPerPairing / 1024).toFixed(2)} KB per pairing marginal (whole growth ${(r.perPairing / 1024).toFixed(2)}), idle responder ${(r.marginalPerIdleResponder / 1024).toFixed(2)} KB marginal (whole ${(r.perIdleResponder / 1024).toFixed(2)})`);
       }
-      let r;
-      try {
-        r = await rss(f ?? v, { n: rssN });
-      } finally {
-        await f?.stop();
-      }
-      put(v, 'rss', r);
-      log(`rss at ${rssN}: ${v.key} ${(r.perPairing / 1024).toFixed(2)} KB per pairing, ${(r.perIdleResponder / 1024).toFixed(2)} KB per idle responder`);
     }
   }
 } finally {

@@ -282,7 +282,7 @@ describe('client port', () => {
     t = makeRelay({ maxConnsPerAddress: 2, maxWaitingClients: 10 });
     await addResponder(t, 'demo'); // one of the two connections from 127.0.0.1
     const q = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
-    await open(t, q!); // the second: paired
+    const paired = await open(t, q!); // the second: paired
     await pollUntil(() => t.relay.labelState('demo').active === 1);
     const third = await open(t, q!);
     await closed(third);
@@ -292,6 +292,15 @@ describe('client port', () => {
     const other = await open(t, q!, '127.0.0.2');
     await pollUntil(() => t.relay.labelState('demo').waiting === 1);
     other.destroy();
+    // The paired connections count until their pairing ends, then no more: a new responder
+    // and client from 127.0.0.1 fit again (with either count left behind, one would not).
+    paired.resetAndDestroy(); // the responder stand-in never ends by itself: a reset ends both
+    await pollUntil(() => count(t, 'pairing-end') === 1 && t.relay.labelState('demo').waiting === 0);
+    await addResponder(t, 'demo');
+    const q2 = await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' });
+    await open(t, q2!);
+    await pollUntil(() => t.relay.labelState('demo').active === 1);
+    expect(count(t, 'client-refused')).toBe(1);
   });
 
   it('ends pairings on closeAll("drain"), recording the reason', async () => {

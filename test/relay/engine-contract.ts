@@ -248,6 +248,30 @@ export function runEngineContract(
       expect(result).toEqual({ bytesUp: 21, bytesDown: 21, reason: 'eof' });
     });
 
+    it('reports the end once to onEnd, and to done even when read only afterwards', async () => {
+      await setup();
+      const e = await h.ends();
+      const ends: PairingResult[] = [];
+      let reported!: () => void;
+      const onEndCalled = new Promise<void>((r) => (reported = r));
+      const handle = engine.pair({ socket: e.clientInner }, { socket: e.responderInner }, {
+        idleTimeoutMs: 0,
+        onEnd: (r) => {
+          ends.push(r);
+          reported();
+        },
+      });
+      const atResponder = readAll(e.responder);
+      e.client.end('bye');
+      expect((await atResponder).data.toString()).toBe('bye');
+      e.responder.end();
+      await onEndCalled;
+      // `done` was never read while the pairing ran: it is made now, already settled.
+      expect(await settled(handle)).toEqual({ bytesUp: 3, bytesDown: 0, reason: 'eof' });
+      handle.close(); // after the end: nothing more is reported
+      expect(ends).toEqual([{ bytesUp: 3, bytesDown: 0, reason: 'eof' }]);
+    });
+
     it('reports exact, asymmetric byte counts', async () => {
       await setup();
       const e = await h.ends();
