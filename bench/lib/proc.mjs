@@ -113,15 +113,21 @@ export function pin(pid, cpus) {
   execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+/**
+ * A port free now, from 10000–19999: below the kernel's ephemeral range (32768+), so that none
+ * of the thousands of outgoing connections a run makes can take it before it is listened on (a
+ * port the OS chose from that range was once taken that way, EADDRINUSE, between two phases).
+ */
+export async function freePort() {
+  for (;;) {
+    const port = 10000 + Math.floor(Math.random() * 10000);
+    const ok = await new Promise((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
     });
-  });
+    if (ok) return port;
+  }
 }
 
 /** Resolves once something accepts on 127.0.0.1:port (bounded). */
