@@ -10,7 +10,7 @@
  * - a reset or error on either side closes both;
  * - after `idleTimeoutMs` with no octet either way (0 = never) the pairing is closed;
  * - `close()` on a handle or `closeAll()` ends pairings from JavaScript (drain);
- * - the result (byte counts and the reason) is reported exactly once, to `onEnd` and `done`;
+ * - the result (byte counts and the reason) is reported exactly once, to the observer and `done`;
  *   the sockets are destroyed.
  */
 import type net from 'node:net';
@@ -43,8 +43,16 @@ export interface PairingHandle {
 export interface PairOptions {
   /** Close after this many ms with no octet either way; 0 = never. */
   idleTimeoutMs: number;
-  /** Called once with the result when the pairing ends (before `done` settles). */
-  onEnd?: (r: PairingResult) => void;
+  /** Told once, with the result, when the pairing ends (before `done` settles). */
+  observer?: PairingObserver;
+}
+
+/**
+ * Who is told when a pairing ends. An object rather than a callback so that the relay's own
+ * record of the pairing can be it: a closure per pairing would add its context too.
+ */
+export interface PairingObserver {
+  pairingEnded(r: PairingResult): void;
 }
 
 export interface RelayEngine {
@@ -59,7 +67,7 @@ export interface RelayEngine {
 }
 
 /**
- * How a pairing reports its end, shared by both engines. The daemon passes `onEnd`; a promise
+ * How a pairing reports its end, shared by both engines. The daemon passes an observer; a promise
  * is made only when someone reads `done` (tests, shutdown). Issue 3 counts the bytes a daemon
  * holds per established pairing: a promise and its reactions per pairing, kept for hours, cost
  * more than the rest of the pairing's JavaScript state together.
@@ -69,7 +77,7 @@ export abstract class PairingEnding {
   private promise: Promise<PairingResult> | undefined = undefined;
   private resolve: ((r: PairingResult) => void) | undefined = undefined;
 
-  constructor(private readonly onEnd: ((r: PairingResult) => void) | undefined) {}
+  constructor(private readonly observer: PairingObserver | undefined) {}
 
   get done(): Promise<PairingResult> {
     this.promise ??= this.result ? Promise.resolve(this.result) : new Promise((r) => (this.resolve = r));
@@ -80,7 +88,7 @@ export abstract class PairingEnding {
   protected settle(r: PairingResult): void {
     if (this.result) return;
     this.result = r;
-    this.onEnd?.(r);
+    this.observer?.pairingEnded(r);
     this.resolve?.(r);
   }
 }

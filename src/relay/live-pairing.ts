@@ -2,15 +2,18 @@
  * What the relay keeps of an established pairing until it ends: the few facts its record
  * needs, as plain fields. A node may hold tens of thousands of pairings for hours, and issue 3
  * counts the bytes each one costs (target ≤ 1 KB of RSS, native state included): no promises,
- * no closures over sockets, no Date, no pre-formatted strings — the record is built at the end.
+ * no closure of its own, no Date, no pre-formatted strings — the record is built at the end.
+ * It is the engine's observer of the pairing, and hands the end to the relay's one `ended`.
  */
 import type net from 'node:net';
+import { withCorrelation } from '../observe/correlation.js';
 import { normaliseAddress } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
+import type { PairingObserver, PairingResult } from './engine.js';
 import type { PathBook } from './path-book.js';
 import type { LabelPool } from './pool.js';
 
-export class LivePairing {
+export class LivePairing implements PairingObserver {
   /** ms since the epoch. */
   readonly start = Date.now();
   readonly clientAddr: string;
@@ -30,6 +33,7 @@ export class LivePairing {
     responder: net.Socket,
     connLimit: ConnLimit,
     paths: PathBook,
+    private readonly ended: (p: LivePairing, r: PairingResult) => void,
   ) {
     // The connections count until the pairing ends, whatever the engine does with the Node
     // sockets (the splice engine closes them and keeps the descriptors).
@@ -42,5 +46,11 @@ export class LivePairing {
     this.responderPort = responder.remotePort ?? 0;
     this.responderCounted = r !== undefined;
     this.path = paths.lookup(pool.label, client.remoteAddress);
+  }
+
+  /** Called by the engine (a native completion for splice), outside the pairing's asynchronous
+   * context: its log lines get the pairing's correlation id back by hand. */
+  pairingEnded(r: PairingResult): void {
+    withCorrelation(this.cid, () => this.ended(this, r));
   }
 }

@@ -370,18 +370,14 @@ export class Relay extends EventEmitter {
   private runPairing(pool: LabelPool, w: Waiter, r: HeldSocket, cid: string): void {
     const client = w.held.take();
     const responder = r.take();
-    const live = new LivePairing(pool, cid, client.socket, responder.socket, this.connLimit, this.paths);
+    const live = new LivePairing(pool, cid, client.socket, responder.socket, this.connLimit, this.paths, this.pairingEnded);
     pool.active++;
     this.emit('paired', { label: pool.label, waitMs: live.start - w.arrived });
-    this.engine.pair(client, responder, {
-      idleTimeoutMs: this.config.pairingIdleTimeout * 1000,
-      // Called from the engine (a native completion for splice), outside this pairing's
-      // asynchronous context: its log lines get the pairing's id back by hand.
-      onEnd: (res) => withCorrelation(live.cid, () => this.endPairing(live, res)),
-    });
+    this.engine.pair(client, responder, { idleTimeoutMs: this.config.pairingIdleTimeout * 1000, observer: live });
   }
 
-  private endPairing(live: LivePairing, res: PairingResult): void {
+  /** One function for every pairing's end (a LivePairing keeps a reference, not a closure). */
+  private readonly pairingEnded = (live: LivePairing, res: PairingResult): void => {
     const pool = live.pool;
     pool.active--;
     pool.clientPort?.touch();
@@ -403,7 +399,7 @@ export class Relay extends EventEmitter {
     // Waiting clients stay until their clientWaitTimeout even when no responder is left at this
     // instant: an agent registers replacements as its pairings end, moments later.
     this.forgetIfEmpty(pool);
-  }
+  };
 
   // ── fixed client ports ─────────────────────────────────────────────────────
 

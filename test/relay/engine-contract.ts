@@ -248,7 +248,7 @@ export function runEngineContract(
       expect(result).toEqual({ bytesUp: 21, bytesDown: 21, reason: 'eof' });
     });
 
-    it('reports the end once to onEnd, and to done even when read only afterwards', async () => {
+    it('reports the end once to the observer, and to done even when read only afterwards', async () => {
       await setup();
       const e = await h.ends();
       const ends: PairingResult[] = [];
@@ -256,9 +256,11 @@ export function runEngineContract(
       const onEndCalled = new Promise<void>((r) => (reported = r));
       const handle = engine.pair({ socket: e.clientInner }, { socket: e.responderInner }, {
         idleTimeoutMs: 0,
-        onEnd: (r) => {
-          ends.push(r);
-          reported();
+        observer: {
+          pairingEnded: (r) => {
+            ends.push(r);
+            reported();
+          },
         },
       });
       const atResponder = readAll(e.responder);

@@ -42,9 +42,9 @@ class SplicePairing extends PairingEnding implements PairingHandle {
   constructor(
     readonly id: number,
     private readonly engine: SpliceEngine,
-    onEnd: PairOptions['onEnd'],
+    observer: PairOptions['observer'],
   ) {
-    super(onEnd);
+    super(observer);
   }
 
   close(reason: 'closed' | 'drain' = 'closed'): void {
@@ -99,7 +99,7 @@ export class SpliceEngine implements RelayEngine {
       // Splicing the descriptor under a TLS socket would relay ciphertext past its TLS layer.
       if ((s as tls.TLSSocket).encrypted) throw new TaasError('TAAS_INTERNAL', 'the splice engine relays plain TCP sockets, not TLS sockets');
     }
-    const p = new SplicePairing(this.nextId++, this, opts.onEnd);
+    const p = new SplicePairing(this.nextId++, this, opts.observer);
     const sockets = [client.socket, responder.socket];
     if (allWritten(sockets)) {
       this.handOver(p, client, responder, opts);

@@ -26,9 +26,9 @@ class StreamPairing extends PairingEnding implements PairingHandle {
     responderHead: Buffer | undefined,
     private readonly idleTimeoutMs: number,
     private readonly onFinish: (p: StreamPairing) => void,
-    onEnd: PairOptions['onEnd'],
+    observer: PairOptions['observer'],
   ) {
-    super(onEnd);
+    super(observer);
     const touch = (): void => void this.activity++;
     const ended = (): void => this.maybeEof();
     this.up = new Direction(client, responder, clientHead, touch, ended);
@@ -105,7 +105,7 @@ export class StreamEngine implements RelayEngine {
       responder.head,
       opts.idleTimeoutMs,
       (x) => this.pairings.delete(x),
-      opts.onEnd,
+      opts.observer,
     );
     this.pairings.add(p);
     return p;
