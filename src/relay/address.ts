@@ -1,5 +1,4 @@
 /** Socket address helpers: one normal form, so `::ffff:127.0.0.1` and `127.0.0.1` compare equal. */
-import type net from 'node:net';
 
 /** Lowercased, IPv4-mapped IPv6 unwrapped, zone id kept. */
 export function normaliseAddress(addr: string | undefined): string {
@@ -13,12 +12,7 @@ export function sameAddress(a: string | undefined, b: string | undefined): boole
   return normaliseAddress(a) !== '' && normaliseAddress(a) === normaliseAddress(b);
 }
 
-/** `addr:port` of the far end (IPv6 in brackets), for records and logs. */
-export function peerOf(s: net.Socket): string {
-  return formatPeer(normaliseAddress(s.remoteAddress), s.remotePort ?? 0);
-}
-
-/** `addr:port` from a normalised address and a port. */
+/** `addr:port` (IPv6 in brackets) from a normalised address and a port, for records and logs. */
 export function formatPeer(address: string, port: number): string {
   return `${address.includes(':') ? `[${address}]` : address}:${port}`;
 }

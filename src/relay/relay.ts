@@ -376,8 +376,19 @@ export class Relay extends EventEmitter {
     this.engine.pair(client, responder, { idleTimeoutMs: this.config.pairingIdleTimeout * 1000, observer: live });
   }
 
-  /** One function for every pairing's end (a LivePairing keeps a reference, not a closure). */
+  /**
+   * One function for every pairing's end (a LivePairing keeps a reference, not a closure).
+   * Called from the engine, for splice from a native completion: nothing may escape from here.
+   */
   private readonly pairingEnded = (live: LivePairing, res: PairingResult): void => {
+    try {
+      this.recordPairingEnd(live, res);
+    } catch (e) {
+      this.logger.error({ label: live.pool.label, err: (e as Error)?.message }, 'recording the end of a pairing failed');
+    }
+  };
+
+  private recordPairingEnd(live: LivePairing, res: PairingResult): void {
     const pool = live.pool;
     pool.active--;
     pool.clientPort?.touch();
@@ -399,7 +410,7 @@ export class Relay extends EventEmitter {
     // Waiting clients stay until their clientWaitTimeout even when no responder is left at this
     // instant: an agent registers replacements as its pairings end, moments later.
     this.forgetIfEmpty(pool);
-  };
+  }
 
   // ── fixed client ports ─────────────────────────────────────────────────────
 
