@@ -1,0 +1,73 @@
+/**
+ * Fixed client ports: the ports entries name for their labels, opened and closed as the
+ * entries change (setFixedPorts). Separate from the range client ports (clients.ts) because
+ * their life follows the entries, not the clients: they never close for idleness, and a port
+ * that cannot be opened is logged, not thrown.
+ */
+import type net from 'node:net';
+import { ClientPort } from './client-port.js';
+import type { RelayCore } from './context.js';
+import type { PortAllocator } from './ports.js';
+
+export interface FixedPortsContext {
+  readonly core: Pick<RelayCore, 'closed' | 'logger'>;
+  readonly allocator: PortAllocator;
+  /** A connection accepted on a label's fixed port (the client side). */
+  takeClient(label: string, socket: net.Socket): void;
+}
+
+export class FixedPorts {
+  private readonly ports = new Map<string, ClientPort>();
+  private update: Promise<void> = Promise.resolve();
+
+  constructor(private readonly ctx: FixedPortsContext) {}
+
+  get(label: string): ClientPort | undefined {
+    return this.ports.get(label);
+  }
+
+  labels(): IterableIterator<string> {
+    return this.ports.keys();
+  }
+
+  set(ports: Map<string, number>): Promise<void> {
+    // Serialised: entries may change again while ports are still being opened.
+    this.update = this.update.then(() => this.apply(ports));
+    return this.update;
+  }
+
+  private async apply(ports: Map<string, number>): Promise<void> {
+    const { core } = this.ctx;
+    const closing: Promise<void>[] = [];
+    for (const [label, cp] of this.ports) {
+      if (ports.get(label) !== cp.port || core.closed) {
+        this.ports.delete(label);
+        closing.push(cp.close());
+      }
+    }
+    await Promise.all(closing);
+    if (core.closed) return;
+    for (const [label, port] of ports) {
+      if (this.ports.has(label)) continue;
+      const cp = new ClientPort(label, true, 0, this.ctx.allocator, core.logger, {
+        connection: (s) => this.ctx.takeClient(label, s),
+        busy: () => true,
+        idle: () => {},
+      });
+      try {
+        await cp.open(port);
+        this.ports.set(label, cp);
+      } catch (e) {
+        core.logger.error({ label, port, err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'cannot open fixed client port');
+      }
+    }
+  }
+
+  /** At close: once the update in progress is done, every fixed port closes. */
+  async close(): Promise<void> {
+    await this.update.catch(() => undefined);
+    const closing = [...this.ports.values()].map((cp) => cp.close());
+    this.ports.clear();
+    await Promise.all(closing);
+  }
+}
