@@ -12,7 +12,7 @@ import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closed, connect, pollUntil, readExactly } from '../helpers/net.js';
 import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
-import { Registrant } from './responder.js';
+import { Registrant, type Issued } from './responder.js';
 import { clientPort, metrics } from './util.js';
 
 const closers: (() => Promise<void> | void)[] = [];
@@ -77,18 +77,7 @@ describe('liveness of idle responders', () => {
 
     // The first responder (first in line): connected from inside the namespace.
     const issued = await reg.register('quiet');
-    const inside = net.run(`
-      const s = require('net').connect({ host: ${JSON.stringify(issued.host)}, port: ${issued.port} }, () => {
-        s.write('TAAS-Cookie ${issued.cookie}\\r\\n', () => console.log('ready'));
-      });
-      s.on('error', () => {});
-      s.on('data', (c) => console.log('got ' + c.length));
-      setInterval(() => {}, 1000);
-    `);
-    closers.push(() => void inside.kill('SIGKILL'));
-    let insideOut = '';
-    inside.stdout!.setEncoding('utf8').on('data', (t: string) => (insideOut += t));
-    await pollUntil(() => insideOut.includes('ready'), 10_000, 20);
+    const inside = await respondFromInside(net, issued);
     await pollUntil(async () => (await idle(d, 'quiet')) === 1, 10_000, 20);
 
     const live = await reg.respond('quiet');
@@ -105,7 +94,7 @@ describe('liveness of idle responders', () => {
     expect(detectedMs).toBeLessThan(20_000);
 
     expect(await client(d, 'quiet', net.hostAddress)).toBe('from live');
-    expect(insideOut).not.toContain('got');
+    expect(inside.output()).not.toContain('got');
     console.log(`silent drop detected after ${detectedMs} ms`);
   }, 60_000);
 });
@@ -117,17 +106,7 @@ describe('liveness: a client paired before a silent drop is found', () => {
     const d = await startDaemon({ taasHost: net.hostAddress, responderKeepalive: 1, checkSourceAddress: false });
     const reg = new Registrant(await d.addEntry(['gone']), { host: net.hostAddress, port: d.registrarPort });
     const issued = await reg.register('gone');
-    const inside = net.run(`
-      const s = require('net').connect({ host: ${JSON.stringify(issued.host)}, port: ${issued.port} }, () => {
-        s.write('TAAS-Cookie ${issued.cookie}\\r\\n', () => console.log('ready'));
-      });
-      s.on('error', () => {});
-      setInterval(() => {}, 1000);
-    `);
-    closers.push(() => void inside.kill('SIGKILL'));
-    let insideOut = '';
-    inside.stdout!.setEncoding('utf8').on('data', (t: string) => (insideOut += t));
-    await pollUntil(() => insideOut.includes('ready'), 10_000, 20);
+    await respondFromInside(net, issued);
     await pollUntil(async () => (await idle(d, 'gone')) === 1, 10_000, 20);
 
     // The link goes down and a client arrives at once: it is paired with the dead responder.
@@ -146,6 +125,26 @@ describe('liveness: a client paired before a silent drop is found', () => {
     console.log(`client of a silently dead responder closed after ${cutMs} ms`);
   }, 60_000);
 });
+
+/**
+ * A responder connected from inside the namespace: sends its cookie line, then logs `got N` for
+ * every chunk it receives. Resolves once the cookie line is written; `output()` is what it logged.
+ */
+async function respondFromInside(net: ReturnType<typeof makeNamespace>, issued: Issued) {
+  const child = net.run(`
+    const s = require('net').connect({ host: ${JSON.stringify(issued.host)}, port: ${issued.port} }, () => {
+      s.write('TAAS-Cookie ${issued.cookie}\\r\\n', () => console.log('ready'));
+    });
+    s.on('error', () => {});
+    s.on('data', (c) => console.log('got ' + c.length));
+    setInterval(() => {}, 1000);
+  `);
+  closers.push(() => void child.kill('SIGKILL'));
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
+  await pollUntil(() => out.includes('ready'), 10_000, 20);
+  return { output: () => out };
+}
 
 /** A network namespace joined to the host by a veth pair on a random 10.231.x.y/30. */
 function makeNamespace() {
