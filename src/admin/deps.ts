@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/schema.js';
 import type { TaasError } from '../errors.js';
-import type { EntryService } from '../store/entries.js';
+import type { EntryService } from '../entries/entry-service.js';
 import type { Store } from '../store/types.js';
 
 /** One label's live state on one node, as the relay reports it (defined once, in the directory). */

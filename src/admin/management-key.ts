@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../store/atomic-file.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { TaasError, oneLine } from '../errors.js';
 import type { ApiKeys } from './keys.js';
 

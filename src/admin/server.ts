@@ -12,7 +12,7 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
 import { TaasError, oneLine } from '../errors.js';
-import { writeFileAtomic } from '../store/atomic-file.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { AccessLog } from './access-log.js';
 import { installAuth } from './auth.js';
 import type { AdminContext } from './context.js';

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SignJWT, calculateJwkThumbprint, exportJWK, importJWK, jwtVerify, generateKeyPair, type JWK, type CryptoKey } from 'jose';
 import { TaasError } from '../errors.js';
-import { writeFileAtomic } from '../store/atomic-file.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import type { Store } from '../store/types.js';
 
 const ALG = 'ES256';

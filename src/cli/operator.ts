@@ -9,7 +9,7 @@ import { createLogger } from '../observe/logger.js';
 import { RelayTls } from '../tls/relay-tls.js';
 import { FileStore } from '../store/file-store.js';
 import { openSecretBox, openStore } from '../store/open.js';
-import { EntryService, type EntryInput } from '../store/entries.js';
+import { EntryService, type EntryInput } from '../entries/entry-service.js';
 import type { Entry, PairingRecord, Store } from '../store/types.js';
 import type { AgentFile } from '../protocol/agent-file.js';
 import { readRuntime } from '../daemon.js';

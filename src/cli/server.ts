@@ -12,7 +12,7 @@ import { createLogger } from '../observe/logger.js';
 import { generatedCertPaths, writeRegistrarCert, RelayTls } from '../tls/relay-tls.js';
 import { FileStore } from '../store/file-store.js';
 import { openSecretBox, openStore } from '../store/open.js';
-import { EntryService } from '../store/entries.js';
+import { EntryService } from '../entries/entry-service.js';
 import type { Store } from '../store/types.js';
 import { Daemon, readRuntime } from '../daemon.js';
 import { versionReport } from './version.js';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { TaasError, oneLine } from '../errors.js';
-import { writeFileAtomic } from '../store/atomic-file.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { isCa, issueLeaf, makeRegistrarCert, registrarNames, type KeyAndCert } from './certs.js';
 import { labelHost } from '../protocol/endpoint.js';
 import { isValidLabel } from '../protocol/names.js';

@@ -11,7 +11,7 @@ import { validate } from '../../src/config/schema.js';
 import { startAdmin } from '../../src/admin/server.js';
 import type { NodeLiveState } from '../../src/admin/deps.js';
 import { readManagementKey } from '../../src/admin/management-key.js';
-import { EntryService } from '../../src/store/entries.js';
+import { EntryService } from '../../src/entries/entry-service.js';
 import { RelayTls } from '../../src/tls/relay-tls.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { RedisStore } from '../../src/store/redis-store.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildAdmin } from '../../src/admin/server.js';
 import { openApiDocument } from '../../src/admin/openapi.js';
 import { validate } from '../../src/config/schema.js';
-import { EntryService } from '../../src/store/entries.js';
+import { EntryService } from '../../src/entries/entry-service.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
 

@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { TaasError, isTaasError } from '../../errors.js';
-import type { IssuedEntry } from '../../store/entries.js';
+import type { IssuedEntry } from '../../entries/entry-service.js';
 import type { AdminContext } from '../context.js';
 import { checkPreconditions, etagOf, setValidators } from '../conditional.js';
 import { applyEntryPatch } from '../patch.js';

@@ -9,7 +9,7 @@ import type { AgentFile } from '../protocol/agent-file.js';
 import { isReservedLabel, isValidId, isValidLabel, normaliseLabel } from '../protocol/names.js';
 import { newTotpSecret, otpauthUri } from '../auth/totp.js';
 import type { RelayTls } from '../tls/relay-tls.js';
-import type { Entry, Store } from './types.js';
+import type { Entry, Store } from '../store/types.js';
 
 export interface IssuedEntry {
   entry: Entry;
