@@ -1,7 +1,7 @@
 /**
  * Composition root: config → store → auth → relay → registrar → admin. Also the daemon's
- * life cycle: drain on SIGTERM, reload on SIGHUP, and the runtime file (`daemon.json` in the
- * data dir) through which the CLI and tests find a running daemon's ports.
+ * life cycle: drain on SIGTERM, reload on SIGHUP, and writing the runtime file
+ * (observe/runtime-file.ts) through which the CLI and tests find a running daemon's ports.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -19,39 +19,14 @@ import { selectEngine } from './relay/engines/select.js';
 import type { RelayEngine } from './relay/engine.js';
 import { RegistrarRoutes } from './registrar/routes.js';
 import { RegistrarServer } from './registrar/server.js';
-import { writeFileAtomic } from './util/atomic-file.js';
+import { removeRuntime, writeRuntime, type RuntimeInfo } from './observe/runtime-file.js';
 import { NodeLink, defaultNodeId } from './cluster/node-link.js';
 import { nodeHost } from './protocol/endpoint.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { attachEventLog } from './observe/event-log.js';
 
-export interface RuntimeInfo {
-  pid: number;
-  nodeId: string;
-  engine: string;
-  store: string;
-  registrar: { host: string; port: number; url: string };
-  admin: { host: string; port: number; url: string } | null;
-  startedAt: string;
-}
-
 /** After drainTimeout, how long closed pairings get to report their end (the engine is quick). */
 const DRAIN_CLOSE_WAIT_MS = 2000;
-
-export function runtimeFile(dataDir: string): string {
-  return path.resolve(dataDir, 'daemon.json');
-}
-
-/** The running daemon of a data dir, if its runtime file names a live process. */
-export function readRuntime(dataDir: string): RuntimeInfo | null {
-  try {
-    const info = JSON.parse(fs.readFileSync(runtimeFile(dataDir), 'utf8')) as RuntimeInfo;
-    process.kill(info.pid, 0);
-    return info;
-  } catch {
-    return null;
-  }
-}
 
 export interface AdminHandle {
   url: string;
@@ -209,7 +184,7 @@ export class Daemon {
       admin: this.admin ? { host: this.config.adminHost, port: this.admin.port, url: this.admin.url } : null,
       startedAt: new Date().toISOString(),
     };
-    writeFileAtomic(runtimeFile(this.config.dataDir), JSON.stringify(info, null, 2) + '\n', 0o644);
+    writeRuntime(this.config.dataDir, info);
   }
 
   /**
@@ -274,11 +249,6 @@ export class Daemon {
     await this.relay.close();
     await this.engine.shutdown();
     await this.store.close();
-    try {
-      const info = JSON.parse(fs.readFileSync(runtimeFile(this.config.dataDir), 'utf8')) as RuntimeInfo;
-      if (info.pid === process.pid) fs.rmSync(runtimeFile(this.config.dataDir), { force: true });
-    } catch {
-      /* already gone */
-    }
+    removeRuntime(this.config.dataDir);
   }
 }

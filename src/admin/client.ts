@@ -13,7 +13,7 @@ import { ERROR_CODES, TaasError, type ErrorCode } from '../errors.js';
 import type { AgentFile } from '../protocol/agent-file.js';
 import type { AttemptRecord, PairingRecord } from '../store/types.js';
 import { readManagementKey } from './management-key.js';
-import { adminUrlFile } from './server.js';
+import { adminUrlFile } from './url-file.js';
 import type { PublicEntry } from './views.js';
 
 /** A daemon that does not answer /healthz within this is treated as absent. */

@@ -28,6 +28,7 @@ import { liveRoutes } from './routes/live.js';
 import { opsRoutes } from './routes/ops.js';
 import { sessionRoutes } from './routes/session.js';
 import { TokenService } from './tokens.js';
+import { adminUrlFile } from './url-file.js';
 
 export type { AdminDeps } from './deps.js';
 
@@ -51,10 +52,6 @@ export function uiDir(): string {
 }
 
 /** Where a running daemon's admin URL is written, so the CLI finds it when adminPort is 0. */
-export function adminUrlFile(dataDir: string): string {
-  return path.resolve(dataDir, 'admin.url');
-}
-
 function tlsOptions(deps: AdminDeps): { key: string; cert: string } | null {
   const c = deps.config;
   if (!c.adminKeyFile || !c.adminCertFile) return null;

@@ -12,7 +12,7 @@ import { openSecretBox, openStore } from '../store/open.js';
 import { EntryService, type EntryInput } from '../entries/entry-service.js';
 import type { Entry, PairingRecord, Store } from '../store/types.js';
 import type { AgentFile } from '../protocol/agent-file.js';
-import { readRuntime } from '../daemon.js';
+import { readRuntime } from '../observe/runtime-file.js';
 import { nodeHost } from '../protocol/endpoint.js';
 import { adminClient } from '../admin/client.js';
 

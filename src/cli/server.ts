@@ -14,7 +14,6 @@ import { FileStore } from '../store/file-store.js';
 import { openSecretBox, openStore } from '../store/open.js';
 import { EntryService } from '../entries/entry-service.js';
 import type { Store } from '../store/types.js';
-import { Daemon, readRuntime } from '../daemon.js';
 import { versionReport } from './version.js';
 import { printPairings, printEntries } from './print.js';
 import { withOperator } from './operator.js';
@@ -33,6 +32,8 @@ async function config(opts: GlobalOpts): Promise<{ config: Readonly<Config>; fil
 async function start(opts: GlobalOpts): Promise<void> {
   const { config: c, file } = await config(opts);
   const logger = createLogger({ level: c.logLevel });
+  // Loaded here only: every other command runs without the daemon's modules.
+  const { Daemon } = await import('../daemon.js');
   const daemon = await Daemon.start(c, file, logger);
   let stopping = false;
   const onTerm = (sig: string) => {
