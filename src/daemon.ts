@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { loadConfig } from './config/load.js';
+import { LiveConfig } from './config/view.js';
 import { TaasError, oneLine } from './errors.js';
 import { Authenticator } from './auth/guard.js';
 import { openSecretBox, openStore } from './store/open.js';
@@ -43,7 +44,8 @@ export class Daemon {
   private link: NodeLink | null = null;
 
   private constructor(
-    private config: Readonly<Config>,
+    /** The one live config: every part got its view; only reload() replaces it. */
+    private readonly live: LiveConfig,
     readonly configFile: string | null,
     readonly logger: Logger,
     readonly store: Store,
@@ -65,11 +67,13 @@ export class Daemon {
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
     const nodeId = config.nodeId ?? defaultNodeId(config);
-    const relay = new Relay({ config, engine, logger, nodeId });
-    const auth = new Authenticator(store, config, logger);
+    const live = new LiveConfig(config);
+    const view = live.view;
+    const relay = new Relay({ config: view, engine, logger, nodeId });
+    const auth = new Authenticator(store, view, logger);
     let d: Daemon | null = null;
     const routes = new RegistrarRoutes({
-      config: () => d?.config ?? config,
+      config: view,
       store,
       auth,
       relay,
@@ -80,15 +84,15 @@ export class Daemon {
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
     });
-    const registrar = new RegistrarServer(config, tls, routes, logger);
+    const registrar = new RegistrarServer(view, tls, routes, logger);
     await registrar.listen();
     const entries = new EntryService(store, {
-      config,
-      tls,
+      config: view,
+      tls: () => d?.tls ?? tls,
       registrarEndpoint: () => ({ host: nodeHost(config), port: registrar.port }),
       peers: async () => (d?.link ? d.link.peers() : []),
     });
-    d = new Daemon(config, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
+    d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
     await d.wire();
     return d;
   }
@@ -117,11 +121,11 @@ export class Daemon {
       routes: this.routes,
       store: this.store,
       engine: this.engine.name,
-      config: () => this.config,
+      config: this.live.view,
       draining: () => this.drainingFlag,
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
-    this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: () => this.config, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
+    this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
     this.admin = await this.startAdmin();
@@ -144,7 +148,7 @@ export class Daemon {
     try {
       const { startAdmin } = await import('./admin/server.js');
       return await startAdmin({
-        config: this.config,
+        config: this.live.view,
         store: this.store,
         entries: this.entries,
         live: async () => {
@@ -163,6 +167,11 @@ export class Daemon {
       this.logger.error({ err: oneLine(e) }, 'admin listener not started');
       return null;
     }
+  }
+
+  /** The config in force now. */
+  private get config(): Readonly<Config> {
+    return this.live.view.current;
   }
 
   get registrarUrl(): string {
@@ -225,11 +234,8 @@ export class Daemon {
       this.logger.error({ err: oneLine(e) }, 'reload refused: the new config is invalid; keeping the old one');
       return false;
     }
-    this.config = next;
+    this.live.replace(next);
     this.logger.level = next.logLevel;
-    this.auth.setConfig(next);
-    this.registrar.setConfig(next);
-    this.relay.setConfig(next);
     if (tls && this.tls) {
       this.tls = tls;
       this.registrar.setTls(tls);

@@ -1,7 +1,7 @@
 /** What the admin server needs from the daemon: the composition root builds and passes these. */
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import type { TaasError } from '../errors.js';
 import type { EntryService } from '../entries/entry-service.js';
 import type { Store } from '../store/types.js';
@@ -11,7 +11,8 @@ export type { LabelLiveState as LabelState, NodeLiveState } from '../store/direc
 import type { NodeLiveState } from '../store/directory.js';
 
 export interface AdminDeps {
-  config: Readonly<Config>;
+  /** Start-time settings (listen address, data dir, TLS) are read once, at start. */
+  config: ConfigView;
   store: Store;
   entries: EntryService;
   /** Live state, one element per node of the relay. */

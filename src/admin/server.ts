@@ -53,7 +53,7 @@ export function uiDir(): string {
 
 /** Where a running daemon's admin URL is written, so the CLI finds it when adminPort is 0. */
 function tlsOptions(deps: AdminDeps): { key: string; cert: string } | null {
-  const c = deps.config;
+  const c = deps.config.current;
   if (!c.adminKeyFile || !c.adminCertFile) return null;
   try {
     return { key: fs.readFileSync(c.adminKeyFile, 'utf8'), cert: fs.readFileSync(c.adminCertFile, 'utf8') };
@@ -65,7 +65,7 @@ function tlsOptions(deps: AdminDeps): { key: string; cert: string } | null {
 export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstance; ctx: AdminContext; routes: { method: string; url: string }[] }> {
   const tls = tlsOptions(deps);
   const keys = new ApiKeys(deps.store);
-  const tokens = await TokenService.open(deps.store, deps.config.dataDir);
+  const tokens = await TokenService.open(deps.store, deps.config.current.dataDir);
   const ctx: AdminContext = { deps, keys, tokens, accessLog: new AccessLog(deps.store), tls: tls !== null };
 
   const app = Fastify({
@@ -161,7 +161,7 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
   let keyTimer: NodeJS.Timeout | null = null;
   const ensureKey = async (): Promise<void> => {
     try {
-      await ensureManagementKey(ctx.keys, deps.config.dataDir);
+      await ensureManagementKey(ctx.keys, deps.config.current.dataDir);
     } catch (e) {
       deps.logger.warn({ err: oneLine(e) }, 'management key not written yet (store unreachable?); retrying');
       keyTimer = setTimeout(() => void ensureKey(), KEY_RETRY_MS);
@@ -170,16 +170,16 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
   };
   await ensureKey();
   try {
-    await app.listen({ host: deps.config.adminHost, port: deps.config.adminPort });
+    await app.listen({ host: deps.config.current.adminHost, port: deps.config.current.adminPort });
   } catch (e) {
     await app.close().catch(() => undefined);
-    throw new TaasError('TAAS_CONFIG_INVALID', `admin server cannot listen on ${deps.config.adminHost}:${deps.config.adminPort}: ${oneLine(e)}`);
+    throw new TaasError('TAAS_CONFIG_INVALID', `admin server cannot listen on ${deps.config.current.adminHost}:${deps.config.current.adminPort}: ${oneLine(e)}`);
   }
   const addr = app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : deps.config.adminPort;
-  const host = deps.config.adminHost.includes(':') ? `[${deps.config.adminHost}]` : deps.config.adminHost;
+  const port = typeof addr === 'object' && addr ? addr.port : deps.config.current.adminPort;
+  const host = deps.config.current.adminHost.includes(':') ? `[${deps.config.current.adminHost}]` : deps.config.current.adminHost;
   const url = `${ctx.tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${port}`;
-  const urlFile = adminUrlFile(deps.config.dataDir);
+  const urlFile = adminUrlFile(deps.config.current.dataDir);
   writeFileAtomic(urlFile, url + '\n', 0o644);
   deps.logger.info({ url }, 'admin server listening');
   return {

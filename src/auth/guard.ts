@@ -5,7 +5,7 @@
  * same failure counting) so that neither status nor timing tells them apart.
  */
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import { TaasError } from '../errors.js';
 import { authScheme, parseSessionAuthorization, verifySessionToken } from '../protocol/session.js';
 import { parseTotpAuthorization } from '../protocol/totp-header.js';
@@ -62,12 +62,13 @@ export class Authenticator {
 
   constructor(
     private readonly store: Store,
-    private config: Readonly<Config>,
+    private readonly view: ConfigView,
     private readonly logger: Logger,
   ) {}
 
-  setConfig(config: Readonly<Config>): void {
-    this.config = config;
+  /** The config of the moment (a SIGHUP reload applies to the next request). */
+  private get config() {
+    return this.view.current;
   }
 
   /** Session tokens are bound to the source address unless the operator switched that check off. */

@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import type { Config } from '../config/schema.js';
+import { fixedConfig } from '../config/view.js';
 import { createLogger } from '../observe/logger.js';
 import { RelayTls } from '../tls/relay-tls.js';
 import { FileStore } from '../store/file-store.js';
@@ -35,8 +36,8 @@ export async function withStore<T>(c: Readonly<Config>, fn: (store: Store, entri
   const running = readRuntime(c.dataDir);
   const tls = RelayTls.load(c, { generate: c.generateCert });
   const entries = new EntryService(store, {
-    config: c,
-    tls,
+    config: fixedConfig(c),
+    tls: () => tls,
     registrarEndpoint: () => ({ host: nodeHost(c), port: running?.registrar.port ?? c.taasPort }),
   });
   try {

@@ -6,6 +6,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import { labelHost, nodeHost } from '../protocol/endpoint.js';
 import { openDirectory, type ClientHint, type Directory } from '../store/directory.js';
 import type { Store } from '../store/types.js';
@@ -24,13 +25,13 @@ export class NodeLink {
   private constructor(
     private readonly directory: Directory,
     private readonly relay: Relay,
-    private readonly config: () => Readonly<Config>,
+    private readonly config: ConfigView,
     private readonly logger: Logger,
   ) {}
 
   /** The link for a Redis store; null for the embedded store (one node, nothing to share). */
-  static async open(opts: { store: Store; relay: Relay; config: () => Readonly<Config>; logger: Logger; nodeId: string; registrarPort: number }): Promise<NodeLink | null> {
-    const c = opts.config();
+  static async open(opts: { store: Store; relay: Relay; config: ConfigView; logger: Logger; nodeId: string; registrarPort: number }): Promise<NodeLink | null> {
+    const c = opts.config.current;
     const host = nodeHost(c);
     let link: NodeLink | null = null;
     const directory = await openDirectory(opts.store, {
@@ -74,7 +75,7 @@ export class NodeLink {
     for (const l of this.advertised) if (!now.has(l)) this.directory.setIdle(l, 0);
     this.advertised = now;
     this.directory.setLiveState(states);
-    this.directory.setLoad(Math.min(1, this.relay.openPorts / this.config().maxPorts));
+    this.directory.setLoad(Math.min(1, this.relay.openPorts / this.config.current.maxPorts));
   }
 
   /** Another node asks for this node's client port of a label: granted only with an idle responder here. */
@@ -83,7 +84,7 @@ export class NodeLink {
     // The client's address and path come along so that this node's pairing record carries them.
     const port = await this.relay.clientPort(label, { remoteAddress: client?.address ?? '', path: client?.path ?? '' });
     if (port === null) return null;
-    const c = this.config();
+    const c = this.config.current;
     return { host: labelHost(c, label), port };
   }
 

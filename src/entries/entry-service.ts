@@ -3,7 +3,7 @@
  * fixed client ports, and the agent file each hidden server gets.
  */
 import crypto from 'node:crypto';
-import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import { TaasError } from '../errors.js';
 import type { AgentFile } from '../protocol/agent-file.js';
 import { isReservedLabel, isValidId, isValidLabel, normaliseLabel } from '../protocol/names.js';
@@ -25,8 +25,10 @@ export interface EntryInput {
 }
 
 export interface EntryServiceOptions {
-  config: Readonly<Config>;
-  tls: RelayTls | null;
+  /** Read at each use: after a reload, entries are checked against the new portRange. */
+  config: ConfigView;
+  /** The registrar's certificate of the moment (a reload may replace it), or null for plain HTTP. */
+  tls: () => RelayTls | null;
   /** Where hidden servers reach the registrar (the real port when taasPort is 0). */
   registrarEndpoint?: () => { host: string; port: number };
   /**
@@ -49,7 +51,7 @@ export class EntryService {
     for (const r of raw) {
       const l = typeof r === 'string' ? normaliseLabel(r.trim()) : '';
       if (!isValidLabel(l)) throw new TaasError('TAAS_LABEL_INVALID', `label ${JSON.stringify(r)} is not a DNS label (letters, digits and inner hyphens, 1-63 characters)`);
-      if (isReservedLabel(l, this.opts.config.namedRegistrar)) throw new TaasError('TAAS_LABEL_INVALID', `label ${l} is reserved`);
+      if (isReservedLabel(l, this.opts.config.current.namedRegistrar)) throw new TaasError('TAAS_LABEL_INVALID', `label ${l} is reserved`);
       if (!out.includes(l)) out.push(l);
     }
     return out;
@@ -57,12 +59,13 @@ export class EntryService {
 
   private clientPortsOf(raw: Record<string, number> | undefined, labels: string[]): Record<string, number> {
     const out: Record<string, number> = {};
-    const [lo, hi] = this.opts.config.portRange;
+    const c = this.opts.config.current;
+    const [lo, hi] = c.portRange;
     for (const [label, port] of Object.entries(raw ?? {})) {
       if (!labels.includes(label)) throw new TaasError('TAAS_ENTRY_INVALID', `client port given for label ${label}, which the entry does not have`);
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TaasError('TAAS_ENTRY_INVALID', `client port ${port} for ${label} is not a port 1..65535`);
       if (port >= lo && port <= hi) throw new TaasError('TAAS_ENTRY_INVALID', `client port ${port} for ${label} lies inside portRange ${lo}-${hi}, which the relay allocates from`);
-      if (port === this.opts.config.taasPort || port === this.opts.config.adminPort) throw new TaasError('TAAS_ENTRY_INVALID', `client port ${port} is the registrar's or the admin's port`);
+      if (port === c.taasPort || port === c.adminPort) throw new TaasError('TAAS_ENTRY_INVALID', `client port ${port} is the registrar's or the admin's port`);
       out[label] = port;
     }
     return out;
@@ -127,9 +130,9 @@ export class EntryService {
   }
 
   private async agentFileOf(entry: Entry): Promise<AgentFile> {
-    const c = this.opts.config;
+    const c = this.opts.config.current;
     const server = this.opts.registrarEndpoint?.() ?? { host: c.taasHost, port: c.taasPort };
-    const tls = this.opts.tls;
+    const tls = this.opts.tls();
     const peers = (await this.opts.peers?.().catch(() => [])) ?? [];
     const servers = peers.map((p) => p.registrar).filter((s) => s.host !== server.host || s.port !== server.port);
     return {

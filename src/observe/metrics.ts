@@ -6,7 +6,7 @@
  */
 import type { EventEmitter } from 'node:events';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import type { PairingRecord } from '../store/types.js';
 import { LabelCap } from './label-cap.js';
 
@@ -23,7 +23,7 @@ export interface MetricsDeps {
   routes: EventEmitter;
   store: { ping(): Promise<void> };
   engine: string;
-  config: () => Readonly<Config>;
+  config: ConfigView;
   draining: () => boolean;
 }
 
@@ -45,7 +45,7 @@ export interface Metrics {
 export function createMetrics(d: MetricsDeps): Metrics {
   const registry = new Registry();
   const registers = [registry];
-  const cap = new LabelCap(() => d.config().metricsLabelCap);
+  const cap = new LabelCap(() => d.config.current.metricsLabelCap);
   collectDefaultMetrics({ register: registry });
 
   const registrations = new Counter({ name: 'taas_registrations_total', help: 'Registration requests by result (ok, bad-code, replay, not-granted, refused, draining, ...)', labelNames: ['result'], registers });

@@ -8,6 +8,7 @@ import type http from 'node:http';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import { TaasError, isTaasError } from '../errors.js';
 import { AuthFailure, type Authenticator } from '../auth/guard.js';
 import { COOKIE_HEADER, newCookie } from '../protocol/cookie.js';
@@ -23,7 +24,7 @@ import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond
 export type ElsewhereLookup = (label: string, client: { address: string; path: string }) => Promise<{ host: string; port: number } | null>;
 
 export interface RoutesDeps {
-  config: () => Readonly<Config>;
+  config: ConfigView;
   store: Store;
   auth: Authenticator;
   relay: Relay;
@@ -57,7 +58,7 @@ export class RegistrarRoutes extends EventEmitter {
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const c = this.d.config();
+    const c = this.d.config.current;
     const route = routeHost(normaliseHost(req.headers.host), c.namedRegistrar, c.namedServers);
     if (route.kind === 'registrar') return this.registrar(req, res, c);
     if (route.kind === 'label') return this.client(req, res, c, route.label);

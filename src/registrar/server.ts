@@ -9,6 +9,7 @@ import https from 'node:https';
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import type { RegistrarRoutes } from './routes.js';
 import { sendError } from './respond.js';
@@ -21,9 +22,10 @@ const TIMEOUT_CHECK_MS = 250;
 export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
   private perAddress = new Map<string, number>();
+  private unsubscribe: (() => void) | null = null;
 
   constructor(
-    private config: Readonly<Config>,
+    private readonly view: ConfigView,
     private tls: RelayTls | null,
     private readonly routes: RegistrarRoutes,
     private readonly logger: Logger,
@@ -97,6 +99,7 @@ export class RegistrarServer {
     });
     server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
     this.server = server;
+    this.unsubscribe = this.view.onReload((next) => this.applyReload(next));
   }
 
   /**
@@ -134,8 +137,13 @@ export class RegistrarServer {
     if (this.server instanceof https.Server) this.server.setSecureContext({ key: tls.material.key, cert: tls.material.cert, minVersion: 'TLSv1.2' });
   }
 
-  setConfig(config: Readonly<Config>): void {
-    this.config = config;
+  /** The config of the moment (read per request and connection). */
+  private get config() {
+    return this.view.current;
+  }
+
+  /** What the open listener keeps as settings follows a reload. */
+  private applyReload(config: Readonly<Config>): void {
     if (this.server) {
       this.server.maxHeadersCount = config.maxHeaders + 1;
       this.server.headersTimeout = config.headersTimeout * 1000;
@@ -146,6 +154,8 @@ export class RegistrarServer {
     const s = this.server;
     if (!s) return;
     this.server = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
     await new Promise<void>((resolve) => {
       s.close(() => resolve());
       s.closeAllConnections();

@@ -27,7 +27,7 @@ export interface RelayEvents {
 }
 
 export interface RelayCore {
-  /** Read at each use, never kept: setConfig (SIGHUP) replaces it. */
+  /** Read at each use, never kept: a reload (SIGHUP) replaces it. */
   readonly config: Readonly<Config>;
   readonly closed: boolean;
   readonly logger: Logger;

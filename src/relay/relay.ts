@@ -11,7 +11,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.js';
+import type { ConfigView } from '../config/view.js';
 import type { LabelLiveState } from '../store/directory.js';
 import type { ClientPort } from './client-port.js';
 import { MobileClients } from './clients.js';
@@ -29,7 +29,8 @@ import { Revocation } from './revocation.js';
 export type { ClientRefusal, RelayEvents } from './context.js';
 
 export interface RelayDeps {
-  config: Readonly<Config>;
+  /** Read at each use, so that a reload (SIGHUP) applies to what starts from then on. */
+  config: ConfigView;
   engine: RelayEngine;
   logger: Logger;
   nodeId?: string;
@@ -39,7 +40,7 @@ export interface RelayDeps {
 export type LabelState = LabelLiveState;
 
 export class Relay extends EventEmitter {
-  private config: Readonly<Config>;
+  private readonly view: ConfigView;
   private readonly engine: RelayEngine;
   private readonly logger: Logger;
   private readonly allocator: PortAllocator;
@@ -53,10 +54,10 @@ export class Relay extends EventEmitter {
 
   constructor(deps: RelayDeps) {
     super();
-    this.config = deps.config;
+    this.view = deps.config;
     this.engine = deps.engine;
     this.logger = deps.logger;
-    // Limits read through `this.config` at each use, so that setConfig (SIGHUP) applies them.
+    // Limits read through `this.config` at each use, so that a reload (SIGHUP) applies them.
     this.allocator = new PortAllocator(() => this.config.portRange, this.config.taasHost, () => this.config.maxPorts);
     const connLimit = new ConnLimit(() => this.config.maxConnsPerAddress);
     const paths = new PathBook();
@@ -79,22 +80,22 @@ export class Relay extends EventEmitter {
     const fixedPort = (label: string): ClientPort | undefined => this.fixed.get(label);
     const serve = (pool: LabelPool): void => this.pairing.serve(pool);
     this.clients = new MobileClients({ core, pools, paths, allocator, connLimit, fixedPort, serve });
-    const nodeId = deps.nodeId ?? deps.config.nodeId;
+    const nodeId = deps.nodeId ?? this.config.nodeId;
     this.pairing = new Pairing({ core, pools, engine: this.engine, connLimit, paths, nodeId, clients: this.clients });
     this.revocation = new Revocation({ core, pools });
     this.responders = new Responders({ core, pools, allocator, connLimit, revocation: this.revocation, serve });
   }
 
   /**
-   * SIGHUP (issue 7): the limits and timeouts read per use (maxIdlePerLabel, maxPendingPerId,
+   * The config of the moment. After a SIGHUP (issue 7) the limits and timeouts read per use (maxIdlePerLabel, maxPendingPerId,
    * maxWaitingClients, clientWaitTimeout, clientPortIdle, registrationTimeout, idleBufferBytes,
    * pairingIdleTimeout) apply from now on to new registrations, clients and pairings;
    * established ones keep what they started with. portRange, maxPorts and maxConnsPerAddress
    * apply to the next port opened / connection accepted (ports already open stay open);
    * taasHost needs a restart.
    */
-  setConfig(config: Readonly<Config>): void {
-    this.config = config;
+  private get config() {
+    return this.view.current;
   }
 
   /**

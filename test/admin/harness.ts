@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { validate } from '../../src/config/schema.js';
+import { fixedConfig } from '../../src/config/view.js';
 import { startAdmin } from '../../src/admin/server.js';
 import type { NodeLiveState } from '../../src/admin/deps.js';
 import { readManagementKey } from '../../src/admin/management-key.js';
@@ -39,13 +40,14 @@ export async function startHarness(overrides: Record<string, unknown> = {}, opts
   const config = validate({ dataDir: dir, adminPort: 0, taasPort: 8443, logLevel: 'silent', ...overrides });
   const box = SecretBox.fromFile(path.join(dir, 'secret.key'));
   const store: Store = opts.redis ? await RedisStore.connect(opts.redis, box, pino({ level: 'silent' })) : await FileStore.open(dir, box, undefined, { watch: false });
-  const entries = new EntryService(store, { config, tls: opts.tls ? RelayTls.load(config, { generate: true }) : null });
+  const tls = opts.tls ? RelayTls.load(config, { generate: true }) : null;
+  const entries = new EntryService(store, { config: fixedConfig(config), tls: () => tls });
   const h: Partial<Harness> = { dir, store, entries, live: [] };
-  const admin = await startAdmin({ config, store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
+  const admin = await startAdmin({ config: fixedConfig(config), store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
   h.url = admin.url;
   h.startPeer = async () => {
     const peerDir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-admin-peer-'));
-    const peer = await startAdmin({ config: validate({ ...config, dataDir: peerDir }), store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
+    const peer = await startAdmin({ config: fixedConfig(validate({ ...config, dataDir: peerDir })), store, entries, live: () => h.live!, logger: pino({ level: 'silent' }) });
     return {
       url: peer.url,
       dir: peerDir,

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildAdmin } from '../../src/admin/server.js';
 import { openApiDocument } from '../../src/admin/openapi.js';
 import { validate } from '../../src/config/schema.js';
+import { fixedConfig } from '../../src/config/view.js';
 import { EntryService } from '../../src/entries/entry-service.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
@@ -20,7 +21,7 @@ beforeAll(async () => {
   const config = validate({ dataDir: dir, adminPort: 0 });
   store = await FileStore.open(dir, SecretBox.fromFile(path.join(dir, 'secret.key')), undefined, { watch: false });
   const { Registry } = await import('prom-client');
-  built = await buildAdmin({ config, store, entries: new EntryService(store, { config, tls: null }), live: () => [], logger: pino({ level: 'silent' }), metrics: new Registry(), setLogLevel: () => undefined });
+  built = await buildAdmin({ config: fixedConfig(config), store, entries: new EntryService(store, { config: fixedConfig(config), tls: () => null }), live: () => [], logger: pino({ level: 'silent' }), metrics: new Registry(), setLogLevel: () => undefined });
   await built.app.ready();
 });
 afterAll(async () => {

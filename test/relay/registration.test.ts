@@ -247,12 +247,12 @@ describe('allocated port', () => {
     expect(t.relay.openPorts).toBe(2);
   });
 
-  it('applies reloaded limits (setConfig) to the next allocation', async () => {
+  it('applies reloaded limits (a config reload) to the next allocation', async () => {
     t = makeRelay({ maxPorts: 1, maxPendingPerId: 1 });
     const reg = { id: ID, label: 'demo', remoteAddress: '127.0.0.1', cookie: newCookie() };
     await t.relay.allocate(reg);
     await expect(t.relay.allocate({ ...reg, id: 'b' })).rejects.toSatisfy((e) => isTaasError(e, 'TAAS_LIMIT_REACHED'));
-    t.relay.setConfig(validate({ ...t.config, maxPorts: 3, maxPendingPerId: 2 }));
+    t.live.replace(validate({ ...t.config, maxPorts: 3, maxPendingPerId: 2 }));
     await t.relay.allocate({ ...reg, id: 'b' });
     await t.relay.allocate(reg);
     await expect(t.relay.allocate(reg)).rejects.toSatisfy((e) => isTaasError(e, 'TAAS_LIMIT_REACHED'));

@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import type net from 'node:net';
 import { pino } from 'pino';
 import { validate, type Config } from '../../src/config/schema.js';
+import { LiveConfig } from '../../src/config/view.js';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
 import type { RelayEngine } from '../../src/relay/engine.js';
 import { StreamEngine } from '../../src/relay/engines/stream.js';
@@ -34,6 +35,8 @@ export function useEngine(factory: () => RelayEngine): void {
 export interface TestRelay {
   relay: Relay;
   config: Readonly<Config>;
+  /** Replaces the relay's config as a SIGHUP reload does. */
+  live: LiveConfig;
   engine: RelayEngine;
   events: { [K in keyof RelayEvents]?: RelayEvents[K][] };
   sockets: Set<net.Socket>;
@@ -50,7 +53,8 @@ export function makeRelay(overrides: Partial<Record<keyof Config, unknown>> = {}
     ...overrides,
   });
   const engine = engineFactory();
-  const relay = new Relay({ config, engine, logger });
+  const live = new LiveConfig(config);
+  const relay = new Relay({ config: live.view, engine, logger });
   const events: TestRelay['events'] = {};
   const names: (keyof RelayEvents)[] = [
     'allocated', 'responder-ready', 'responder-refused', 'responder-dead', 'registration-expired',
@@ -61,6 +65,7 @@ export function makeRelay(overrides: Partial<Record<keyof Config, unknown>> = {}
   return {
     relay,
     config,
+    live,
     engine,
     events,
     sockets,

@@ -13,6 +13,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Authenticator, addressBucket } from '../../src/auth/guard.js';
 import { validate } from '../../src/config/schema.js';
+import { fixedConfig } from '../../src/config/view.js';
 import { TaasError } from '../../src/errors.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
@@ -25,7 +26,7 @@ describe('per-address failure limit on IPv6', () => {
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'taas-sec-v6-'));
     store = await FileStore.open(dir, SecretBox.fromFile(path.join(dir, 'secret.key')), undefined, { watch: false });
-    auth = new Authenticator(store, validate({ dataDir: dir, failuresPerAddress: 5 }), pino({ level: 'silent' }));
+    auth = new Authenticator(store, fixedConfig(validate({ dataDir: dir, failuresPerAddress: 5 })), pino({ level: 'silent' }));
   });
   afterAll(async () => {
     await store?.close();

@@ -4,6 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { validate } from '../../src/config/schema.js';
+import { fixedConfig } from '../../src/config/view.js';
 import { Authenticator, AuthFailure } from '../../src/auth/guard.js';
 import { totpCode, verifyTotp, newTotpSecret } from '../../src/auth/totp.js';
 import { FileStore } from '../../src/store/file-store.js';
@@ -26,7 +27,7 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-const auth = (over: Record<string, unknown> = {}) => new Authenticator(store, validate({ lockoutThreshold: 3, lockoutBase: 1, lockoutMax: 8, failuresPerAddress: 1000, ...over }), silent);
+const auth = (over: Record<string, unknown> = {}) => new Authenticator(store, fixedConfig(validate({ lockoutThreshold: 3, lockoutBase: 1, lockoutMax: 8, failuresPerAddress: 1000, ...over })), silent);
 const hdr = (token: string, id = 'id1') => formatTotpAuthorization({ id, token });
 const failure = async (p: Promise<unknown>) => {
   try {
