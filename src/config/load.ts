@@ -75,12 +75,22 @@ export async function readConfigFile(file: string): Promise<Record<string, unkno
   return { ...(value as Record<string, unknown>) };
 }
 
+/** TAAS_REDIS holding a JSON object; a bad one is named with its key, its value (password masked) and what is allowed. */
+function redisJson(name: string, v: string): unknown {
+  try {
+    return JSON.parse(v);
+  } catch (e) {
+    const shown = v.replace(/("password"\s*:\s*")((?:[^"\\]|\\.)*)"/g, '$1***"');
+    throw new TaasError('TAAS_CONFIG_INVALID', `${name} (config key redis): ${shown} is not allowed (${oneLine(e)}); expected a redis:// or rediss:// URL, or a JSON object such as {"host": "h", "port": 6379}`);
+  }
+}
+
 export function envOverrides(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const key of CONFIG_KEYS) {
     const v = env[envName(key)];
     if (v === undefined || v === '') continue;
-    out[key] = key === 'redis' && v.trim().startsWith('{') ? JSON.parse(v) : v;
+    out[key] = key === 'redis' && v.trim().startsWith('{') ? redisJson(envName(key), v) : v;
   }
   return out;
 }

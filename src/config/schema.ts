@@ -1,6 +1,6 @@
 /**
  * The one configuration type and its schema. Flags, environment and file feed `validate`,
- * which rejects unknown keys, fills defaults once and returns a frozen, complete object.
+ * which rejects unknown keys, fills defaults once and returns a deep-frozen, complete object.
  * Durations are in seconds (fractions allowed), sizes in bytes.
  */
 import { TaasError } from '../errors.js';
@@ -229,12 +229,93 @@ function coerce(key: keyof Config, v: unknown): unknown {
     }
     case 'redis':
       if (typeof v === 'string') {
-        if (!/^rediss?:\/\//.test(v)) throw bad(key, '(masked)', 'a redis:// or rediss:// URL, or { host, port, password, ... }');
+        if (!/^rediss?:\/\//.test(v)) throw bad(key, '(masked)', REDIS_ALLOWED);
         return v;
       }
-      if (v && typeof v === 'object' && !Array.isArray(v)) return { ...(v as RedisOptions) };
-      throw bad(key, '(masked)', 'a redis:// or rediss:// URL, or { host, port, password, ... }');
+      if (v && typeof v === 'object' && !Array.isArray(v)) return redisOptions(v as Record<string, unknown>);
+      throw bad(key, '(masked)', REDIS_ALLOWED);
   }
+}
+
+const REDIS_ALLOWED = 'a redis:// or rediss:// URL, or { host, port, password, ... }';
+
+type RedisKind = 'url' | 'string' | 'secret' | 'port' | 'db' | 'bool' | 'nodes';
+
+/** Every key of a `redis` object and its kind: one table, checked like the top-level keys. */
+const REDIS_SCHEMA: Record<keyof RedisOptions, RedisKind> = {
+  url: 'url',
+  host: 'string',
+  port: 'port',
+  password: 'secret',
+  username: 'string',
+  db: 'db',
+  tls: 'bool',
+  tlsCaFile: 'string',
+  sentinels: 'nodes',
+  name: 'string',
+  cluster: 'nodes',
+  prefix: 'string',
+};
+
+/** A `redis` object's sub-keys validated (unknown ones refused), as a new object. */
+function redisOptions(raw: Record<string, unknown>): RedisOptions {
+  const out: Record<string, unknown> = {};
+  for (const [sub, v] of Object.entries(raw)) {
+    const key = `redis.${sub}`;
+    if (!Object.hasOwn(REDIS_SCHEMA, sub)) {
+      throw new TaasError('TAAS_CONFIG_INVALID', `config key ${key} is unknown; a redis object takes ${Object.keys(REDIS_SCHEMA).join(', ')}`);
+    }
+    if (v === undefined || v === null) continue;
+    const kind = REDIS_SCHEMA[sub as keyof RedisOptions];
+    switch (kind) {
+      case 'url':
+        if (typeof v !== 'string' || !/^rediss?:\/\//.test(v)) throw bad(key, '(masked)', 'a redis:// or rediss:// URL');
+        out[sub] = v;
+        break;
+      case 'string':
+        if (typeof v !== 'string' || v.length === 0) throw bad(key, v, 'a non-empty string');
+        out[sub] = v;
+        break;
+      case 'secret':
+        if (typeof v !== 'string') throw bad(key, '(masked)', 'a string');
+        out[sub] = v;
+        break;
+      case 'port':
+        out[sub] = coercePort(key, v, false);
+        break;
+      case 'db':
+        out[sub] = coerceNumber(key, v, { kind: 'int', min: 0, max: 65535 }, true);
+        break;
+      case 'bool':
+        if (typeof v !== 'boolean') throw bad(key, v, 'true or false');
+        out[sub] = v;
+        break;
+      case 'nodes': {
+        const allowed = 'a non-empty array of { host, port }';
+        if (!Array.isArray(v) || v.length === 0) throw bad(key, v, allowed);
+        out[sub] = v.map((n: unknown, i) => {
+          const at = `${key}[${i}]`;
+          if (!n || typeof n !== 'object' || Array.isArray(n)) throw bad(at, n, '{ host, port }');
+          const extra = Object.keys(n).filter((k) => k !== 'host' && k !== 'port');
+          if (extra.length) throw new TaasError('TAAS_CONFIG_INVALID', `config key ${at}.${extra[0]} is unknown; expected { host, port }`);
+          const { host, port } = n as { host?: unknown; port?: unknown };
+          if (typeof host !== 'string' || host.length === 0) throw bad(`${at}.host`, host, 'a non-empty string');
+          return { host, port: coercePort(`${at}.port`, port, false) };
+        });
+        break;
+      }
+    }
+  }
+  return out as RedisOptions;
+}
+
+/** Freezes a value and everything in it: no part can change the config another part reads. */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 /**
@@ -244,7 +325,8 @@ function coerce(key: keyof Config, v: unknown): unknown {
 export function validate(raw: Record<string, unknown>): Readonly<Config> {
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(raw)) {
-    if (!(key in SCHEMA)) {
+    // Own keys only: `key in SCHEMA` would take inherited names (constructor, toString) as known.
+    if (!Object.hasOwn(SCHEMA, key)) {
       const hint = CONFIG_KEYS.find((k) => k.toLowerCase() === key.toLowerCase());
       throw new TaasError('TAAS_CONFIG_INVALID', `config key ${key} is unknown${hint ? `; did you mean ${hint}?` : ''}`);
     }
@@ -268,7 +350,7 @@ export function validate(raw: Record<string, unknown>): Readonly<Config> {
   if ((cfg.keyData === undefined) !== (cfg.crtData === undefined)) {
     throw bad(cfg.keyData === undefined ? 'keyData' : 'crtData', 'missing', 'keyData and crtData set together');
   }
-  return Object.freeze(cfg);
+  return deepFreeze(cfg);
 }
 
 /** TAAS_<UPPER_SNAKE> for a config key: portRange → TAAS_PORT_RANGE. */

@@ -85,6 +85,26 @@ describe('config discovery and config check', () => {
     expect(u.stderr).toMatch(/draintimeout is unknown; did you mean drainTimeout/);
   }, 30_000);
 
+  it('names inherited by every object (constructor, toString) are unknown keys, not ignored ones', async () => {
+    const dir = tempDir('taas-cfg-');
+    const r = await server(dir, ['config', 'check', '--config', write(dir, 'ctor.json', '{"constructor": 5}')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^taas-server: config key constructor is unknown/);
+  }, 30_000);
+
+  it('a bad TAAS_REDIS is one line naming the variable, the key, the value and what is allowed', async () => {
+    const dir = tempDir('taas-cfg-');
+    const r = await server(dir, ['config', 'check'], { TAAS_REDIS: '{"host": "h", "password": "hunter2", port: 1}' });
+    expect(r.code).toBe(2);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^taas-server: TAAS_REDIS \(config key redis\): \{"host": "h", "password": "\*\*\*", port: 1\} is not allowed .*expected a redis:\/\/ or rediss:\/\/ URL, or a JSON object/);
+    expect(r.stderr).not.toContain('hunter2');
+    const sub = await server(dir, ['config', 'check'], { TAAS_REDIS: '{"host": "h", "prot": 6379}' });
+    expect(sub.code).toBe(2);
+    expect(sub.stderr).toMatch(/^taas-server: config key redis\.prot is unknown/);
+  }, 30_000);
+
   it('the daemon logs which config file it used', async () => {
     const dir = tempDir('taas-cfg-');
     const file = write(dir, 'found-by-env.json', { taasPort: 0, adminPort: 0, dataDir: path.join(dir, 'data') });

@@ -32,6 +32,38 @@ describe('config validation', () => {
   ])('refuses %j naming the key, the value and what is allowed', (raw, msg) => {
     expect(() => validate(raw as Record<string, unknown>)).toThrow(msg);
   });
+  it.each(['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf'])('refuses the inherited name %s as an unknown key', (key) => {
+    const raw = JSON.parse(`{"${key}": 5}`) as Record<string, unknown>;
+    expect(() => validate(raw)).toThrow(new RegExp(`config key ${key} is unknown`));
+  });
+  it('freezes deeply: portRange and the redis object (and its node lists) cannot be changed', () => {
+    const c = validate({ portRange: [21000, 21010], redis: { host: 'h', port: 6379, sentinels: [{ host: 's', port: 26379 }], name: 'm' } });
+    expect(() => (c.portRange as number[]).push(1)).toThrow(TypeError);
+    expect(() => ((c.portRange as number[])[0] = 1)).toThrow(TypeError);
+    const r = c.redis as { host: string; sentinels: { host: string }[] };
+    expect(() => (r.host = 'elsewhere')).toThrow(TypeError);
+    expect(() => (r.sentinels[0]!.host = 'elsewhere')).toThrow(TypeError);
+    expect(() => ((validate({}).portRange as number[])[1] = 2)).toThrow(TypeError);
+    expect(validate({}).portRange).toEqual([20000, 29999]);
+  });
+  it.each([
+    [{ hots: 'h' }, /config key redis\.hots is unknown; a redis object takes url, host, port/],
+    [{ host: 'h', port: 'x' }, /config key redis\.port: "x" is not allowed; expected a port 1\.\.65535/],
+    [{ host: '' }, /config key redis\.host: "" is not allowed; expected a non-empty string/],
+    [{ host: 'h', db: -1 }, /config key redis\.db: -1 is not allowed/],
+    [{ host: 'h', tls: 'yes' }, /config key redis\.tls: "yes" is not allowed; expected true or false/],
+    [{ url: 'http://h' }, /config key redis\.url: "\(masked\)" is not allowed; expected a redis:\/\/ or rediss:\/\/ URL/],
+    [{ sentinels: [{ host: 's' }], name: 'm' }, /config key redis\.sentinels\[0\]\.port/],
+    [{ cluster: [{ host: 'c', port: 7000, weight: 1 }] }, /config key redis\.cluster\[0\]\.weight is unknown/],
+    [{ cluster: [] }, /config key redis\.cluster: \[\] is not allowed; expected a non-empty array/],
+    [{ password: 7 }, /config key redis\.password: "\(masked\)" is not allowed; expected a string/],
+  ])('validates the sub-keys of a redis object: %j', (redis, msg) => {
+    expect(() => validate({ redis })).toThrow(msg);
+  });
+  it('keeps valid redis sub-keys as given', () => {
+    const redis = { host: 'h', port: '6380', password: 'p', username: 'u', db: 2, tls: true, tlsCaFile: '/ca.pem', prefix: 'x:', cluster: [{ host: 'c', port: 7000 }] };
+    expect(validate({ redis }).redis).toEqual({ ...redis, port: 6380 });
+  });
   it('names env overrides in upper snake case', () => {
     expect(envName('portRange')).toBe('TAAS_PORT_RANGE');
     expect(envName('taasHost')).toBe('TAAS_TAAS_HOST');
@@ -63,6 +95,11 @@ describe('config loading', () => {
     await expect(loadConfig({ configFile: path.join(d, 'none.json'), env: {} })).rejects.toThrow(/no such file/);
     fs.writeFileSync(path.join(d, 'bad.json'), '{');
     await expect(loadConfig({ configFile: path.join(d, 'bad.json'), env: {} })).rejects.toThrow(/config file .*bad\.json: /);
+  });
+  it('names TAAS_REDIS, the key, the value (password masked) and what is allowed when its JSON is bad', async () => {
+    const err = await loadConfig({ cwd: tmp(), env: { TAAS_REDIS: '{"password": "s3cret", host: h}' } }).catch((e: Error) => e);
+    expect(String((err as Error).message)).toMatch(/^TAAS_REDIS \(config key redis\): \{"password": "\*\*\*", host: h\} is not allowed \(.*\); expected a redis:\/\/ or rediss:\/\/ URL, or a JSON object/);
+    expect(String((err as Error).message)).not.toContain('s3cret');
   });
   it('masks secrets when printed', () => {
     const m = maskConfig(validate({ redis: 'redis://:hunter2@127.0.0.1:6379' }));
