@@ -9,9 +9,10 @@ import type { Logger } from 'pino';
 import type { Config } from './config/schema.js';
 import { loadConfig } from './config/load.js';
 import { LiveConfig } from './config/view.js';
-import { TaasError, oneLine } from './errors.js';
+import { TaasError, isTaasError, oneLine } from './errors.js';
 import { Authenticator } from './auth/guard.js';
-import { openSecretBox, openStore } from './store/open.js';
+import { openSecretBox, openStore, secretKeyFile } from './store/open.js';
+import { checkSecretKey, openWithKey } from './store/key-check.js';
 import { EntryService } from './entries/entry-service.js';
 import type { Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
@@ -63,7 +64,18 @@ export class Daemon {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
-    const store = await openStore(config, box, logger);
+    const store = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));
+    try {
+      await checkSecretKey(store, box, secretKeyFile(config), { write: true });
+    } catch (e) {
+      // The store being away at start is not a mismatch: the late-Redis start still works, and
+      // the next start checks again.
+      if (!isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) {
+        await store.close();
+        throw e;
+      }
+      logger.warn({ err: oneLine(e) }, 'secret key not checked against the store: it is unreachable');
+    }
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
     const nodeId = config.nodeId ?? defaultNodeId(config);

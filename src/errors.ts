@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   TAAS_CONFIG_INVALID: 'a configuration key has a value outside what is allowed',
   TAAS_CONFIG_UNREADABLE: 'the configuration file cannot be read or evaluated',
   TAAS_FILE_UNREADABLE: 'a file the command needs cannot be read or parsed',
+  TAAS_SECRET_KEY_MISMATCH: "the secret key file is not the one the store's secrets are sealed with",
   TAAS_ENGINE_UNAVAILABLE: 'the relay engine asked for cannot be loaded on this machine',
   // registrar requests
   TAAS_AUTH_MISSING: 'no Authorization header',

@@ -12,7 +12,7 @@ import { createLogger } from '../observe/logger.js';
 import { generatedCertPaths, writeRegistrarCert } from '../tls/relay-tls.js';
 import { versionReport } from './version.js';
 import { printPairings, printEntries } from './print.js';
-import { withOperator } from './operator.js';
+import { checkKeyFile, withOperator } from './operator.js';
 import { addStoreCommands } from './store-commands.js';
 
 interface GlobalOpts {
@@ -177,10 +177,12 @@ export function buildProgram(): Command {
     .command('config')
     .description('configuration')
     .command('check')
-    .description('validate the config and print the effective values, secrets masked')
+    .description('validate the config, check the secret key file against the store, and print the effective values, secrets masked')
     .action(async (_o, cmd: Command) => {
       const { config: c, file } = await config(cmd.optsWithGlobals());
+      const note = await checkKeyFile(c);
       console.log(JSON.stringify({ file: file ?? '(embedded default)', config: maskConfig(c) }, null, 2));
+      if (note) process.stderr.write(`taas-server: ${note}\n`);
     });
 
   addStoreCommands(program);

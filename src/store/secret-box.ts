@@ -10,6 +10,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { TaasError } from '../errors.js';
 
+/** A stored secret that this box cannot open: the key file is not the one it was sealed with (or the value is damaged). */
+export class UnopenedSecret extends TaasError {
+  constructor(message: string) {
+    super('TAAS_FILE_UNREADABLE', message);
+  }
+}
+
 interface KeyFile {
   keys: { id: string; key: string }[];
 }
@@ -50,7 +57,7 @@ export class SecretBox {
     if (kid !== undefined && !this.keys.has(kid) && this.file) this.reload();
     const key = kid === undefined ? undefined : this.keys.get(kid);
     if (v !== 'v1' || !key || !iv || !tag || ct === undefined) {
-      throw new TaasError('TAAS_FILE_UNREADABLE', `a stored secret cannot be opened (key ${kid ?? '?'} is not in the secret key file)`);
+      throw new UnopenedSecret(`a stored secret cannot be opened (key ${kid ?? '?'} is not in the secret key file)`);
     }
     try {
       // The tag length is pinned: GCM would otherwise accept a truncated tag (down to 4 bytes),
@@ -59,7 +66,7 @@ export class SecretBox {
       d.setAuthTag(Buffer.from(tag, 'base64url'));
       return Buffer.concat([d.update(Buffer.from(ct, 'base64url')), d.final()]).toString('utf8');
     } catch {
-      throw new TaasError('TAAS_FILE_UNREADABLE', `a stored secret failed authentication with key ${kid}`);
+      throw new UnopenedSecret(`a stored secret failed authentication with key ${kid}`);
     }
   }
 
@@ -102,6 +109,15 @@ export class SecretBox {
     const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as KeyFile;
     writeKeyFile(file, { keys: parsed.keys.filter((k) => k.id === box.currentKeyId) });
     return SecretBox.fromFile(file);
+  }
+
+  /**
+   * A short fingerprint of key `id` (null when this box lacks it): a hash that tells keys
+   * apart without revealing them, kept in the store to catch a node with another key file.
+   */
+  fingerprint(id: string): string | null {
+    const key = this.keys.get(id);
+    return key ? crypto.createHash('sha256').update('taas secret key fingerprint\0').update(key).digest('hex').slice(0, 16) : null;
   }
 
   /** Ids of the keys this box can open with, oldest first. */
