@@ -7,7 +7,10 @@
  *   advertiseHost     the registrar's routes (the 307's Location names the new host);
  *   maxHeaders        the registrar's listener (a request over the new limit gets 431);
  *   lockoutThreshold  the authenticator (an ID is locked out after the new number of failures);
- *   logLevel          the logger (the debug line of the 431 appears).
+ *   logLevel          the logger (the debug line of the 431 appears);
+ *   namedRegistrar    the routes (the registrar answers under the new name only) and the
+ *                     entries service (the new name's first label is reserved);
+ *   drainTimeout      the daemon's drain (SIGTERM logs the new bound).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,7 +19,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { curlStatus } from '../helpers/curl.js';
 import { closeServer, listen } from '../helpers/net.js';
 import { startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
-import { register } from './util.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -41,11 +43,21 @@ function redirect(d: Daemon, label: string, extraHeaders = 0) {
   return curlStatus(`https://${host}:${d.registrarPort}/`, d.caFile, ['--resolve', `${host}:${d.registrarPort}:127.0.0.1`, ...headers]);
 }
 
-const badCode = (id: string) => `TOTP username="${id}", response="000000"`;
+/**
+ * A registration with a wrong code, with `Host: <registrar>` (the TLS name stays the one the
+ * certificate was made for: a reload of namedRegistrar changes the routing, not the certificate).
+ */
+function register(d: Daemon, label: string, id: string, registrar = 'registrar.localhost') {
+  const name = 'registrar.localhost';
+  return curlStatus(`https://${name}:${d.registrarPort}/register/${label}`, d.caFile, [
+    '--resolve', `${name}:${d.registrarPort}:127.0.0.1`, '-H', `Host: ${registrar}`, '-X', 'PUT', '-H', `Authorization: TOTP username="${id}", response="000000"`,
+  ]);
+}
+
 const idOf = (agentFile: string) => (JSON.parse(fs.readFileSync(agentFile, 'utf8')) as { id: string }).id;
 
 describe('reload on SIGHUP reaches every part', () => {
-  it('portRange, advertiseHost, maxHeaders, lockoutThreshold and logLevel: each part uses the new value', async () => {
+  it('portRange, advertiseHost, maxHeaders, lockoutThreshold, logLevel, namedRegistrar and drainTimeout: each part uses the new value', async () => {
     const lo = 20000 + crypto.randomInt(0, 90) * 128;
     const before: [number, number] = [lo, lo + 63];
     const after: [number, number] = [lo + 64, lo + 127];
@@ -63,11 +75,11 @@ describe('reload on SIGHUP reaches every part', () => {
     expect(Number(earlyUrl.port)).toBeGreaterThanOrEqual(before[0]);
     expect(Number(earlyUrl.port)).toBeLessThanOrEqual(before[1]);
     const a = idOf(await d.addEntry(['locka']));
-    expect((await register(d, 'locka', badCode(a))).status).toBe(401);
-    expect((await register(d, 'locka', badCode(a))).status).toBe(401);
+    expect((await register(d, 'locka', a)).status).toBe(401);
+    expect((await register(d, 'locka', a)).status).toBe(401);
 
     const cfg = JSON.parse(fs.readFileSync(d.configFile, 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(d.configFile, JSON.stringify({ ...cfg, portRange: after, advertiseHost: '{label}.relay.test', maxHeaders: 8, lockoutThreshold: 1, logLevel: 'debug' }));
+    fs.writeFileSync(d.configFile, JSON.stringify({ ...cfg, portRange: after, advertiseHost: '{label}.relay.test', maxHeaders: 8, lockoutThreshold: 1, logLevel: 'debug', namedRegistrar: 'gate.localhost', drainTimeout: 1 }));
     d.proc.child.kill('SIGHUP');
     await d.proc.waitLog('configuration reloaded');
 
@@ -91,9 +103,20 @@ describe('reload on SIGHUP reaches every part', () => {
     expect((await redirect(d, 'early', 10)).status).toBe(431);
     await d.proc.waitLog('registrar request refused: too many headers', 1, 10_000, { limit: 8 });
 
-    // Authenticator: one failure now locks an ID out.
+    // Routes: the registrar answers as gate.localhost, no longer as registrar.localhost.
+    // Entries: `gate`, the new name's first label, is reserved.
+    const gate = await d.cli(['entries', 'add', '--label', 'gate', '--out', `${d.dir}/gate.json`]);
+    expect(gate.code).not.toBe(0);
+    expect(gate.stderr).toContain('label gate is reserved');
     const b = idOf(await d.addEntry(['lockb']));
-    expect((await register(d, 'lockb', badCode(b))).status).toBe(401);
-    expect((await register(d, 'lockb', badCode(b))).status).toBe(429);
+    expect((await register(d, 'lockb', b)).status).toBe(404);
+
+    // Authenticator: one failure now locks an ID out.
+    expect((await register(d, 'lockb', b, 'gate.localhost')).status).toBe(401);
+    expect((await register(d, 'lockb', b, 'gate.localhost')).status).toBe(429);
+
+    // The daemon's drain: bounded by the new drainTimeout.
+    d.proc.child.kill('SIGTERM');
+    await d.proc.waitLog('draining', 1, 10_000, { drainTimeout: 1 });
   }, 90_000);
 });
