@@ -13,6 +13,7 @@ import { TaasError, isTaasError, oneLine } from './errors.js';
 import { Authenticator } from './auth/guard.js';
 import { openSecretBox, openStore, secretKeyFile } from './store/open.js';
 import { checkSecretKey, openWithKey } from './store/key-check.js';
+import type { SecretBox } from './store/secret-box.js';
 import { EntryService } from './entries/entry-service.js';
 import type { Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
@@ -26,6 +27,9 @@ import { NodeLink, defaultNodeId } from './cluster/node-link.js';
 import { nodeHost } from './protocol/endpoint.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { attachEventLog } from './observe/event-log.js';
+
+/** How often a secret key check that found the store unreachable at start is tried again. */
+const KEY_RECHECK_MS = 2000;
 
 /** After drainTimeout, how long closed pairings get to report their end (the engine is quick). */
 const DRAIN_CLOSE_WAIT_MS = 2000;
@@ -60,21 +64,30 @@ export class Daemon {
     readonly nodeId: string,
   ) {}
 
-  static async start(config: Readonly<Config>, configFile: string | null, logger: Logger): Promise<Daemon> {
+  private keyRecheck: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  /**
+   * `onFatal` is told when the daemon finds after start that it must not run (a secret key
+   * file that is not the store's, seen once an unreachable store answers): its owner stops it.
+   */
+  static async start(config: Readonly<Config>, configFile: string | null, logger: Logger, onFatal?: (e: TaasError) => void): Promise<Daemon> {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
     const store = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));
+    let keyChecked = true;
     try {
       await checkSecretKey(store, box, secretKeyFile(config), { write: true });
     } catch (e) {
       // The store being away at start is not a mismatch: the late-Redis start still works, and
-      // the next start checks again.
+      // the check is made again until the store answers (recheckKey).
       if (!isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) {
         await store.close();
         throw e;
       }
-      logger.warn({ err: oneLine(e) }, 'secret key not checked against the store: it is unreachable');
+      keyChecked = false;
+      logger.warn({ err: oneLine(e) }, 'secret key not checked against the store: it is unreachable; checking again until it answers');
     }
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
@@ -106,7 +119,27 @@ export class Daemon {
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
     await d.wire();
+    if (!keyChecked) d.recheckKey(box, secretKeyFile(config), onFatal);
     return d;
+  }
+
+  /** The start's secret key check, tried again until the store answers; a mismatch is fatal. */
+  private recheckKey(box: SecretBox, file: string, onFatal?: (e: TaasError) => void): void {
+    const attempt = async () => {
+      this.keyRecheck = null;
+      try {
+        await checkSecretKey(this.store, box, file, { write: true });
+        this.logger.info('secret key checked against the store');
+      } catch (e) {
+        if (isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) {
+          if (!this.stopped) this.keyRecheck = setTimeout(() => void attempt(), KEY_RECHECK_MS).unref();
+          return;
+        }
+        this.logger.fatal({ err: oneLine(e) }, 'this node must not run: its secret key file is not the store\'s');
+        if (e instanceof TaasError) onFatal?.(e);
+      }
+    };
+    this.keyRecheck = setTimeout(() => void attempt(), KEY_RECHECK_MS).unref();
   }
 
   private async wire(): Promise<void> {
@@ -257,6 +290,8 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.keyRecheck) clearTimeout(this.keyRecheck);
     this.unwatch?.();
     await this.link?.close().catch(() => undefined);
     this.metrics?.close();

@@ -30,8 +30,17 @@ async function start(opts: GlobalOpts): Promise<void> {
   const logger = createLogger({ level: c.logLevel });
   // Loaded here only: every other command runs without the daemon's modules.
   const { Daemon } = await import('../daemon.js');
-  const daemon = await Daemon.start(c, file, logger);
   let stopping = false;
+  let exitCode = 0;
+  // Found after start (the store answered late): the node stops as on SIGTERM, exiting 1.
+  const onFatal = (e: TaasError) => {
+    process.stderr.write(`taas-server: ${oneLine(e)}\n`);
+    exitCode = 1;
+    // The loop may empty before the exit timer below fires (it is unref'd): exit 1 either way.
+    process.exitCode = 1;
+    onTerm('fatal');
+  };
+  const daemon = await Daemon.start(c, file, logger, onFatal);
   const onTerm = (sig: string) => {
     if (stopping) {
       logger.warn({ signal: sig }, 'second signal: exiting now');
@@ -45,7 +54,7 @@ async function start(opts: GlobalOpts): Promise<void> {
       .then(() => {
         logger.info('stopped');
         logger.flush?.();
-        setTimeout(() => process.exit(0), 50).unref();
+        setTimeout(() => process.exit(exitCode), 50).unref();
       })
       .catch((e) => {
         logger.error({ err: oneLine(e) }, 'error while stopping');

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SecretBox } from '../../src/store/secret-box.js';
-import { run, startDaemon, stopAll, tempDir } from '../helpers/daemon.js';
+import { ROOT, run, spawnProc, startDaemon, stopAll, tempDir } from '../helpers/daemon.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
 import { sharedFiles, startNode } from './nodes.js';
 
@@ -66,6 +66,28 @@ describe('a node with the wrong secret key file', () => {
     // The store keeps the sealing key's id and fingerprint; the line names both.
     expect(await expectRefused(config, wrong)).toMatch(/its secrets are sealed with key [0-9a-f]{8} \(fingerprint [0-9a-f]{16}\), which this file lacks;/);
     // Node A is not disturbed: it still creates entries.
+    await a.addEntry(['still-at-a']);
+  }, 90_000);
+
+  it('Redis away at start: the node starts, and stops with the same line once Redis answers', async () => {
+    redis = await startRedis();
+    const shared = await sharedFiles();
+    const a = await startNode(redis, shared, '127.0.0.1', 'node-a');
+    await a.addEntry(['sealed-at-a']);
+    const dir = tempDir('taas-wrong-key-');
+    const wrong = otherKeyFile(dir);
+    // A server that holds the connection and answers nothing: the node cannot look at start.
+    redis.freeze();
+    const b = spawnProc('taas-server', path.join(ROOT, 'bin/taas-server'), ['start', '--config', configFile(dir, {
+      taasHost: '127.0.0.2', nodeId: 'node-b', redis: redis.url, keyFile: shared.keyFile, certFile: shared.certFile,
+      secretKeyFile: wrong, dataDir: path.join(dir, 'data'), heartbeatInterval: 0.5,
+    })]);
+    await b.waitLog('taas-server ready', 1, 30_000);
+    expect(b.logs('secret key not checked against the store: it is unreachable; checking again until it answers')).toHaveLength(1);
+    redis.thaw();
+    expect(await b.exited).toBe(1);
+    expect(b.stderr).toMatch(REFUSED);
+    expect(REFUSED.exec(b.stderr)![1]).toBe(wrong);
     await a.addEntry(['still-at-a']);
   }, 90_000);
 
