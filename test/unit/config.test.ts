@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validate, envName } from '../../src/config/schema.js';
 import { loadConfig, maskConfig } from '../../src/config/load.js';
+import { LiveConfig, fixedConfig } from '../../src/config/view.js';
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -104,5 +105,29 @@ describe('config loading', () => {
   it('masks secrets when printed', () => {
     const m = maskConfig(validate({ redis: 'redis://:hunter2@127.0.0.1:6379' }));
     expect(JSON.stringify(m)).not.toContain('hunter2');
+  });
+});
+
+describe('the live config view', () => {
+  it('shows the config in force, tells subscribers of a reload, and a throwing one stops no other', () => {
+    const first = validate({ maxPorts: 1 });
+    const live = new LiveConfig(first);
+    const view = live.view;
+    const seen: [number, number][] = [];
+    const off = view.onReload((next, prev) => seen.push([prev.maxPorts, next.maxPorts]));
+    view.onReload(() => {
+      throw new Error('listener failed');
+    });
+    const later: number[] = [];
+    view.onReload((next) => later.push(next.maxPorts));
+    expect(() => live.replace(validate({ maxPorts: 2 }))).toThrow('listener failed');
+    expect(view.current.maxPorts).toBe(2);
+    expect(seen).toEqual([[1, 2]]);
+    expect(later).toEqual([2]);
+    off();
+    expect(() => live.replace(validate({ maxPorts: 3 }))).toThrow('listener failed');
+    expect(seen).toEqual([[1, 2]]);
+    expect(later).toEqual([2, 3]);
+    expect(fixedConfig(first).current).toBe(first);
   });
 });
