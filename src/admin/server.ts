@@ -11,6 +11,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
+import { formatEndpoint } from '../protocol/endpoint.js';
 import { TaasError, oneLine } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic-file.js';
 import { AccessLog } from './access-log.js';
@@ -180,8 +181,8 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : deps.config.adminPort;
-  const host = deps.config.adminHost.includes(':') ? `[${deps.config.adminHost}]` : deps.config.adminHost;
-  const url = `${ctx.tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${port}`;
+  const host = deps.config.adminHost === '0.0.0.0' ? '127.0.0.1' : deps.config.adminHost === '::' ? '::1' : deps.config.adminHost;
+  const url = `${ctx.tls ? 'https' : 'http'}://${formatEndpoint(host, port)}`;
   const urlFile = adminUrlFile(deps.config.dataDir);
   writeFileAtomic(urlFile, url + '\n', 0o644);
   deps.logger.info({ url }, 'admin server listening');

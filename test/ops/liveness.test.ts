@@ -29,7 +29,7 @@ function answers(s: net.Socket, name: string): void {
 }
 
 async function client(d: Daemon, label: string, address = '127.0.0.1'): Promise<string> {
-  const port = await clientPort(d, label, d.caFile, address);
+  const port = await clientPort(d, label, { address });
   const c = await connect(port, { host: address });
   closers.push(() => void c.destroy());
   c.write('hello');
@@ -110,7 +110,7 @@ describe('liveness: a client paired before a silent drop is found', () => {
     await pollUntil(async () => (await idle(d, 'gone')) === 1, 10_000, 20);
 
     // The link goes down and a client arrives at once: it is paired with the dead responder.
-    const port = await clientPort(d, 'gone', d.caFile, net.hostAddress);
+    const port = await clientPort(d, 'gone', { address: net.hostAddress });
     net.linkDown();
     const t0 = Date.now();
     const c = await connect(port, { host: net.hostAddress });
