@@ -10,7 +10,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closed, connect, pollUntil, readExactly } from '../helpers/net.js';
+import { closed, connect, pollUntil, readExactly, untilData } from '../helpers/net.js';
 import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { Registrant, type Issued } from './responder.js';
 import { clientPort, metrics } from './util.js';
@@ -142,7 +142,7 @@ async function respondFromInside(net: ReturnType<typeof makeNamespace>, issued: 
   closers.push(() => void child.kill('SIGKILL'));
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
-  await pollUntil(() => out.includes('ready'), 10_000, 20);
+  await untilData(child.stdout!, () => out.includes('ready'), 'the responder ready', 10_000);
   return { output: () => out };
 }
 
