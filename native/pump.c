@@ -125,7 +125,9 @@ static int update_interest(worker_t *w, pairing_t *p) {
   return 0;
 }
 
-static int reason_of(int err) {
+/* The one rule for a socket error's close reason: the peer reset (or went away mid-write) is
+ * RESET, anything else ERROR. Used for splice failures here and SO_ERROR in worker.c. */
+int reason_of_errno(int err) {
   return (err == ECONNRESET || err == EPIPE || err == ECONNABORTED) ? RELAY_RESET : RELAY_ERROR;
 }
 
@@ -134,7 +136,7 @@ void pump_pairing(worker_t *w, pairing_t *p) {
   for (int i = 0; i < 2; i++) {
     int rc = pump_dir(w, p, &p->d[i]);
     if (rc < 0) {
-      worker_finish(w, p, reason_of(-rc), -rc);
+      worker_finish(w, p, reason_of_errno(-rc), -rc);
       return;
     }
     if (rc == PUMP_MORE) more = 1;
@@ -157,6 +159,7 @@ void pump_pairing(worker_t *w, pairing_t *p) {
 }
 
 void pairing_free(pairing_t *p) {
+  free(p->res); /* NULL once reported; still here for a pairing that never started */
   free(p->d[0].head);
   free(p->d[1].head);
   free(p);

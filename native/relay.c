@@ -39,6 +39,13 @@ static int send_cmd(worker_t *w, int kind, int64_t id, int reason, pairing_t *p)
   return 0;
 }
 
+/* Close, close-all and stop must never be lost (a lost CLOSE leaves a revoked pairing relaying,
+ * a lost CLOSE_ALL a drain waiting forever): a transient allocation failure is retried until
+ * the command is queued. Only ADD may fail, and relay_pair reports that to its caller. */
+static void send_cmd_surely(worker_t *w, int kind, int64_t id, int reason) {
+  while (send_cmd(w, kind, id, reason, NULL) != 0) usleep(1000);
+}
+
 static int worker_init(worker_t *w, relay_t *relay, size_t pipe_size, int pool_max) {
   w->relay = relay;
   w->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -135,6 +142,11 @@ int relay_pair(relay_t *r, int64_t id, int fd_client, int fd_responder, const vo
   if (id < 0) return -EINVAL;
   pairing_t *p = calloc(1, sizeof *p);
   if (p == NULL) return -ENOMEM;
+  p->res = malloc(sizeof *p->res);
+  if (p->res == NULL) {
+    free(p);
+    return -ENOMEM;
+  }
   p->id = id;
   p->idle_ms = idle_ms;
   p->fd[0] = dup_socket(fd_client);
@@ -164,11 +176,11 @@ int relay_pair(relay_t *r, int64_t id, int fd_client, int fd_responder, const vo
 
 void relay_close(relay_t *r, int64_t id, int reason) {
   if (id < 0) return;
-  (void)send_cmd(&r->workers[id % r->nthreads], CMD_CLOSE, id, reason, NULL);
+  send_cmd_surely(&r->workers[id % r->nthreads], CMD_CLOSE, id, reason);
 }
 
 void relay_close_all(relay_t *r, int reason) {
-  for (int i = 0; i < r->nthreads; i++) (void)send_cmd(&r->workers[i], CMD_CLOSE_ALL, 0, reason, NULL);
+  for (int i = 0; i < r->nthreads; i++) send_cmd_surely(&r->workers[i], CMD_CLOSE_ALL, 0, reason);
 }
 
 int relay_set_user_timeout(int fd, uint32_t ms) {
@@ -191,8 +203,7 @@ void relay_destroy(relay_t *r) {
   for (int i = 0; i < r->nthreads; i++) {
     worker_t *w = &r->workers[i];
     if (!w->started) continue;
-    /* STOP must not be lost to a transient allocation failure: retried until queued. */
-    while (send_cmd(w, CMD_STOP, 0, 0, NULL) != 0) usleep(1000);
+    send_cmd_surely(w, CMD_STOP, 0, 0);
   }
   for (int i = 0; i < r->nthreads; i++) {
     worker_t *w = &r->workers[i];

@@ -16,7 +16,7 @@
 /* Close reasons; same order as REASONS in src/relay/engines/splice.ts. */
 enum relay_reason {
   RELAY_EOF = 0,    /* both directions ended with FIN */
-  RELAY_RESET = 1,  /* a side reset the connection (ECONNRESET, EPIPE) */
+  RELAY_RESET = 1,  /* a side reset the connection (ECONNRESET, EPIPE, ECONNABORTED: reason_of_errno) */
   RELAY_ERROR = 2,  /* another socket or resource error */
   RELAY_IDLE = 3,   /* no octet either way for idle_ms */
   RELAY_CLOSED = 4, /* closed from JavaScript */
@@ -57,11 +57,14 @@ int relay_create(const relay_opts_t *opts, relay_done_cb cb, void *ctx, relay_t 
  * Takes over a pairing. The two descriptors are dup()ed (the caller closes its own copies);
  * head_c goes to the responder and head_r to the client before any spliced octet.
  * idle_ms 0 = never idle out. `id` must be unique and non-negative. 0 or -errno.
+ * The result the done callback will get is allocated here (-ENOMEM when it cannot be), so a
+ * pairing taken over is always reported, whatever memory is left when it ends.
  */
 int relay_pair(relay_t *relay, int64_t id, int fd_client, int fd_responder, const void *head_c,
                size_t len_c, const void *head_r, size_t len_r, uint32_t idle_ms);
 
-/* Ends one pairing (no-op if already ended) or all of them; the done callback reports reason. */
+/* Ends one pairing (no-op if already ended) or all of them; the done callback reports reason.
+ * Never lost: queueing the command is retried while memory is short. */
 void relay_close(relay_t *relay, int64_t id, int reason);
 void relay_close_all(relay_t *relay, int reason);
 

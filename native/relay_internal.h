@@ -48,6 +48,10 @@ struct pairing {
   pairing_t *prev, *next;   /* the worker's live list */
   pairing_t *ready_next;    /* the worker's ready list (budget ran out, more to move) */
   pairing_t *grave_next;    /* freed at the end of the loop iteration */
+  /* The completion, allocated with the pairing so that its end can always be reported (a
+   * malloc at the end could fail, and JavaScript would wait forever); handed to the done
+   * callback by worker_finish, which sets it to NULL. */
+  relay_result_t *res;
   uint8_t in_ready;
   uint8_t dead;
 };
@@ -99,5 +103,7 @@ void worker_finish(worker_t *w, pairing_t *p, int reason, int err);
 void pump_pairing(worker_t *w, pairing_t *p);
 void pump_release_pipes(worker_t *w, pairing_t *p);
 void pairing_free(pairing_t *p);
+/* RELAY_RESET or RELAY_ERROR for a socket errno. */
+int reason_of_errno(int err);
 
 #endif

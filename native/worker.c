@@ -47,15 +47,15 @@ void worker_finish(worker_t *w, pairing_t *p, int reason, int err) {
   pump_release_pipes(w, p);
   list_remove(w, p);
   atomic_fetch_sub(&w->n_pairings, 1);
-  relay_result_t *res = malloc(sizeof *res);
-  if (res != NULL) {
-    res->id = p->id;
-    res->up = p->d[0].bytes;
-    res->down = p->d[1].bytes;
-    res->reason = reason;
-    res->err = err;
-    w->relay->cb(w->relay->ctx, res);
-  }
+  /* Preallocated by relay_pair: the end is reported whatever memory is left now. */
+  relay_result_t *res = p->res;
+  p->res = NULL;
+  res->id = p->id;
+  res->up = p->d[0].bytes;
+  res->down = p->d[1].bytes;
+  res->reason = reason;
+  res->err = err;
+  w->relay->cb(w->relay->ctx, res);
   if (!p->in_ready) {
     p->grave_next = w->grave;
     w->grave = p;
@@ -125,7 +125,7 @@ static void on_event(worker_t *w, pend_t *e, uint32_t events) {
   int err = 0;
   socklen_t len = sizeof err;
   if (getsockopt(p->fd[e->side], SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
-    worker_finish(w, p, (err == ECONNRESET || err == EPIPE || err == ECONNABORTED) ? RELAY_RESET : RELAY_ERROR, err);
+    worker_finish(w, p, reason_of_errno(err), err);
 }
 
 static void sweep_idle(worker_t *w) {

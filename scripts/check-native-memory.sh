@@ -5,8 +5,10 @@
 #  2. the same driver built plainly, under valgrind --leak-check=full;
 #  3. the addon inside Node (native/test/node-driver.mjs through SpliceEngine) under valgrind;
 #     Node and V8 keep memory until exit by design, so only records whose allocating frame (for
-#     leaks) or any frame (for invalid accesses) is in taas_splice.node count.
-# Exit 0 when all three are clean. Needs gcc and valgrind (scripts/install-bench-deps.sh),
+#     leaks) or any frame (for invalid accesses) is in taas_splice.node count;
+#  4. native/test/enomem.c: the core with allocations failing on demand (a pairing's end is still
+#     reported, close commands are never dropped, relay_pair fails cleanly).
+# CI runs it (.ci/run). Exit 0 when all four are clean. Needs gcc and valgrind (scripts/install-bench-deps.sh),
 # and for step 3 the compiled dist/ and build/Release/taas_splice.node (npm run build, build:native).
 #   scripts/check-native-memory.sh [pairings]     (default 300)
 set -eu
@@ -17,14 +19,14 @@ trap 'rm -rf "$TMP"' EXIT
 SRC="native/test/driver.c native/relay.c native/worker.c native/pump.c native/pipe_pool.c"
 fail=0
 
-echo "== 1/3 AddressSanitizer + UBSan: driver, $N pairings"
+echo "== 1/4 AddressSanitizer + UBSan: driver, $N pairings"
 # shellcheck disable=SC2086
 gcc -std=gnu11 -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
   -Wall -Wextra -pthread -o "$TMP/driver-asan" $SRC
 if ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
   "$TMP/driver-asan" "$N"; then echo "ASan/UBSan: clean"; else echo "ASan/UBSan: FAILED"; fail=1; fi
 
-echo "== 2/3 valgrind: driver, $N pairings"
+echo "== 2/4 valgrind: driver, $N pairings"
 # shellcheck disable=SC2086
 gcc -std=gnu11 -g -O1 -Wall -pthread -o "$TMP/driver" $SRC
 if valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
@@ -32,7 +34,7 @@ if valgrind -q --leak-check=full --show-leak-kinds=definite,indirect,possible \
   echo "valgrind (driver): clean"
 else echo "valgrind (driver): FAILED"; fail=1; fi
 
-echo "== 3/3 valgrind: the addon in Node, $((N / 2)) pairings"
+echo "== 3/4 valgrind: the addon in Node, $((N / 2)) pairings"
 if [ ! -f build/Release/taas_splice.node ] || [ ! -f dist/relay/engines/splice.js ]; then
   echo "build/Release/taas_splice.node or dist/ missing: run npm run build && npm run build:native"; exit 2
 fi
@@ -66,6 +68,11 @@ if (ours.length) {
 }
 console.log(`valgrind (addon in node): clean (${leaksElsewhere} leak record(s) allocated by Node/V8 itself, not counted)`);
 JS
+
+echo "== 4/4 allocation failures: enomem"
+# shellcheck disable=SC2086
+gcc -std=gnu11 -g -O1 -Wall -Wextra -pthread -o "$TMP/enomem" native/test/enomem.c ${SRC#native/test/driver.c }
+if "$TMP/enomem"; then echo "enomem: clean"; else echo "enomem: FAILED"; fail=1; fi
 
 [ "$fail" -eq 0 ] && echo "check-native-memory: OK" || echo "check-native-memory: FAILED"
 exit "$fail"

@@ -24,7 +24,7 @@ import { RegistrarRoutes } from './registrar/routes.js';
 import { RegistrarServer } from './registrar/server.js';
 import { removeRuntime, writeRuntime, type RuntimeInfo } from './observe/runtime-file.js';
 import { NodeLink, defaultNodeId } from './cluster/node-link.js';
-import { nodeHost } from './protocol/endpoint.js';
+import { formatEndpoint, nodeHost } from './protocol/endpoint.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { attachEventLog } from './observe/event-log.js';
 
@@ -220,8 +220,7 @@ export class Daemon {
   }
 
   get registrarUrl(): string {
-    const host = this.config.taasHost.includes(':') ? `[${this.config.taasHost}]` : this.config.taasHost;
-    return `${this.tls ? 'https' : 'http'}://${host}:${this.registrar.port}`;
+    return `${this.tls ? 'https' : 'http'}://${formatEndpoint(this.config.taasHost, this.registrar.port)}`;
   }
 
   get draining(): boolean {

@@ -11,6 +11,7 @@ import tls from 'node:tls';
 import type { Config } from '../config/schema.js';
 import { ERROR_CODES, TaasError, type ErrorCode } from '../errors.js';
 import type { AgentFile } from '../protocol/agent-file.js';
+import { formatEndpoint } from '../protocol/endpoint.js';
 import type { AttemptRecord, PairingRecord } from '../store/types.js';
 import { readManagementKey } from './management-key.js';
 import { adminUrlFile } from './url-file.js';
@@ -51,7 +52,7 @@ function baseUrl(dataDir: string, config: Readonly<Config>): string {
     // no URL file: the configured address
   }
   const host = config.adminHost === '0.0.0.0' ? '127.0.0.1' : config.adminHost === '::' ? '::1' : config.adminHost;
-  return `${config.adminCertFile ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${config.adminPort}`;
+  return `${config.adminCertFile ? 'https' : 'http'}://${formatEndpoint(host, config.adminPort)}`;
 }
 
 interface Answer {

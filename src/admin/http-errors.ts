@@ -6,6 +6,8 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { TaasError, type ErrorCode } from '../errors.js';
+import { errorBody } from '../protocol/error-body.js';
+import { formatRetryAfter } from '../protocol/retry-after.js';
 
 /** fastify's error codes mapped to ours. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -22,7 +24,7 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 /** For fastify's `frameworkErrors` option: errors raised before routing (a malformed URL) get our body too. */
 export function frameworkErrorHandler(err: FastifyError, _req: unknown, reply: FastifyReply): void {
   const e = toTaasError(err);
-  void reply.status(e.status).type('application/json; charset=utf-8').send({ errorCode: e.code, errorMsg: e.message });
+  void reply.status(e.status).type('application/json; charset=utf-8').send(errorBody(e.code, e.message));
 }
 
 export function toTaasError(err: unknown): TaasError {
@@ -41,10 +43,10 @@ export function installErrorHandling(app: FastifyInstance): void {
     const e = toTaasError(err);
     if (e.status >= 500) req.log.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err), code: e.code }, 'admin request failed');
     else req.log.debug({ code: e.code, status: e.status }, 'admin request refused');
-    if (e.retryAfter !== undefined) void reply.header('retry-after', String(e.retryAfter));
-    void reply.status(e.status).type('application/json; charset=utf-8').send({ errorCode: e.code, errorMsg: e.message });
+    if (e.retryAfter !== undefined) void reply.header('retry-after', formatRetryAfter(e.retryAfter));
+    void reply.status(e.status).type('application/json; charset=utf-8').send(errorBody(e.code, e.message));
   });
   app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).type('application/json; charset=utf-8').send({ errorCode: 'TAAS_NOT_FOUND', errorMsg: `no route ${req.method} ${req.url.split('?')[0]}` });
+    void reply.status(404).type('application/json; charset=utf-8').send(errorBody('TAAS_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
 }

@@ -11,6 +11,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import fastifyStatic from '@fastify/static';
+import { formatEndpoint } from '../protocol/endpoint.js';
 import { TaasError, oneLine } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { AccessLog } from './access-log.js';
@@ -177,8 +178,8 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
   }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : deps.config.current.adminPort;
-  const host = deps.config.current.adminHost.includes(':') ? `[${deps.config.current.adminHost}]` : deps.config.current.adminHost;
-  const url = `${ctx.tls ? 'https' : 'http'}://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${port}`;
+  const host = deps.config.current.adminHost === '0.0.0.0' ? '127.0.0.1' : deps.config.current.adminHost === '::' ? '::1' : deps.config.current.adminHost;
+  const url = `${ctx.tls ? 'https' : 'http'}://${formatEndpoint(host, port)}`;
   const urlFile = adminUrlFile(deps.config.current.dataDir);
   writeFileAtomic(urlFile, url + '\n', 0o644);
   deps.logger.info({ url }, 'admin server listening');

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
 import { TaasError } from '../errors.js';
+import { addressBucket } from '../protocol/address.js';
 import { authScheme, parseSessionAuthorization, verifySessionToken } from '../protocol/session.js';
 import { parseTotpAuthorization } from '../protocol/totp-header.js';
 import type { AuthState, Entry, Store } from '../store/types.js';
@@ -19,24 +20,6 @@ const ADDRESS_WINDOW_S = 60;
 /** The TOTP window is ±1 step, so a used step needs guarding for three periods. */
 const STEPS_GUARDED = 3;
 const PERIOD_S = 30;
-
-/**
- * What the per-address failure limit counts: an IPv4 address, or the /64 prefix of an IPv6 one
- * (one host commonly holds a whole /64, so counting single IPv6 addresses would give it
- * 2^64 budgets). IPv4-mapped IPv6 counts as the IPv4 address.
- */
-export function addressBucket(address: string): string {
-  const a = address.toLowerCase().replace(/%.*$/, '');
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(a);
-  if (mapped) return mapped[1]!;
-  if (!a.includes(':')) return a;
-  const [head, tail = ''] = a.split('::') as [string, string?];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  // An embedded IPv4 tail takes two groups; it lies in the host half, which is dropped anyway.
-  const groups = a.includes('::') ? [...h, ...Array(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
-  return groups.slice(0, 4).map((g) => (parseInt(g, 16) || 0).toString(16)).join(':') + '::/64';
-}
 
 export type AuthResult = 'ok' | 'bad-code' | 'replay' | 'locked' | 'rate-limited' | 'bad-session';
 

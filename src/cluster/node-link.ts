@@ -7,7 +7,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
-import { labelHost, nodeHost } from '../protocol/endpoint.js';
+import { formatEndpoint, labelHost, nodeHost } from '../protocol/endpoint.js';
 import { openDirectory, type ClientHint, type Directory } from '../store/directory.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
@@ -104,8 +104,7 @@ export class NodeLink {
     try {
       const n = await this.directory.pickNodeForRegistration();
       if (!n) return null;
-      const host = n.registrar.host.includes(':') ? `[${n.registrar.host}]` : n.registrar.host;
-      return `${secure ? 'https' : 'http'}://${host}:${n.registrar.port}`;
+      return `${secure ? 'https' : 'http'}://${formatEndpoint(n.registrar.host, n.registrar.port)}`;
     } catch {
       return null;
     }

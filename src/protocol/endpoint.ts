@@ -1,9 +1,16 @@
 /** HOST:PORT bodies and Location values. Nothing from a request reaches them unescaped. */
-import net from 'node:net';
+
+/**
+ * A host as it goes before `:PORT` in an endpoint or a URL: an IPv6 literal (any host with a
+ * colon: no name has one) in brackets, anything else as it is.
+ */
+export function bracketHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
 
 /** `HOST:PORT`, IPv6 literals in brackets. */
 export function formatEndpoint(host: string, port: number): string {
-  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  return `${bracketHost(host)}:${port}`;
 }
 
 /** Parses `HOST:PORT` or `[V6]:PORT`; null when it is neither. */

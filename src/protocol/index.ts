@@ -3,6 +3,7 @@ export * from './limits.js';
 export * from './names.js';
 export * from './totp-header.js';
 export * from './endpoint.js';
+export * from './address.js';
 export * from './cookie.js';
 export * from './paths.js';
 export * from './error-body.js';

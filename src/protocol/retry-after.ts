@@ -9,3 +9,12 @@ export function parseRetryAfter(value: string | undefined, nowMs = Date.now()): 
   if (!Number.isFinite(at) || !/[A-Za-z]/.test(v)) return null;
   return Math.max(0, Math.ceil((at - nowMs) / 1000));
 }
+
+/**
+ * The `Retry-After` value we send for a wait of `seconds`: whole seconds rounded up, at least 1
+ * (a `0` would invite an immediate retry of what was just refused). The registrar and the admin
+ * API both write it through here.
+ */
+export function formatRetryAfter(seconds: number): string {
+  return String(Math.max(1, Math.ceil(seconds)));
+}

@@ -2,10 +2,11 @@
 import type http from 'node:http';
 import { TaasError, type ErrorCode } from '../errors.js';
 import { errorBody } from '../protocol/error-body.js';
+import { formatRetryAfter } from '../protocol/retry-after.js';
 
 export function sendError(res: http.ServerResponse, err: TaasError, extra: Record<string, string> = {}): void {
   const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-store', ...extra };
-  if (err.retryAfter !== undefined) headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfter)));
+  if (err.retryAfter !== undefined) headers['retry-after'] = formatRetryAfter(err.retryAfter);
   if (err.status === 401) headers['www-authenticate'] = 'TOTP realm="taas"';
   const body = errorBody(err.code, err.message);
   headers['content-length'] = String(Buffer.byteLength(body));

@@ -10,6 +10,7 @@ import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
+import { ConnLimit } from '../relay/conn-limit.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import type { RegistrarRoutes } from './routes.js';
 import { sendError } from './respond.js';
@@ -21,7 +22,7 @@ const TIMEOUT_CHECK_MS = 250;
 
 export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
-  private perAddress = new Map<string, number>();
+  private readonly perAddress = new ConnLimit(() => this.view.current.maxConnsPerAddress);
   private unsubscribe: (() => void) | null = null;
 
   constructor(
@@ -114,21 +115,11 @@ export class RegistrarServer {
     return true;
   }
 
-  /** Bounds concurrent connections per source address. */
+  /** Bounds concurrent connections per source address (the relay ports' rule and counter). */
   private admit(s: net.Socket): void {
-    const addr = s.remoteAddress ?? '';
-    const n = (this.perAddress.get(addr) ?? 0) + 1;
-    if (n > this.config.maxConnsPerAddress) {
-      this.logger.info({ from: addr, limit: this.config.maxConnsPerAddress }, 'registrar connection refused: per-address limit');
-      s.destroy();
-      return;
-    }
-    this.perAddress.set(addr, n);
-    s.once('close', () => {
-      const m = (this.perAddress.get(addr) ?? 1) - 1;
-      if (m <= 0) this.perAddress.delete(addr);
-      else this.perAddress.set(addr, m);
-    });
+    if (this.perAddress.admit(s)) return;
+    this.logger.info({ from: s.remoteAddress, limit: this.config.maxConnsPerAddress }, 'registrar connection refused: per-address limit');
+    s.destroy();
   }
 
   /** New certificate and key for new handshakes; established connections keep theirs. */

@@ -64,7 +64,7 @@ describe('page + daemon + agent', () => {
     await page.screenshot({ path: path.join(SCREENSHOTS, 'entries-live-agent.png'), fullPage: true });
 
     // A mobile client through the relay; its pairing appears on the entry's page.
-    const port = await clientPort(d, 'webcam', '/snapshot');
+    const port = await clientPort(d, 'webcam', { path: '/snapshot' });
     const r = await curlStatus(`http://127.0.0.1:${port}/snapshot`, d.caFile);
     expect(r.body).toContain('hello from the hidden server, path /snapshot');
     await page.click('[data-label-state="webcam"] >> xpath=ancestor::tr >> a:has-text("Manage")');

@@ -87,7 +87,7 @@ describe('pairing through daemon and agent', () => {
       });
     });
     agents.push(await startAgent(await daemon.addEntry(['bulk']), `127.0.0.1:${port}`));
-    const q = await clientPort(daemon, 'bulk', '/bulk');
+    const q = await clientPort(daemon, 'bulk', { path: '/bulk' });
     const client = await connect(q);
     clients.push(client);
     const clientReceived = readAll(client, 0);

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curlStatus } from '../helpers/curl.js';
 import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
+import { askAsClient } from '../helpers/registrar.js';
 import type { AgentFile } from '../../src/protocol/index.js';
 import { readAgentFile, registrarArgs, totpHeader } from './util.js';
 
@@ -25,8 +26,7 @@ function put(path: string, auth?: string, extra: string[] = []) {
 }
 
 function asClient(label: string, path = '/') {
-  const host = `${label}.localhost`;
-  return curlStatus(`https://${host}:${daemon.registrarPort}${path}`, daemon.caFile, ['--resolve', `${host}:${daemon.registrarPort}:127.0.0.1`]);
+  return askAsClient(daemon, label, { path });
 }
 
 /** A code that is not the current one (nor, by construction, equal to it). */

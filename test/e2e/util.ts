@@ -2,8 +2,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import { totpCode } from '../../src/auth/totp.js';
-import { formatTotpAuthorization, parseAgentFile, parseEndpoint, type AgentFile } from '../../src/protocol/index.js';
-import { curlStatus } from '../helpers/curl.js';
+import { formatTotpAuthorization, parseAgentFile, type AgentFile } from '../../src/protocol/index.js';
 import type { Daemon } from '../helpers/daemon.js';
 
 export function readAgentFile(file: string): AgentFile {
@@ -22,15 +21,7 @@ export function registrarArgs(d: Daemon): { url: (path: string) => string; args:
   return { url: (p) => `https://${host}:${d.registrarPort}${p}`, args: ['--resolve', `${host}:${d.registrarPort}:127.0.0.1`] };
 }
 
-/** Asks for LABEL.localhost as a mobile client and returns the client port the 307 points to. */
-export async function clientPort(d: Daemon, label: string, path = '/'): Promise<number> {
-  const host = `${label}.localhost`;
-  const r = await curlStatus(`https://${host}:${d.registrarPort}${path}`, d.caFile, ['--resolve', `${host}:${d.registrarPort}:127.0.0.1`]);
-  if (r.status !== 307) throw new Error(`expected 307 for ${label}, got ${r.status}: ${r.body}`);
-  const u = new URL(r.headers.location!);
-  const ep = parseEndpoint(`${u.hostname}:${u.port}`);
-  return ep!.port;
-}
+export { clientPort } from '../helpers/registrar.js';
 
 /** Resolves when the peer refused, reset or ended the connection, saying which. */
 export function refusedOrClosed(s: net.Socket, ms = 10_000): Promise<'refused' | 'closed' | 'reset'> {

@@ -6,6 +6,7 @@ import crypto from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
+import type { Readable } from 'node:stream';
 
 export const LOOPBACK = '127.0.0.1';
 
@@ -74,6 +75,24 @@ export function waitFor<T = unknown>(em: EventEmitter, event: string, ms = 10_00
 }
 
 /**
+ * A callback to hand to a listener-style API (`store.watch`, ...) and a wait for its first
+ * call: `called(what, ms)` resolves at once if it came already, else when it comes, and rejects
+ * `ms` after being asked. Waiting on the callback, not polling a counter it bumps.
+ */
+export function firstCall(): { fn: () => void; called: (what: string, ms?: number) => Promise<void> } {
+  let fire!: () => void;
+  const came = new Promise<void>((resolve) => (fire = resolve));
+  const called = (what: string, ms = 10_000): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} not called within ${ms} ms`)), ms);
+    });
+    return Promise.race([came, late]).finally(() => clearTimeout(timer));
+  };
+  return { fn: () => fire(), called };
+}
+
+/**
  * Resolves when the peer has gone: an EOF arrived (sockets here are allowHalfOpen, so a FIN
  * alone does not close them), or the socket closed (reset, destroyed). Reads and discards.
  */
@@ -89,6 +108,31 @@ export function closed(s: net.Socket, ms = 10_000): Promise<void> {
     s.once('end', done);
     s.once('close', done);
     s.resume();
+  });
+}
+
+/**
+ * Resolves when `cond` holds, checked now and after each chunk `stream` emits (so the listener
+ * that collects the output must be registered first: listeners run in order); rejects after
+ * `ms`, or when the stream ends before. For a child process's output, instead of polling it.
+ */
+export function untilData(stream: Readable, cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const finish = (err?: Error): void => {
+      clearTimeout(timer);
+      stream.off('data', check);
+      stream.off('end', ended);
+      if (err) reject(err);
+      else resolve();
+    };
+    const check = (): void => {
+      if (cond()) finish();
+    };
+    const ended = (): void => finish(cond() ? undefined : new Error(`output ended before ${what}`));
+    const timer = setTimeout(() => finish(new Error(`${what} not seen within ${ms} ms`)), ms);
+    stream.on('data', check);
+    stream.once('end', ended);
+    check();
   });
 }
 

@@ -36,6 +36,8 @@ export interface RedisStartOptions {
   args?: string[];
   port?: number;
   dir?: string;
+  /** The log line that means started, when not "Ready to accept connections" (a replica: its first sync). */
+  readyLog?: RegExp;
 }
 
 export interface TlsFiles {
@@ -114,7 +116,7 @@ async function startRedisOn(port: number, opts: RedisStartOptions): Promise<Redi
   args.push(...(opts.args ?? []));
   let child: ChildProcess | null;
   try {
-    child = await spawnReady('redis-server', args, dir, READY);
+    child = await spawnReady('redis-server', args, dir, opts.readyLog ?? READY);
   } catch (e) {
     if (!opts.dir) fs.rmSync(dir, { recursive: true, force: true });
     throw e;
@@ -206,10 +208,9 @@ export async function startSentinel(password?: string): Promise<RedisSentinelSet
   const auth = password ? ['--masterauth', password] : [];
   // No 5 s wait before the replica's first full sync (the default diskless delay).
   const master = await startRedis({ password, args: [...auth, '--repl-diskless-sync-delay', '0'] });
-  const replica = await startRedis({ password, args: [...auth, '--replicaof', master.host, String(master.port)] });
   // Synced before the sentinel first looks (it looks again only every 10 s): otherwise it may
-  // judge the replica unfit to promote for that long.
-  await pollUntil(() => /master_link_status:up/.test(replica.cli('info', 'replication')), 15_000, 20);
+  // judge the replica unfit to promote for that long. The replica's log says when.
+  const replica = await startRedis({ password, args: [...auth, '--replicaof', master.host, String(master.port)], readyLog: /MASTER <-> REPLICA sync: Finished with success/ });
   const dir = tmpDir('sentinel');
   const port = await freePort();
   const conf = path.join(dir, 'sentinel.conf');
@@ -225,10 +226,9 @@ export async function startSentinel(password?: string): Promise<RedisSentinelSet
   fs.writeFileSync(conf, lines.join('\n') + '\n');
   let sentinel: ChildProcess | null = null;
   try {
-    sentinel = await spawnReady('redis-sentinel', [conf], dir, /\+monitor master/);
-    // A failover needs the sentinel to know the replica (learnt from the master's INFO).
-    const replicas = (): string => execFileSync('redis-cli', ['-p', String(port), 'sentinel', 'replicas', name], { encoding: 'utf8' });
-    await pollUntil(() => replicas().includes(String(replica.port)), 15_000, 50);
+    // A failover needs the sentinel to know the replica (learnt from the master's INFO): ready
+    // once its log says `+slave slave HOST:PORT` for it, which comes after `+monitor master`.
+    sentinel = await spawnReady('redis-sentinel', [conf], dir, new RegExp(`\\+slave slave ${LOOPBACK.replace(/\./g, '\\.')}:${replica.port} `));
   } catch (e) {
     await exited(sentinel, 'SIGKILL');
     await Promise.all([master.stop(), replica.stop()]);

@@ -12,9 +12,10 @@ import path from 'node:path';
 import type { AgentFile } from '../../src/protocol/index.js';
 import { RedisKeys } from '../../src/store/redis-keys.js';
 import { selfSigned, type Pem } from '../agent/fixtures.js';
-import { curlStatus, type StatusLine } from '../helpers/curl.js';
+import type { StatusLine } from '../helpers/curl.js';
 import { run, startDaemon, tempDir, type Daemon } from '../helpers/daemon.js';
 import { listen } from '../helpers/net.js';
+import { askAsClient, register } from '../helpers/registrar.js';
 import type { RedisProcess } from '../helpers/redis.js';
 import { readAgentFile } from '../e2e/util.js';
 
@@ -71,25 +72,14 @@ export function hostOf(d: Daemon): string {
   return JSON.parse(fs.readFileSync(d.configFile, 'utf8')).taasHost as string;
 }
 
-/** curl as a mobile client asking `node` for LABEL.localhost, without following. */
+/** curl as a mobile client asking `node` for LABEL.localhost, without following, bounded to 10 s. */
 export function askNode(node: Daemon, shared: Shared, label: string, path = '/'): Promise<StatusLine> {
-  const host = `${label}.localhost`;
-  return curlStatus(`https://${host}:${node.registrarPort}${path}`, shared.certFile, ['--resolve', `${host}:${node.registrarPort}:${hostOf(node)}`, '--max-time', '10']);
+  return askAsClient(node, label, { path, caFile: shared.certFile, address: hostOf(node), extra: ['--max-time', '10'] });
 }
 
 /** PUT /register/LABEL at `node` under its registrar name, bounded to 10 s. */
 export function registerAt(node: Daemon, shared: Shared, label: string, authorization: string): Promise<StatusLine> {
-  const name = 'registrar.localhost';
-  return curlStatus(`https://${name}:${node.registrarPort}/register/${label}`, shared.certFile, [
-    '--resolve',
-    `${name}:${node.registrarPort}:${hostOf(node)}`,
-    '--max-time',
-    '10',
-    '-X',
-    'PUT',
-    '-H',
-    `Authorization: ${authorization}`,
-  ]);
+  return register(node, label, authorization, { caFile: shared.certFile, address: hostOf(node), extra: ['--max-time', '10'] });
 }
 
 /** Idle responders node `id` advertises for `label` in the directory (0 when none or gone). */

@@ -12,7 +12,7 @@ import type net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../helpers/curl.js';
 import { startAgent, stopAll, type Daemon, type Proc } from '../helpers/daemon.js';
-import { closeServer, connect, listen, pollUntil, readAll, readExactly, waitFor } from '../helpers/net.js';
+import { closeServer, connect, listen, pollUntil, readAll, readExactly, untilData, waitFor } from '../helpers/net.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
 import { totpHeader } from '../e2e/util.js';
 import { KEYS, TTL_MS, advertisedIdle, askNode, echoServer, entryAt, hiddenHttps, registerAt, sharedFiles, startNode, type Shared } from './nodes.js';
@@ -210,7 +210,7 @@ describe('two nodes, one Redis', () => {
       }
     };
     await send(PHASE);
-    await pollUntil(() => back >= PHASE, 20_000, 10);
+    await untilData(client, () => back >= PHASE, 'the first phase echoed', 20_000);
 
     // Redis hangs (SIGSTOP) and then dies, with its data snapshotted as a real one would have.
     redis.cli('save');
@@ -242,7 +242,7 @@ describe('two nodes, one Redis', () => {
 
     // The established pairing (at B) never needed Redis: it keeps carrying octets through the outage.
     await send(PHASE);
-    await pollUntil(() => back >= 2 * PHASE, 20_000, 10);
+    await untilData(client, () => back >= 2 * PHASE, 'the second phase echoed', 20_000);
 
     // Redis returns (same port, same dir, its snapshot): both nodes use it again by themselves.
     await redis.restart();

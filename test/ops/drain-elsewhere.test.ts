@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startAgent, stopAll } from '../helpers/daemon.js';
-import { closeServer, connect, pollUntil, readExactly } from '../helpers/net.js';
+import { closeServer, connect, readExactly } from '../helpers/net.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
 import { askNode, echoServer, entryAt, sharedFiles, startNode } from '../multinode/nodes.js';
 import { metrics } from './util.js';
@@ -46,7 +46,7 @@ describe('drain with another node', () => {
     expect(at.status).toBe(307);
     const portA = Number(new URL(at.headers.location!).port);
     const held = await echoOnce(portA, '127.0.0.1', 'held open');
-    await pollUntil(() => agent.logs('registration established').length >= 2, 10_000, 20);
+    await agent.waitLog('registration established', 2, 10_000);
 
     a.proc.child.kill('SIGTERM');
     await a.proc.waitLog('draining');

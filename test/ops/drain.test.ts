@@ -5,7 +5,7 @@
  * agent waits out the drain and registers with the daemon that replaces it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { closed, connect, readAll, readExactly, sendBytes, pollUntil } from '../helpers/net.js';
+import { closed, connect, readAll, readExactly, sendBytes } from '../helpers/net.js';
 import { curlLabel } from '../helpers/curl.js';
 import { startAgent, startDaemon, stopAll, idleCount } from '../helpers/daemon.js';
 import { FixedReplyServer, HashSink, clientPort, metrics, register } from './util.js';
@@ -107,7 +107,7 @@ describe('drain on SIGTERM', () => {
     const held = await connect(port);
     held.write(Buffer.alloc(500));
     await readExactly(held, 1000);
-    await pollUntil(() => agent.lines.filter((l) => l.msg === 'registration established').length >= 2, 10_000, 20);
+    await agent.waitLog('registration established', 2, 10_000);
     d.proc.child.kill('SIGTERM');
     await d.proc.waitLog('draining');
     const second = await connect(port);
@@ -119,7 +119,7 @@ describe('drain on SIGTERM', () => {
     held.end();
     expect(await d.proc.exited).toBe(0);
     await d.restart(); // the replacement: same port, same data dir
-    await pollUntil(() => idleCount(agent) >= 1 && agent.logs('registration established').length >= 3, 20_000, 50);
+    await agent.until(() => idleCount(agent) >= 1 && agent.logs('registration established').length >= 3, 'the agent registered at the replacement', 20_000);
     const r = await curlLabel('moving', d.registrarPort, d.caFile, '/', ['--max-redirs', '0', '-o', '/dev/null', '-w', '%{http_code}']);
     expect(r.stdout.toString()).toBe('307');
     const c = await connect(await clientPort(d, 'moving'));

@@ -10,7 +10,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import type net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closed, connect, pollUntil, readExactly } from '../helpers/net.js';
+import { closed, connect, pollUntil, readExactly, untilData } from '../helpers/net.js';
 import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { Registrant, type Issued } from './responder.js';
 import { clientPort, metrics } from './util.js';
@@ -29,7 +29,7 @@ function answers(s: net.Socket, name: string): void {
 }
 
 async function client(d: Daemon, label: string, address = '127.0.0.1'): Promise<string> {
-  const port = await clientPort(d, label, d.caFile, address);
+  const port = await clientPort(d, label, { address });
   const c = await connect(port, { host: address });
   closers.push(() => void c.destroy());
   c.write('hello');
@@ -110,7 +110,7 @@ describe('liveness: a client paired before a silent drop is found', () => {
     await pollUntil(async () => (await idle(d, 'gone')) === 1, 10_000, 20);
 
     // The link goes down and a client arrives at once: it is paired with the dead responder.
-    const port = await clientPort(d, 'gone', d.caFile, net.hostAddress);
+    const port = await clientPort(d, 'gone', { address: net.hostAddress });
     net.linkDown();
     const t0 = Date.now();
     const c = await connect(port, { host: net.hostAddress });
@@ -142,7 +142,7 @@ async function respondFromInside(net: ReturnType<typeof makeNamespace>, issued: 
   closers.push(() => void child.kill('SIGKILL'));
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (t: string) => (out += t));
-  await pollUntil(() => out.includes('ready'), 10_000, 20);
+  await untilData(child.stdout!, () => out.includes('ready'), 'the responder ready', 10_000);
   return { output: () => out };
 }
 

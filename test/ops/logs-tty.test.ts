@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pollUntil } from '../helpers/net.js';
+import { untilData } from '../helpers/net.js';
 import { ROOT, stopAll, tempDir } from '../helpers/daemon.js';
 
 let daemonPid = 0;
@@ -31,7 +31,7 @@ describe('logs on a terminal', () => {
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    await pollUntil(() => out.includes('taas-server ready'), 30_000, 50);
+    await untilData(child.stdout, () => out.includes('taas-server ready'), 'taas-server ready', 30_000);
     daemonPid = (JSON.parse(fs.readFileSync(path.join(dataDir, 'daemon.json'), 'utf8')) as { pid: number }).pid;
     process.kill(daemonPid, 'SIGTERM');
     await exited;

@@ -79,7 +79,7 @@ describe('reload on SIGHUP', () => {
     expect((await presented(d.registrarPort, 'live.localhost')).checkIssued(a.x509)).toBe(true);
 
     const agent = await startAgent(await d.addEntry(['live']), await echoServer());
-    const port = await clientPort(d, 'live', a.cert);
+    const port = await clientPort(d, 'live', { caFile: a.cert });
     const first = await connect(port);
     expect(await echo(first, 'before reload')).toBe('before reload');
     await agent.until(() => agent.logs('registration established').length >= 2, 'the refill');

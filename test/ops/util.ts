@@ -7,7 +7,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { curlStatus } from '../helpers/curl.js';
 import type { Daemon } from '../helpers/daemon.js';
 import { closeServer, connect, listen } from '../helpers/net.js';
 
@@ -86,22 +85,7 @@ export class FixedReplyServer {
   }
 }
 
-/** Asks the registrar for LABEL (as a browser would) and returns the client port from the 307. */
-export async function clientPort(d: Daemon, label: string, caFile = d.caFile, address = '127.0.0.1'): Promise<number> {
-  const host = `${label}.localhost`;
-  const r = await curlStatus(`https://${host}:${d.registrarPort}/`, caFile, ['--resolve', `${host}:${d.registrarPort}:${address}`]);
-  if (r.status !== 307) throw new Error(`expected 307 for ${label}, got ${r.status}: ${r.body}`);
-  return Number(new URL(r.headers.location!).port);
-}
-
-/** A registration request to the registrar with an explicit Authorization header. */
-export function register(d: Daemon, label: string, authorization: string) {
-  const host = 'registrar.localhost';
-  return curlStatus(`https://${host}:${d.registrarPort}/register/${label}`, d.caFile, [
-    '--resolve', `${host}:${d.registrarPort}:127.0.0.1`, '-X', 'PUT', '-H', `Authorization: ${authorization}`,
-  ]);
-}
-
+export { clientPort, register } from '../helpers/registrar.js';
 export { connect };
 
 /**

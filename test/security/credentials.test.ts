@@ -78,7 +78,7 @@ describe('credentials: replay, brute force, enumeration', () => {
     await pollUntil(() => stored() === 100, 5000, 50); // history is written in batches
     expect(attempts[0]!.result).toBe('locked');
     expect(attempts[0]!.from).toMatch(/127\.0\.0\.1/);
-    await pollUntil(() => /ID locked out after failed attempts/.test(d.output), 5000); // the log is asynchronous
+    await d.untilOutput(() => /ID locked out after failed attempts/.test(d.output), 'the lock-out logged'); // the log is asynchronous
     console.log(`brute force: 1000 requests in ${elapsed} ms; 401 x5, 429 x995`);
   });
 

@@ -67,6 +67,11 @@ export class TestDaemon {
     return this.daemon.registrarPort;
   }
 
+  /** Resolves when `cond` (usually over `output`) holds, re-checked on each write of the daemon; rejects after `ms`. */
+  untilOutput(cond: () => boolean, what: string, ms = 5000): Promise<void> {
+    return this.daemon.proc.until(cond, what, ms);
+  }
+
   get pid(): number {
     return this.daemon.proc.child.pid!;
   }

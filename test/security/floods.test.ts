@@ -52,6 +52,26 @@ function connectAndWatch(port: number, localAddress?: string): { socket: net.Soc
   return { socket, closed, isClosed: () => gone };
 }
 
+/** Resolves once at least `n` of the connections have closed (their 'close' events); rejects after `ms`. */
+function closedAtLeast(conns: { closed: Promise<void> }[], n: number, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let count = 0;
+    const timer = setTimeout(() => reject(new Error(`${count} of ${n} connections closed within ${ms} ms`)), ms);
+    const one = (): void => {
+      if (++count !== n) return;
+      clearTimeout(timer);
+      resolve();
+    };
+    if (n <= 0) {
+      clearTimeout(timer);
+      resolve();
+      return;
+    }
+    // Registered after connectAndWatch's own: isClosed() is already true for each one counted.
+    for (const c of conns) void c.closed.then(one);
+  });
+}
+
 describe('floods are capped; memory and descriptors stay bounded', () => {
   let d: TestDaemon;
   let agents: AgentFile[];
@@ -148,11 +168,11 @@ describe('floods are capped; memory and descriptors stay bounded', () => {
     const conns = Array.from({ length: 300 }, () => connectAndWatch(clientPort));
     for (const c of conns) sockets.push(c.socket);
     // One is paired with the idle responder, maxWaitingClients wait; the rest are refused (queue-full).
-    await pollUntil(() => conns.filter((c) => c.isClosed()).length >= 300 - 1 - LIMITS.maxWaitingClients, 10_000, 20);
+    await closedAtLeast(conns, 300 - 1 - LIMITS.maxWaitingClients, 10_000);
     const open = conns.filter((c) => !c.isClosed()).length;
     expect(open).toBe(1 + LIMITS.maxWaitingClients);
     // 279 refusals, but not 279 log lines: a flood must not flood the log.
-    await pollUntil(() => /mobile client refused/.test(d.output), 5000);
+    await d.untilOutput(() => /mobile client refused/.test(d.output), 'a refusal logged');
     expect((d.output.match(/mobile client refused/g) ?? []).length).toBeLessThanOrEqual(11);
     const u = d.usage();
     figures.push(`client-port flood: 300 connections, ${open} open (1 paired, the rest waiting); ${u.fds} fds (+${u.fds - base.fds})`);
@@ -183,7 +203,7 @@ describe('floods are capped; memory and descriptors stay bounded', () => {
   it('raw connections to the registrar: maxConnsPerAddress per address; another address still served', async () => {
     const conns = Array.from({ length: 600 }, () => connectAndWatch(d.port));
     for (const c of conns) sockets.push(c.socket);
-    await pollUntil(() => conns.filter((c) => c.isClosed()).length >= 600 - LIMITS.maxConnsPerAddress, 15_000, 20);
+    await closedAtLeast(conns, 600 - LIMITS.maxConnsPerAddress, 15_000);
     const held = conns.filter((c) => !c.isClosed()).length;
     expect(held).toBe(LIMITS.maxConnsPerAddress);
     const u = d.usage();

@@ -57,7 +57,7 @@ describe('allocated port: only the registering hidden server with its cookie bec
     long.write(`TAAS-Cookie ${'x'.repeat(4096)}`);
     await closed(long, 5000);
 
-    await pollUntil(() => (d.output.match(/connection to allocated port refused/g) ?? []).length >= 4, 5000);
+    await d.untilOutput(() => (d.output.match(/connection to allocated port refused/g) ?? []).length >= 4, '4 refusals logged');
     expect(d.output).toMatch(/"why":"address"/);
     expect(d.output).toMatch(/"why":"cookie"/);
 
@@ -166,7 +166,7 @@ describe('allocated port under the operator switches', () => {
     const legacy = await open(port); // says nothing, as the original hidden server did
     await idle(d, 1);
     expect(legacy.destroyed).toBe(false);
-    await pollUntil(() => /original-protocol responder accepted without cookie/.test(d.output), 5000); // the log is asynchronous
+    await d.untilOutput(() => /original-protocol responder accepted without cookie/.test(d.output), 'the cookieless responder logged'); // the log is asynchronous
   });
 
   it('checkSourceAddress off (behind a NAT): another address with the cookie gets in; without it, not', async () => {

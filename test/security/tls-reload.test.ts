@@ -50,7 +50,7 @@ describe('certificate reload on SIGHUP', () => {
     const made = await d.cli(['make-cert', '--force']);
     expect(made.code, made.stderr).toBe(0);
     process.kill(d.pid, 'SIGHUP');
-    await pollUntil(() => d.output.includes('configuration reloaded'), 10_000, 20);
+    await d.untilOutput(() => d.output.includes('configuration reloaded'), 'the reload logged', 10_000);
     const now = await fingerprint(d.port, 'registrar.localhost');
     expect(now).not.toBe(old);
     // A label's name is served a leaf of the new certificate too.

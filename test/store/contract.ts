@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isTaasError } from '../../src/errors.js';
 import type { Entry, PairingRecord, Store, StoreEvent } from '../../src/store/types.js';
-import { pollUntil } from '../helpers/net.js';
+import { firstCall, pollUntil } from '../helpers/net.js';
 
 export interface StoreHandle {
   store: Store;
@@ -285,9 +285,13 @@ export function runStoreContract(name: string, open: () => Promise<StoreHandle>)
     describe('watch and ping', () => {
       it('tells listeners of this instance about entry changes until unsubscribed', async () => {
         const events: StoreEvent[] = [];
-        const off = s.watch((ev) => events.push(ev));
+        const told = firstCall();
+        const off = s.watch((ev) => {
+          events.push(ev);
+          told.fn();
+        });
         const e = await s.createEntry(makeEntry());
-        await pollUntil(() => events.length >= 1, 5000);
+        await told.called('the watch listener', 5000);
         off();
         const n = events.length;
         await s.deleteEntry(e.id);
@@ -299,16 +303,16 @@ export function runStoreContract(name: string, open: () => Promise<StoreHandle>)
         if (!h.openPeer) throw new Error('this run must provide openPeer');
         const peer = await h.openPeer();
         peers.push(peer);
-        let seen = 0;
-        peer.watch(() => seen++);
+        const peerTold = firstCall();
+        peer.watch(peerTold.fn);
         const e = await s.createEntry(makeEntry({ labels: ['shared1'] }));
-        await pollUntil(() => seen > 0, 5000);
+        await peerTold.called("the peer's watch listener", 5000);
         expect((await peer.entryForLabel('shared1'))?.id).toBe(e.id);
         // And the other way round.
-        let seenHere = 0;
-        s.watch(() => seenHere++);
+        const told = firstCall();
+        s.watch(told.fn);
         await peer.deleteEntry(e.id);
-        await pollUntil(() => seenHere > 0, 5000);
+        await told.called('the watch listener', 5000);
         expect(await s.getEntry(e.id)).toBeNull();
       });
 

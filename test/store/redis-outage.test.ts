@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { isTaasError } from '../../src/errors.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
-import { freePort, pollUntil } from '../helpers/net.js';
+import { firstCall, freePort, pollUntil } from '../helpers/net.js';
 import { type RedisProcess, startRedis } from '../helpers/redis.js';
 import { makeEntry } from './contract.js';
 
@@ -54,8 +54,8 @@ describe('Redis store while Redis is unreachable', () => {
     const t0 = performance.now();
     const store = await RedisStore.connect(`redis://127.0.0.1:${port}`, box, logger);
     cleanups.push(() => store.close());
-    let events = 0;
-    store.watch(() => events++);
+    const told = firstCall();
+    store.watch(told.fn);
     // Connection refused settles the first connection at once: no start-up wait.
     expect(performance.now() - t0).toBeLessThan(1000);
     // (Bounds below: 500 ms tells "failed at once" from the 1.5 s command timeout, with room for a busy CI.)
@@ -71,7 +71,7 @@ describe('Redis store while Redis is unreachable', () => {
     // Reconnection backoff is capped at 2 s.
     expect(performance.now() - up).toBeLessThan(3000);
     // Whoever watches (the daemon's fixed-port sync) is told to read what it could not at start.
-    await pollUntil(() => events > 0, 5000);
+    await told.called('the watch listener', 5000);
     const e = await store.createEntry(makeEntry());
     expect((await store.getEntry(e.id))?.secret).toBe(e.secret);
     expect(lines.filter((l) => /reachable again/.test(l.msg)).length).toBe(1);
@@ -87,7 +87,11 @@ describe('Redis store while Redis is unreachable', () => {
     cleanups.push(() => peer.close());
     const e = await store.createEntry(makeEntry());
     let events = 0;
-    store.watch(() => events++);
+    const told = firstCall();
+    store.watch(() => {
+      events++;
+      told.fn();
+    });
 
     await redis.kill();
     // Whatever the state of the socket when the call is made, no call outlives the command timeout.
@@ -109,7 +113,7 @@ describe('Redis store while Redis is unreachable', () => {
     await pollUntil(() => store.ping().then(() => true, () => false), 10_000, 50);
     expect(lines.filter((l) => /reachable again/.test(l.msg)).length).toBe(1);
     // The subscriber reconnected too: watchers were told to re-read, and hear other nodes again.
-    await pollUntil(() => events > 0, 10_000);
+    await told.called('the watch listener', 10_000);
     const before = events;
     await pollUntil(async () => {
       await peer.createEntry(makeEntry());
