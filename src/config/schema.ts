@@ -43,6 +43,13 @@ export interface Config {
   portRange: [number, number];
   /** Host put in Location and in the 200 body; `{label}` is replaced by the label. */
   advertiseHost?: string;
+  /**
+   * Host put in a mobile client's Location only (the 200 body keeps advertiseHost/taasHost);
+   * `{label}` is replaced by the label: `{label}.taas.example.com` keeps the client on the
+   * label's name, as the original did. Default: advertiseHost, else taasHost; with the
+   * embedded names (namedServers `localhost`, taasHost on loopback) `{label}.localhost`.
+   */
+  locationHost?: string;
   adminHost: string;
   adminPort: number;
   /** PEM key and certificate for the admin server; when both are set it speaks HTTPS (cookies get Secure). */
@@ -50,8 +57,16 @@ export interface Config {
   adminCertFile?: string;
   logLevel: LogLevel;
   relayEngine: RelayEngineName;
-  /** Accept original-protocol hidden servers that send no TAAS-Cookie line. */
+  /**
+   * Accept original-protocol hidden servers: no TAAS-Cookie line on the allocated port, and a
+   * TOTP code presented again within its own step (up to codeReusePerStep) to build a pool.
+   */
   allowCookieless: boolean;
+  /**
+   * With allowCookieless: registrations per ID and TOTP step that may present the step's code
+   * again, from the address bucket that first used it (an original hidden server's pool); 0 = none.
+   */
+  codeReusePerStep: number;
   /** Only the registering address may connect to its allocated port. */
   checkSourceAddress: boolean;
   /** Seconds an allocated port waits for its hidden server. */
@@ -131,6 +146,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   // connections and TIME-WAIT sockets, which would make binding a chosen port fail.
   portRange: { kind: 'range', default: [20000, 29999] },
   advertiseHost: { kind: 'string' },
+  locationHost: { kind: 'string' },
   adminHost: { kind: 'string', default: '127.0.0.1' },
   adminPort: { kind: 'port', default: 8893 },
   adminKeyFile: { kind: 'string' },
@@ -138,6 +154,8 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   logLevel: { kind: 'enum', values: LEVELS, default: 'info' },
   relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto' },
   allowCookieless: { kind: 'bool', default: false },
+  // 16: the largest pool an original hidden server keeps (15) plus one registration retried.
+  codeReusePerStep: { kind: 'int', default: 16, min: 0, max: 1000 },
   checkSourceAddress: { kind: 'bool', default: true },
   registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600 },
   clientPortIdle: { kind: 'number', default: 300, min: 0.05, max: 86400 },
@@ -268,7 +286,17 @@ export function validate(raw: Record<string, unknown>): Readonly<Config> {
   if ((cfg.keyData === undefined) !== (cfg.crtData === undefined)) {
     throw bad(cfg.keyData === undefined ? 'keyData' : 'crtData', 'missing', 'keyData and crtData set together');
   }
+  if (cfg.locationHost === undefined && localhostNames(cfg)) cfg.locationHost = '{label}.localhost';
   return Object.freeze(cfg);
+}
+
+/**
+ * The embedded names: `*.localhost` resolves to loopback everywhere (RFC 6761; curl and browsers
+ * do it themselves), so with the relay listening there the label's own name reaches it, and a
+ * browser can check the hidden server's certificate (`LABEL.localhost`) after the 307.
+ */
+function localhostNames(c: Config): boolean {
+  return c.namedServers.toLowerCase() === 'localhost' && ['127.0.0.1', '::1', '0.0.0.0', '::'].includes(c.taasHost) && c.advertiseHost === undefined;
 }
 
 /** TAAS_<UPPER_SNAKE> for a config key: portRange → TAAS_PORT_RANGE. */
