@@ -47,7 +47,7 @@ export interface Config {
    * Host put in a mobile client's Location only (the 200 body keeps advertiseHost/taasHost);
    * `{label}` is replaced by the label: `{label}.taas.example.com` keeps the client on the
    * label's name, as the original did. Default: advertiseHost, else taasHost; with the
-   * embedded names (namedServers `localhost`, taasHost on loopback) `{label}.localhost`.
+   * embedded names (taasHost, namedServers, advertiseHost all unset) `{label}.localhost`.
    */
   locationHost?: string;
   adminHost: string;
@@ -286,17 +286,19 @@ export function validate(raw: Record<string, unknown>): Readonly<Config> {
   if ((cfg.keyData === undefined) !== (cfg.crtData === undefined)) {
     throw bad(cfg.keyData === undefined ? 'keyData' : 'crtData', 'missing', 'keyData and crtData set together');
   }
-  if (cfg.locationHost === undefined && localhostNames(cfg)) cfg.locationHost = '{label}.localhost';
+  if (cfg.locationHost === undefined && embeddedNames(raw)) cfg.locationHost = '{label}.localhost';
   return Object.freeze(cfg);
 }
 
 /**
- * The embedded names: `*.localhost` resolves to loopback everywhere (RFC 6761; curl and browsers
- * do it themselves), so with the relay listening there the label's own name reaches it, and a
- * browser can check the hidden server's certificate (`LABEL.localhost`) after the 307.
+ * The embedded names are in use (taasHost, namedServers and advertiseHost all left to their
+ * defaults): `*.localhost` resolves to loopback everywhere (RFC 6761; curl and browsers do it
+ * themselves), where the relay then listens, so a mobile client can be sent to the label's own
+ * name and check its hidden server's certificate (`LABEL.localhost`) after the 307. A config
+ * that names its host keeps Location on that host unless it sets locationHost.
  */
-function localhostNames(c: Config): boolean {
-  return c.namedServers.toLowerCase() === 'localhost' && ['127.0.0.1', '::1', '0.0.0.0', '::'].includes(c.taasHost) && c.advertiseHost === undefined;
+function embeddedNames(raw: Record<string, unknown>): boolean {
+  return (['taasHost', 'namedServers', 'advertiseHost'] as const).every((k) => raw[k] === undefined || raw[k] === null);
 }
 
 /** TAAS_<UPPER_SNAKE> for a config key: portRange → TAAS_PORT_RANGE. */
