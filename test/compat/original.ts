@@ -80,8 +80,8 @@ export class RawConnection {
   }
 
   /** TLS to the relay's registrar port, with `servername` as SNI and the relay's CA trusted. */
-  static async tls(port: number, servername: string, ca: string, localAddress?: string): Promise<RawConnection> {
-    const s = tls.connect({ host: '127.0.0.1', port, servername, ca, ...(localAddress ? { localAddress } : {}) });
+  static async tls(port: number, servername: string, ca: string, localAddress?: string, host = '127.0.0.1'): Promise<RawConnection> {
+    const s = tls.connect({ host, port, servername, ca, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       s.once('secureConnect', resolve);
       s.once('error', reject);
