@@ -121,3 +121,35 @@ describe('registration framing (raw octets)', () => {
     }
   });
 });
+
+describe('mobile client request forms (raw octets)', () => {
+  it('Host with and without port, HTTP/1.1 keep-alive and HTTP/1.0: each a 307 to the label’s name, empty body', async () => {
+    await clearOfStepEnd();
+    const reg = await open();
+    reg.write(originalRegistration(file, 'framed', `registrar.localhost:${daemon.registrarPort}`));
+    expectEndpoint(await reg.response()); // a pending registration: the label can be served
+    reg.close();
+
+    const c = await RawConnection.tls(daemon.registrarPort, 'framed.localhost', daemon.ca);
+    try {
+      c.write(`GET /a?b=1 HTTP/1.1\r\nHost: framed.localhost:${daemon.registrarPort}\r\nConnection: keep-alive\r\n\r\n`);
+      const first = await c.response();
+      expect(first.statusLine).toBe('HTTP/1.1 307 Temporary Redirect');
+      expect(first.headers.location).toMatch(/^https:\/\/framed\.localhost:\d+\/a\?b=1$/);
+      expect(first.body).toBe('');
+      c.write('GET / HTTP/1.1\r\nHost: framed.localhost\r\n\r\n');
+      const second = await c.response();
+      expect(second.status).toBe(307);
+      expect(new URL(second.headers.location!).port).toBe(new URL(first.headers.location!).port);
+    } finally {
+      c.close();
+    }
+
+    const old = await RawConnection.tls(daemon.registrarPort, 'framed.localhost', daemon.ca);
+    old.write('GET /old HTTP/1.0\r\nHost: framed.localhost\r\n\r\n');
+    const r = await old.response();
+    expect(r.status).toBe(307);
+    expect(r.headers.location).toMatch(/^https:\/\/framed\.localhost:\d+\/old$/);
+    await old.closed;
+  });
+});
