@@ -15,7 +15,8 @@ import { RawConnection, clearOfStepEnd, currentCode, endpointOf, originalRegistr
 let daemon: Daemon;
 let file: AgentFile;
 beforeAll(async () => {
-  daemon = await startDaemon({ allowCookieless: true });
+  // headersTimeout 1 s: the request timeout (max(headersTimeout + 1 s, 5 s)) is 5 s.
+  daemon = await startDaemon({ allowCookieless: true, headersTimeout: 1 });
   file = readAgentFile(await daemon.addEntry(['framed']));
 });
 afterAll(stopAll);
@@ -103,6 +104,15 @@ describe('registration framing (raw octets)', () => {
         c.close();
       }
     }
+  });
+
+  it('a chunked body that never ends holds nothing: the request timeout closes it', async () => {
+    const c = await open();
+    const t0 = Date.now();
+    c.write(`PUT /register/framed HTTP/1.1\r\n${hostWithPort()}${auth()}Transfer-Encoding: chunked\r\n\r\n`);
+    await c.closed;
+    // requestTimeout: max(headersTimeout + 1 s, 5 s), checked every 250 ms.
+    expect(Date.now() - t0).toBeLessThan(7_000);
   });
 
   it('answers the original error forms: no Authorization → 401 with the challenge, other method → 405 with Allow', async () => {
