@@ -193,7 +193,8 @@ function singleHeader(req: http.IncomingMessage, name: string): string | undefin
 function isEmptyBody(req: http.IncomingMessage): Promise<boolean> {
   const len = req.headers['content-length'];
   if (req.headers['transfer-encoding'] === undefined) return Promise.resolve(len === undefined || /^0+$/.test(len.trim()));
-  if (req.complete || req.readableEnded) return Promise.resolve(true);
+  // Not `req.complete`: a body parsed already is still unread, and may hold octets.
+  if (req.readableEnded) return Promise.resolve(true);
   return new Promise((resolve) => {
     const done = (empty: boolean) => {
       req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onError);
