@@ -40,7 +40,8 @@ export class Credentials {
   ) {
     const saved = state?.load(file.id);
     if (!saved) return;
-    this.lastStep = saved.lastStep;
+    // Never beyond the next step: a clock set back since must not park the agent for hours.
+    this.lastStep = Math.min(saved.lastStep, this.step(now()) + 1);
     if (saved.session) {
       this.acceptSession(saved.session, false);
       this.savedExpiryMs = this.session!.expiresMs;

@@ -133,6 +133,14 @@ describe('Credentials kept across a restart (CredentialState)', () => {
     expect(third.msUntilFreshCode()).toBe(19_000);
   });
 
+  it('a saved step far ahead (the clock set back since) costs at most the rest of one step', async () => {
+    const f = stateFile();
+    const now = 1_700_000_020_000;
+    new CredentialState(f).save({ id: 'agent-1', session: null, lastStep: Math.floor(now / 30_000) + 100 });
+    const c = new Credentials(file, () => now, new CredentialState(f));
+    expect(c.msUntilFreshCode()).toBe(20_000);
+  });
+
   it('ignores a state of another ID, and one that is not JSON, and runs on when it cannot write', async () => {
     const f = stateFile();
     fs.writeFileSync(f, JSON.stringify({ id: 'someone-else', session: 'v1.99999999999.n.m', lastStep: 1 }));
