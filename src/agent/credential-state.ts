@@ -54,7 +54,9 @@ export class CredentialState {
   save(state: SavedCredentials): void {
     const tmp = path.join(path.dirname(this.file), `.${path.basename(this.file)}.${process.pid}.tmp`);
     try {
-      const fd = fs.openSync(tmp, 'w', 0o600);
+      // A leftover of a crash is removed; 'wx' then never writes through a planted file or link.
+      fs.rmSync(tmp, { force: true });
+      const fd = fs.openSync(tmp, 'wx', 0o600);
       try {
         fs.writeSync(fd, JSON.stringify(state) + '\n');
         fs.fsyncSync(fd);
