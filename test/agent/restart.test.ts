@@ -23,7 +23,7 @@ afterAll(async () => {
 const PERIOD_MS = 30_000;
 const step = () => Math.floor(Date.now() / PERIOD_MS);
 /** Time the whole scenario needs inside one step, generously for a loaded 2-core machine. */
-const NEEDED_MS = 10_000;
+const NEEDED_MS = 12_000;
 
 async function kill9(p: Proc): Promise<void> {
   p.child.kill('SIGKILL');
@@ -41,7 +41,14 @@ describe('agent restart', () => {
     if (left < NEEDED_MS) await sleep(left + 50);
     const inStep = step();
 
-    let agent = await startAgent(file, `127.0.0.1:${port}`, ['--tls'], { pool: 2 });
+    // A process killed at once, before (or while) it registers: whatever it spent, it left no token.
+    const early = await startAgent(file, `127.0.0.1:${port}`, ['--tls'], { pool: 2, wait: false });
+    await early.waitLog('starting');
+    await kill9(early);
+    let agent = await startAgent(file, `127.0.0.1:${port}`, ['--tls'], { pool: 2, wait: false });
+    const t = Date.now();
+    await agent.until(() => idleCount(agent) >= 2, 'two registrations after an early kill', 5_000);
+    const afterEarlyKill = Date.now() - t;
     expect(fs.statSync(`${file}.state`).mode & 0o777).toBe(0o600);
     const times: number[] = [];
     for (let i = 0; i < 3; i++) {
@@ -53,14 +60,17 @@ describe('agent restart', () => {
       expect(agent.logs('relay asks to slow down')).toEqual([]);
       expect(agent.lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('retrying in'))).toEqual([]);
     }
-    console.log(`agent restarts (kill -9, start, pool of 2 registered): ${times.join(', ')} ms`);
+    console.log(`agent restarts (kill -9, start, pool of 2 registered): after an early kill ${afterEarlyKill} ms; then ${times.join(', ')} ms`);
+    expect(afterEarlyKill).toBeLessThan(2_000);
     expect(step(), 'the restarts did not fit in one TOTP step; the machine is too slow for this test').toBe(inStep);
     for (const t of times) expect(t).toBeLessThan(2_000);
 
     // The relay saw one code and session tokens after it: no replay, no failure, no lock-out.
+    // (At most two codes: the early one, if it got out, and the next step's.)
     const accepted = daemon.proc.logs('registration accepted').map((l) => l.via);
-    expect(accepted[0]).toBe('totp');
-    expect(accepted.slice(1).every((v) => v === 'session')).toBe(true);
+    expect(accepted.filter((v) => v === 'totp').length).toBeLessThanOrEqual(2);
+    expect(accepted.slice(-6).every((v) => v === 'session')).toBe(true);
+    expect(daemon.proc.lines.filter((l) => l.msg === 'registration refused' || l.result === 'replay')).toEqual([]);
     const served = await curlLabel('phoenix', daemon.registrarPort, daemon.caFile, '/after-restarts');
     expect(served.stdout.toString()).toBe('served /after-restarts');
   });
