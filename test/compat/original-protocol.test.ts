@@ -16,6 +16,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type Daemon, startAgent, startDaemon, stopAll } from '../helpers/daemon.js';
 import { closeServer, listen } from '../helpers/net.js';
 import { readAgentFile } from '../e2e/util.js';
+import { selfSigned } from '../agent/fixtures.js';
 import {
   OriginalHiddenServer,
   RawConnection,
@@ -37,7 +38,7 @@ afterEach(async () => {
 afterAll(stopAll);
 
 /** What a mobile client does: ask, follow the 307, WebSocket; then a second connection. */
-async function mobileClient(d: Daemon, label: string): Promise<{ location: string; echo: string; second: string }> {
+async function mobileClient(d: Daemon, label: string, hiddenCa: string): Promise<{ location: string; echo: string; second: string }> {
   const asked = await askForLabel(d.registrarPort, `${label}.localhost`, d.ca, '/live?room=1');
   expect(asked.status, asked.raw).toBe(307);
   expect(asked.body).toBe('');
@@ -46,11 +47,11 @@ async function mobileClient(d: Daemon, label: string): Promise<{ location: strin
   // The label's own name with the client port, path and query kept: the original's form.
   expect(location).toBe(`https://${label}.localhost:${q}/live?room=1`);
 
-  const ws = await openLocation(location, d.ca); // TLS to the hidden server, checked for LABEL.localhost
+  const ws = await openLocation(location, hiddenCa); // TLS to the hidden server, checked for LABEL.localhost
   cleanups.push(() => void ws.destroy());
   const { echo } = await websocketEcho(ws, `${label}.localhost:${q}`, '/live?room=1', 'ping from the mobile client');
 
-  const again = await openLocation(location, d.ca);
+  const again = await openLocation(location, hiddenCa);
   cleanups.push(() => void again.destroy());
   const second = await getOn(again, `${label}.localhost:${q}`, '/second');
   return { location, echo, second };
@@ -60,7 +61,9 @@ describe('an original-protocol hidden server (allowCookieless)', () => {
   it('builds a pool of 4 by reusing its code, and serves a WebSocket and a second connection', async () => {
     const d = await startDaemon({ allowCookieless: true });
     const file = readAgentFile(await d.addEntry(['oldhome']));
-    const hs = await new OriginalHiddenServer(file, 'oldhome', d.registrarPort).start();
+    // Its own certificate names only oldhome.localhost (what the issue's browser failed on).
+    const own = selfSigned('oldhome.localhost', ['oldhome.localhost'], []);
+    const hs = await new OriginalHiddenServer(file, 'oldhome', d.registrarPort, file.registrar, own).start();
     cleanups.push(() => hs.close());
 
     await clearOfStepEnd(5000);
@@ -70,12 +73,15 @@ describe('an original-protocol hidden server (allowCookieless)', () => {
     await d.proc.waitLog('registration accepted', 4);
     expect(d.proc.logs('registration accepted').map((l) => l.via)).toEqual(['totp', 'reuse', 'reuse', 'reuse']);
 
-    const { echo, second } = await mobileClient(d, 'oldhome');
+    const { location, echo, second } = await mobileClient(d, 'oldhome', own.cert);
     expect(echo).toBe('echo: ping from the mobile client');
     expect(second).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nhello \/second #\d+$/);
     // Two responders were paired, and neither had said a word before the client did.
     await Promise.all(hs.responders.slice(0, 2).map((r) => r.reached));
     expect(d.proc.logs('ID locked out after failed attempts')).toEqual([]);
+    // The old form of Location, the relay's address, fails that certificate check.
+    const byAddress = location.replace('oldhome.localhost', '127.0.0.1');
+    await expect(openLocation(byAddress, own.cert)).rejects.toThrow(/IP: 127\.0\.0\.1 is not in the cert's list/);
   });
 
   it('refuses the same code from another address, past the bound, and on a relay without allowCookieless', async () => {
@@ -147,7 +153,7 @@ describe('our own agent', () => {
     const d = await startDaemon();
     const file = await d.addEntry(['newhome']);
     await startAgent(file, `127.0.0.1:${port}`, ['--tls'], { pool: 2 });
-    const { echo, second } = await mobileClient(d, 'newhome');
+    const { echo, second } = await mobileClient(d, 'newhome', d.ca);
     expect(echo).toBe('echo: ping from the mobile client');
     expect(second).toMatch(/\r\n\r\nhello \/second #\d+$/);
   });

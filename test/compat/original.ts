@@ -10,8 +10,8 @@
  *   a browser does (`*.localhost` is loopback; the hidden server's certificate is checked
  *   against the label's name), a WebSocket opened on it, then a second connection.
  *
- * The hidden server speaks TLS end to end with the certificate the relay's CA issued for its
- * label (an original hidden server would have its own, naming `LABEL.<namedServers>`), and
+ * The hidden server speaks TLS end to end with its own certificate (as an original one does:
+ * naming only `LABEL.<namedServers>`), or the one the relay's CA issued for its label, and
  * serves HTTP with a WebSocket echo, written out here so that every octet is visible.
  */
 import crypto from 'node:crypto';
@@ -238,14 +238,19 @@ export class OriginalHiddenServer {
   private conn: RawConnection | null = null;
   private readonly locals = new Set<net.Socket>();
 
+  /**
+   * `pem`: the hidden server's own certificate (an original hidden server has one naming
+   * `LABEL.<namedServers>`); default: the one the relay's CA issued in the agent file.
+   */
   constructor(
     private readonly file: AgentFile,
     private readonly label: string,
     private readonly registrarPort: number,
     private readonly registrarHost = file.registrar,
+    pem: { cert: string; key: string } | undefined = file.tls,
   ) {
-    if (!file.tls) throw new Error('the agent file has no label certificate');
-    this.service = tls.createServer({ cert: file.tls.cert, key: file.tls.key }, (s) => this.app.emit('connection', s));
+    if (!pem) throw new Error('no certificate for the hidden server');
+    this.service = tls.createServer({ cert: pem.cert, key: pem.key }, (s) => this.app.emit('connection', s));
   }
 
   async start(): Promise<this> {
@@ -327,9 +332,11 @@ export async function askForLabel(registrarPort: number, host: string, ca: strin
  */
 export async function openLocation(location: string, ca: string, resolveTo?: string): Promise<tls.TLSSocket> {
   const u = new URL(location);
+  const ip = net.isIP(u.hostname.replace(/^\[|\]$/g, '')) !== 0;
   // Like curl --resolve: a name other than *.localhost is pinned by the test.
-  if (!u.hostname.endsWith('.localhost') && !resolveTo) throw new Error(`this client resolves only *.localhost, not ${u.hostname}`);
-  const s = tls.connect({ host: resolveTo ?? '127.0.0.1', port: Number(u.port), servername: u.hostname, ca });
+  if (!ip && !u.hostname.endsWith('.localhost') && !resolveTo) throw new Error(`this client resolves only *.localhost, not ${u.hostname}`);
+  const host = ip ? u.hostname.replace(/^\[|\]$/g, '') : (resolveTo ?? '127.0.0.1');
+  const s = tls.connect({ host, port: Number(u.port), ...(ip ? {} : { servername: u.hostname }), ca });
   await new Promise<void>((resolve, reject) => {
     s.once('secureConnect', resolve);
     s.once('error', reject);
