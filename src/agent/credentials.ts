@@ -103,7 +103,8 @@ export class Credentials {
     const expiresMs = sessionTokenExpiry(token) ?? Number.MAX_SAFE_INTEGER;
     const lifeMs = Math.max(0, expiresMs - this.now());
     this.session = { token, expiresMs, marginMs: Math.min(SESSION_RENEW_MARGIN_MS, lifeMs / 4) };
-    if (persist && expiresMs - this.savedExpiryMs >= SAVE_AFTER_MS) this.save();
+    // A short-lived token (sessionLifetime may be 10 s) is saved a quarter of its life apart instead.
+    if (persist && expiresMs - this.savedExpiryMs >= Math.min(SAVE_AFTER_MS, lifeMs / 4)) this.save();
   }
 
   /** The relay refused the token (401): the next registration authenticates with a code. */

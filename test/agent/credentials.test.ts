@@ -122,6 +122,24 @@ describe('Credentials kept across a restart (CredentialState)', () => {
     expect(parseSessionAuthorization(auth.header).token).toBe(`v1.${now / 1000 + 600}.n.mac`);
   });
 
+  it('saves a newer token only when it outlives the saved one by 30 s (a quarter of a short life)', async () => {
+    const f = stateFile();
+    let now = 1_700_000_020_000;
+    const c = new Credentials(file, () => now, new CredentialState(f));
+    const saved = () => JSON.parse(fs.readFileSync(f, 'utf8')).session;
+    c.acceptSession(`v1.${now / 1000 + 600}.a.m`);
+    expect(saved()).toBe(`v1.${now / 1000 + 600}.a.m`);
+    now += 10_000;
+    c.acceptSession(`v1.${now / 1000 + 600}.b.m`); // only 10 s longer: not worth an fsync
+    expect(saved()).toBe(`v1.${(now - 10_000) / 1000 + 600}.a.m`);
+    now += 20_000;
+    c.acceptSession(`v1.${now / 1000 + 600}.c.m`);
+    expect(saved()).toBe(`v1.${now / 1000 + 600}.c.m`);
+    now += 1_000;
+    c.acceptSession(`v1.${now / 1000 + 12}.d.m`); // a 12 s token cannot outlive the saved 600 s one
+    expect(saved()).toBe(`v1.${(now - 1_000) / 1000 + 600}.c.m`);
+  });
+
   it('without a token, a new process in the same step uses the next step’s code instead of the spent one', async () => {
     const f = stateFile();
     const now = 1_700_000_020_000;
