@@ -154,7 +154,8 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   logLevel: { kind: 'enum', values: LEVELS, default: 'info' },
   relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto' },
   allowCookieless: { kind: 'bool', default: false },
-  // 16: the largest pool an original hidden server keeps (15) plus one registration retried.
+  // 16: with the first use, 17 registrations per step from one code: a pool of 16 (original hidden
+  // servers keep up to 15) filled within one step, plus one retried.
   codeReusePerStep: { kind: 'int', default: 16, min: 0, max: 1000 },
   checkSourceAddress: { kind: 'bool', default: true },
   registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600 },
