@@ -67,7 +67,9 @@ describe('an original-protocol hidden server (allowCookieless)', () => {
     cleanups.push(() => hs.close());
 
     await clearOfStepEnd(5000);
+    const t0 = Date.now();
     const answers = await hs.buildPool(16);
+    console.log(`original hidden server: pool of 16 registered from one code in ${Date.now() - t0} ms`);
     expect(answers.map((a) => a.status)).toEqual(Array(16).fill(200));
     expect(new Set(answers.map((a) => endpointOf(a.body).port)).size).toBe(16);
     await d.proc.waitLog('registration accepted', 16);
