@@ -14,8 +14,12 @@ const config: Partial<Config> = {
   certFile: '/var/lib/taas-server/registrar.crt',
   dataDir: '/var/lib/taas-server',
   portRange: [20000, 29999],
-  // Keep the label's name in Location so clients can check the hidden server's certificate:
-  // advertiseHost: '{label}.taas.example.com',
+  // Keep the label's name in Location so clients can check the hidden server's certificate
+  // (hidden servers are still told taasHost:PORT to connect to):
+  // locationHost: '{label}.taas.example.com',
+  // Original-protocol hidden servers (no TAAS-Cookie line, pools by code reuse): see README,
+  // "Compatibility with the original taas-server".
+  // allowCookieless: true,
   adminHost: '127.0.0.1',
   adminPort: 8893,
   logLevel: 'info',

@@ -11,6 +11,7 @@ import tls from 'node:tls';
 import { TaasError } from '../errors.js';
 import type { AgentFile, AgentServer } from '../protocol/index.js';
 import { Backoff } from './backoff.js';
+import { CredentialState } from './credential-state.js';
 import { Credentials, type Authorization } from './credentials.js';
 import type { Logger } from './log.js';
 import { LabelPool } from './pool.js';
@@ -36,6 +37,8 @@ export interface AgentOptions {
   keepAliveMs: number;
   /** Registrations in flight at once once a session token is held. */
   concurrency: number;
+  /** Where the session token and last spent step outlive the process (credential-state.ts); none: memory only. */
+  stateFile?: string;
   log: Logger;
 }
 
@@ -92,7 +95,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     this.pools = opts.labels.map((l) => new LabelPool(l, opts.pool));
     this.servers = dedupe([file.server, ...(file.servers ?? [])]).map((s) => ({ host: s.host, port: s.port, servername: file.registrar }));
-    this.credentials = new Credentials(file);
+    const state = opts.stateFile ? new CredentialState(opts.stateFile, (msg) => this.log.warn(msg)) : null;
+    this.credentials = new Credentials(file, Date.now, state);
     this.backoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: opts.retryCapMs });
     if (opts.tls && !file.tls) throw new TaasError('TAAS_FILE_UNREADABLE', 'the agent file has no "tls" certificate for --tls; write it again with a current `taas-server entries add`');
     this.secureContext = opts.tls && file.tls ? tls.createSecureContext({ cert: file.tls.cert, key: file.tls.key }) : null;

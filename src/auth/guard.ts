@@ -4,6 +4,7 @@
  * Unknown IDs and wrong codes take the same path (a TOTP check against a dummy secret, the
  * same failure counting) so that neither status nor timing tells them apart.
  */
+import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
 import { TaasError } from '../errors.js';
@@ -11,7 +12,7 @@ import { addressBucket } from '../protocol/address.js';
 import { authScheme, parseSessionAuthorization, verifySessionToken } from '../protocol/session.js';
 import { parseTotpAuthorization } from '../protocol/totp-header.js';
 import type { AuthState, Entry, Store } from '../store/types.js';
-import { verifyTotp } from './totp.js';
+import { totpCode, verifyTotp } from './totp.js';
 
 /** A well-formed secret that matches no one: unknown IDs are checked against it. */
 const DUMMY_SECRET = 'JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP';
@@ -25,7 +26,8 @@ export type AuthResult = 'ok' | 'bad-code' | 'replay' | 'locked' | 'rate-limited
 
 export interface Authenticated {
   entry: Entry;
-  via: 'totp' | 'session';
+  /** `reuse`: a code presented again within its step by the hidden server that first used it. */
+  via: 'totp' | 'session' | 'reuse';
 }
 
 export class AuthFailure extends TaasError {
@@ -59,7 +61,11 @@ export class Authenticator {
     return this.config.checkSourceAddress ? address : '';
   }
 
-  async authenticate(header: string | undefined, address: string): Promise<Authenticated> {
+  /**
+   * `opts.reuse`: the request is a registration, where an original-protocol hidden server may
+   * present its code again within the step (see reuse()).
+   */
+  async authenticate(header: string | undefined, address: string, opts: { reuse?: boolean } = {}): Promise<Authenticated> {
     if (header === undefined || header.trim() === '') throw new TaasError('TAAS_AUTH_MISSING', 'Authorization: TOTP username="ID", response="TKN" is required');
     const scheme = authScheme(header);
     if (scheme === 'other') throw new TaasError('TAAS_AUTH_MALFORMED', 'malformed Authorization header: scheme must be TOTP');
@@ -76,6 +82,7 @@ export class Authenticator {
     const entry = await this.store.getEntry(cred.id);
     if (scheme === 'session') return this.session(cred.id, cred.token, entry, state, address, bucket, now);
     if (state.lockedUntil > now) throw new AuthFailure('locked', cred.id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));
+    if (opts.reuse && entry && (await this.reuse(entry, cred.token, bucket, now))) return { entry, via: 'reuse' };
     // The attempt is counted before it is checked. The count is atomic in either store, so
     // however many requests are in flight (or nodes share the store), at most lockoutThreshold
     // codes are checked before the lock, and one per lock period after it. Counting after the
@@ -90,7 +97,7 @@ export class Authenticator {
     const step = verifyTotp(entry?.secret ?? DUMMY_SECRET, cred.token);
     let result: AuthResult;
     if (step === null || !entry) result = 'bad-code';
-    else result = (await this.store.claimTotpStep(cred.id, step, STEPS_GUARDED * PERIOD_S)) ? 'ok' : 'replay';
+    else result = (await this.store.claimTotpStep(cred.id, step, STEPS_GUARDED * PERIOD_S, bucket)) ? 'ok' : 'replay';
     if (result === 'ok' && entry) {
       await this.store.resetFailures(cred.id);
       return { entry, via: 'totp' };
@@ -112,6 +119,26 @@ export class Authenticator {
     if (state.lockedUntil > now) throw new AuthFailure('locked', id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));
     await this.countFailure(id, bucket, await this.store.incrFailures(id, this.failureTtl()));
     throw new AuthFailure('bad-session', id, 'TAAS_AUTH_FAILED');
+  }
+
+  /**
+   * Original hidden servers build their pool by sending the same code again at once after each
+   * 200 (the original server accepted that). Such a reuse passes only where the operator admits
+   * original-protocol hidden servers (allowCookieless), only with the code of the current step
+   * (never a neighbour step the ±1 window accepts), only from the address bucket that first used
+   * the step, and at most codeReusePerStep times per step (counted atomically in the store, so
+   * across nodes too). It is neither a failure nor a success that resets the failure count: a
+   * stranger gains no guesses from it. Anything else falls through to the counted path, where a
+   * second use of a step is a replay as before. Checked before counting: only the right code
+   * from the right bucket passes here, so no guess is spared the count.
+   */
+  private async reuse(entry: Entry, token: string, bucket: string, now: number): Promise<boolean> {
+    const max = this.config.codeReusePerStep;
+    if (!this.config.allowCookieless || max === 0) return false;
+    const want = Buffer.from(totpCode(entry.secret, {}, now));
+    const got = Buffer.from(token);
+    if (want.length !== got.length || !crypto.timingSafeEqual(want, got)) return false;
+    return this.store.reuseTotpStep(entry.id, Math.floor(now / 1000 / PERIOD_S), bucket, max);
   }
 
   private failureTtl(): number {

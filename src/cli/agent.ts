@@ -47,6 +47,7 @@ interface Flags {
   recycle: number;
   retryMax: number;
   drain: number;
+  state: string;
   logLevel: string;
 }
 
@@ -62,6 +63,7 @@ function program(): Command {
     .option('--recycle <seconds>', 'replace idle registrations older than this', secondsIn(1, 86400), AGENT_DEFAULTS.recycleMs / 1000)
     .option('--retry-max <seconds>', 'cap of the exponential backoff while the relay is down or refusing', secondsIn(1, 3600), AGENT_DEFAULTS.retryCapMs / 1000)
     .option('--drain <seconds>', 'on SIGINT/SIGTERM, time given to pairings in progress', secondsIn(0, 3600), 10)
+    .option('--state <file>', 'where the session token and last spent TOTP step are kept (0600), so a restart registers at once (default: <agent file>.state)')
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'))
     .configureOutput({ outputError: (str, write) => write(`taas-agent: ${str.replace(/^error: /, '')}`) });
 }
@@ -97,6 +99,7 @@ export async function main(argv: string[]): Promise<void> {
       serverFirst: f.serverFirst === true,
       recycleMs: f.recycle * 1000,
       retryCapMs: Math.max(AGENT_DEFAULTS.retryBaseMs, f.retryMax * 1000),
+      stateFile: f.state ?? `${f.config}.state`,
       log,
     });
   } catch (e) {

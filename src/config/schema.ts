@@ -43,6 +43,13 @@ export interface Config {
   portRange: [number, number];
   /** Host put in Location and in the 200 body; `{label}` is replaced by the label. */
   advertiseHost?: string;
+  /**
+   * Host put in a mobile client's Location only (the 200 body keeps advertiseHost/taasHost);
+   * `{label}` is replaced by the label: `{label}.taas.example.com` keeps the client on the
+   * label's name, as the original did. Default: advertiseHost, else taasHost; with the
+   * embedded names (taasHost, namedServers, advertiseHost all unset) `{label}.localhost`.
+   */
+  locationHost?: string;
   adminHost: string;
   adminPort: number;
   /** PEM key and certificate for the admin server; when both are set it speaks HTTPS (cookies get Secure). */
@@ -50,8 +57,16 @@ export interface Config {
   adminCertFile?: string;
   logLevel: LogLevel;
   relayEngine: RelayEngineName;
-  /** Accept original-protocol hidden servers that send no TAAS-Cookie line. */
+  /**
+   * Accept original-protocol hidden servers: no TAAS-Cookie line on the allocated port, and a
+   * TOTP code presented again within its own step (up to codeReusePerStep) to build a pool.
+   */
   allowCookieless: boolean;
+  /**
+   * With allowCookieless: registrations per ID and TOTP step that may present the step's code
+   * again, from the address bucket that first used it (an original hidden server's pool); 0 = none.
+   */
+  codeReusePerStep: number;
   /** Only the registering address may connect to its allocated port. */
   checkSourceAddress: boolean;
   /** Seconds an allocated port waits for its hidden server. */
@@ -131,6 +146,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   // connections and TIME-WAIT sockets, which would make binding a chosen port fail.
   portRange: { kind: 'range', default: [20000, 29999] },
   advertiseHost: { kind: 'string' },
+  locationHost: { kind: 'string' },
   adminHost: { kind: 'string', default: '127.0.0.1' },
   adminPort: { kind: 'port', default: 8893 },
   adminKeyFile: { kind: 'string' },
@@ -138,6 +154,9 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   logLevel: { kind: 'enum', values: LEVELS, default: 'info' },
   relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto' },
   allowCookieless: { kind: 'bool', default: false },
+  // 16: with the first use, 17 registrations per step from one code: a pool of 16 (original hidden
+  // servers keep up to 15) filled within one step, plus one retried.
+  codeReusePerStep: { kind: 'int', default: 16, min: 0, max: 1000 },
   checkSourceAddress: { kind: 'bool', default: true },
   registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600 },
   clientPortIdle: { kind: 'number', default: 300, min: 0.05, max: 86400 },
@@ -350,7 +369,19 @@ export function validate(raw: Record<string, unknown>): Readonly<Config> {
   if ((cfg.keyData === undefined) !== (cfg.crtData === undefined)) {
     throw bad(cfg.keyData === undefined ? 'keyData' : 'crtData', 'missing', 'keyData and crtData set together');
   }
+  if (cfg.locationHost === undefined && embeddedNames(raw)) cfg.locationHost = '{label}.localhost';
   return deepFreeze(cfg);
+}
+
+/**
+ * The embedded names are in use (taasHost, namedServers and advertiseHost all left to their
+ * defaults): `*.localhost` resolves to loopback everywhere (RFC 6761; curl and browsers do it
+ * themselves), where the relay then listens, so a mobile client can be sent to the label's own
+ * name and check its hidden server's certificate (`LABEL.localhost`) after the 307. A config
+ * that names its host keeps Location on that host unless it sets locationHost.
+ */
+function embeddedNames(raw: Record<string, unknown>): boolean {
+  return (['taasHost', 'namedServers', 'advertiseHost'] as const).every((k) => raw[k] === undefined || raw[k] === null);
 }
 
 /** TAAS_<UPPER_SNAKE> for a config key: portRange → TAAS_PORT_RANGE. */

@@ -27,15 +27,25 @@ export function advertisedHost(template: string, label: string): string {
   return template.replace(/\{label\}/g, label);
 }
 
-/** The two config keys that decide where clients and hidden servers are sent. */
+/** The config keys that decide where clients and hidden servers are sent. */
 export interface AdvertiseConfig {
   taasHost: string;
   advertiseHost?: string;
+  locationHost?: string;
 }
 
-/** Host put in a label's Location and 200 body: advertiseHost with `{label}` filled in, else taasHost. */
+/** Host a hidden server is told in the 200 body: advertiseHost with `{label}` filled in, else taasHost. */
 export function labelHost(c: AdvertiseConfig, label: string): string {
   return c.advertiseHost ? advertisedHost(c.advertiseHost, label) : c.taasHost;
+}
+
+/**
+ * Host in a mobile client's Location from this node: locationHost with `{label}` filled in,
+ * else the same as the 200 body. Independent of labelHost, so the client can stay on the
+ * label's name (what the hidden server's certificate carries) while hidden servers connect to an address.
+ */
+export function locationHost(c: AdvertiseConfig, label: string): string {
+  return c.locationHost ? advertisedHost(c.locationHost, label) : labelHost(c, label);
 }
 
 /** Host of the node itself (its registrar): advertiseHost unless that is per label, else taasHost. */

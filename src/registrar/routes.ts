@@ -12,7 +12,7 @@ import type { ConfigView } from '../config/view.js';
 import { TaasError, isTaasError } from '../errors.js';
 import { AuthFailure, type Authenticator } from '../auth/guard.js';
 import { COOKIE_HEADER, newCookie } from '../protocol/cookie.js';
-import { formatEndpoint, formatLocation, labelHost, safePathAndQuery } from '../protocol/endpoint.js';
+import { formatEndpoint, formatLocation, labelHost, locationHost, safePathAndQuery } from '../protocol/endpoint.js';
 import { isReservedLabel, normaliseHost, routeHost } from '../protocol/names.js';
 import { parseRegistrarPath } from '../protocol/paths.js';
 import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
@@ -79,11 +79,11 @@ export class RegistrarRoutes extends EventEmitter {
         this.emit('registration', { result: 'draining' });
         throw fail('TAAS_DRAINING', 'this node is draining; register again shortly', { retryAfter: NO_RESPONDER_RETRY_S });
       }
-      if (hasBody(req)) throw fail('TAAS_BAD_REQUEST', 'a registration has no body');
+      if (!(await isEmptyBody(req))) throw fail('TAAS_BAD_REQUEST', 'a registration has no body');
     }
     let authed;
     try {
-      authed = await this.d.auth.authenticate(auth, address);
+      authed = await this.d.auth.authenticate(auth, address, { reuse: path.kind === 'register' });
     } catch (e) {
       // Failed attempts are logged only for IDs that exist, so a stranger cannot fill the store.
       if (e instanceof AuthFailure && e.id && (await this.d.store.getEntry(e.id).catch(() => null))) {
@@ -157,11 +157,13 @@ export class RegistrarRoutes extends EventEmitter {
     const scheme = this.d.tls() ? 'https' : 'http';
     const here = async (): Promise<string | null> => {
       const port = await this.d.relay.clientPort(label, { remoteAddress: address, path });
-      return port === null ? null : formatLocation(scheme, labelHost(c, label), port, path);
+      return port === null ? null : formatLocation(scheme, locationHost(c, label), port, path);
     };
     let location: string | null = null;
     // With no idle responder here, a node that has one serves the client at once; this node's
     // own client port (responders pending or all paired) is the fall-back, where it would wait.
+    // Another node is named by its own address (its advertiseHost or taasHost), not by the
+    // label's name: LABEL.<namedServers> may resolve to any node, not the one holding the port.
     if (this.d.elsewhere && this.d.relay.labelState(label).idle === 0) {
       const there = await this.d.elsewhere(label, { address, path });
       if (there) location = formatLocation(scheme, there.host, there.port, path);
@@ -183,7 +185,30 @@ function singleHeader(req: http.IncomingMessage, name: string): string | undefin
   return all?.[0];
 }
 
-function hasBody(req: http.IncomingMessage): boolean {
+/**
+ * Whether the request's body is empty, however it is framed (RFC 9112 §6): no length,
+ * `Content-Length: 0`, or chunked with only the last chunk (what the Node.js of the original
+ * hidden servers sends for a PUT with no body). A chunked body is read until its end or its
+ * first octet; the registrar's request timeout bounds the wait.
+ */
+function isEmptyBody(req: http.IncomingMessage): Promise<boolean> {
   const len = req.headers['content-length'];
-  return (len !== undefined && len !== '0') || req.headers['transfer-encoding'] !== undefined;
+  if (req.headers['transfer-encoding'] === undefined) return Promise.resolve(len === undefined || /^0+$/.test(len.trim()));
+  // Not `req.complete`: a body parsed already is still unread, and may hold octets.
+  if (req.readableEnded) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (empty: boolean) => {
+      req.off('data', onData).off('end', onEnd).off('error', onError).off('close', onError);
+      resolve(empty);
+    };
+    const onData = (chunk: Buffer) => {
+      if (chunk.length > 0) {
+        req.pause();
+        done(false);
+      }
+    };
+    const onEnd = () => done(true);
+    const onError = () => done(false);
+    req.on('data', onData).once('end', onEnd).once('error', onError).once('close', onError);
+  });
 }

@@ -25,7 +25,8 @@ interface StateFile {
   attempts: Record<string, AttemptRecord[]>;
   daily: Record<string, DailyCount>;
   docs: Record<string, Record<string, { value: unknown; exp: number }>>;
-  steps: Record<string, { step: number; exp: number }[]>;
+  /** Used TOTP steps per ID: the bucket that used it first, the reuses counted since. */
+  steps: Record<string, { step: number; exp: number; bucket?: string; reuses?: number }[]>;
   auth: Record<string, AuthState & { exp: number }>;
 }
 
@@ -168,13 +169,23 @@ export class FileStore implements Store {
 
   // ---- auth state ----------------------------------------------------------------------
 
-  async claimTotpStep(id: string, step: number, ttlSeconds: number): Promise<boolean> {
+  async claimTotpStep(id: string, step: number, ttlSeconds: number, bucket?: string): Promise<boolean> {
     const now = Date.now();
     const list = (this.state.steps[id] ?? []).filter((s) => s.exp > now);
     if (list.some((s) => s.step === step)) return false;
-    list.push({ step, exp: now + ttlSeconds * 1000 });
+    list.push({ step, exp: now + ttlSeconds * 1000, ...(bucket !== undefined ? { bucket } : {}) });
     this.state.steps[id] = list;
     this.flushNow();
+    return true;
+  }
+
+  async reuseTotpStep(id: string, step: number, bucket: string, max: number): Promise<boolean> {
+    const used = (this.state.steps[id] ?? []).find((s) => s.step === step && s.exp > Date.now());
+    if (!used || used.bucket !== bucket || (used.reuses ?? 0) >= max) return false;
+    used.reuses = (used.reuses ?? 0) + 1;
+    // Memory is authoritative in this one process; a crash loses at most a few counts of a
+    // step that ends within seconds anyway.
+    this.flushSoon();
     return true;
   }
 

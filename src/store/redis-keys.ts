@@ -6,7 +6,8 @@
  *   {P}:labels                  hash label → id (the ownership index)
  *   {P}:gen                     counter bumped by every entry write (optimistic concurrency)
  *   {P}:daily-labels            set of labels that have daily counts
- *   {P:id:<id>}:step:<n>        replay guard: TOTP step n of this ID was used (TTL)
+ *   {P:id:<id>}:step:<n>        replay guard: TOTP step n of this ID was used, from this bucket (TTL)
+ *   {P:id:<id>}:reuse:<n>       reuses of step n by its first bucket (original-protocol pools; TTL)
  *   {P:id:<id>}:auth            hash failures, lockedUntil (TTL)
  *   {P:id:<id>}:attempts        list, newest first, capped
  *   {P:addr:<a>}:<window>       failures from an address in one window (TTL)
@@ -53,6 +54,9 @@ export class RedisKeys {
 
   step(id: string, step: number): string {
     return `${this.tag('id', id)}:step:${step}`;
+  }
+  stepReuses(id: string, step: number): string {
+    return `${this.tag('id', id)}:reuse:${step}`;
   }
   auth(id: string): string {
     return `${this.tag('id', id)}:auth`;

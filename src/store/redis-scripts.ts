@@ -56,6 +56,18 @@ end
 return redis.call('INCR', KEYS[1])
 `);
 
+/**
+ * KEYS step, reuses; ARGV bucket, max → 1 when the step was used from this bucket and fewer than
+ * max reuses were counted (this one is counted), else 0. The counter expires with the step.
+ */
+export const REUSE_STEP = new LuaScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('PEXPIRE', KEYS[2], math.max(1, redis.call('PTTL', KEYS[1]))) end
+if n > tonumber(ARGV[2]) then return 0 end
+return 1
+`);
+
 /** KEYS hash; ARGV field, ttlMs → the field incremented by one, the key's TTL renewed. */
 export const HINCR_TTL = new LuaScript(`
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)

@@ -212,9 +212,15 @@ export class RedisStore implements Store {
 
   // ---- auth state (shared by all nodes: a code used at one node is refused at the others) --
 
-  async claimTotpStep(id: string, step: number, ttlSeconds: number): Promise<boolean> {
-    const r = await this.run((c) => c.set(this.keys.step(id, step), '1', 'PX', ttlMs(ttlSeconds), 'NX'));
+  async claimTotpStep(id: string, step: number, ttlSeconds: number, bucket?: string): Promise<boolean> {
+    // The value names the bucket that used the step (reuseTotpStep compares it); '1' (no bucket) matches none.
+    const r = await this.run((c) => c.set(this.keys.step(id, step), bucket === undefined ? '1' : `b:${bucket}`, 'PX', ttlMs(ttlSeconds), 'NX'));
     return r === 'OK';
+  }
+
+  async reuseTotpStep(id: string, step: number, bucket: string, max: number): Promise<boolean> {
+    const keys = [this.keys.step(id, step), this.keys.stepReuses(id, step)];
+    return Number(await this.run((c) => S.REUSE_STEP.run(c, keys, [`b:${bucket}`, max]))) === 1;
   }
 
   async getAuthState(id: string): Promise<AuthState> {

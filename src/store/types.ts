@@ -79,8 +79,17 @@ export interface Store {
   updateEntry(entry: Entry, expectedVersion?: number): Promise<Entry>;
   deleteEntry(id: string): Promise<boolean>;
 
-  /** Replay guard: true when (id, step) had not been used; marks it used for ttlSeconds. */
-  claimTotpStep(id: string, step: number, ttlSeconds: number): Promise<boolean>;
+  /**
+   * Replay guard: true when (id, step) had not been used; marks it used for ttlSeconds and
+   * remembers `bucket`, the address bucket that used it (for reuseTotpStep).
+   */
+  claimTotpStep(id: string, step: number, ttlSeconds: number, bucket?: string): Promise<boolean>;
+  /**
+   * Code reuse by an original-protocol hidden server building its pool: true when (id, step)
+   * was claimed from `bucket` and has been reused fewer than `max` times; counts this reuse.
+   * Atomic in either store, so across nodes at most `max` reuses of a step succeed.
+   */
+  reuseTotpStep(id: string, step: number, bucket: string, max: number): Promise<boolean>;
   getAuthState(id: string): Promise<AuthState>;
   /** Adds one failure in a row; returns the new count. */
   incrFailures(id: string, ttlSeconds: number): Promise<number>;

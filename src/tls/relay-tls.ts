@@ -12,7 +12,7 @@ import type { Config } from '../config/schema.js';
 import { TaasError, oneLine } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { isCa, issueLeaf, makeRegistrarCert, registrarNames, type KeyAndCert } from './certs.js';
-import { labelHost } from '../protocol/endpoint.js';
+import { labelHost, locationHost } from '../protocol/endpoint.js';
 import { isValidLabel } from '../protocol/names.js';
 
 /** Minted SNI contexts kept; beyond this the oldest is dropped (bounded memory under a label scan). */
@@ -113,9 +113,10 @@ export class RelayTls {
     const ips = new Set<string>();
     for (const label of labels) {
       dns.add(`${label}.${this.config.namedServers}`);
-      const adv = labelHost(this.config, label);
-      if (/^[\d.]+$|:/.test(adv)) ips.add(adv);
-      else dns.add(adv);
+      for (const adv of [labelHost(this.config, label), locationHost(this.config, label)]) {
+        if (/^[\d.]+$|:/.test(adv)) ips.add(adv);
+        else dns.add(adv);
+      }
     }
     if (/^[\d.]+$|:/.test(this.config.taasHost)) ips.add(this.config.taasHost);
     for (const h of otherHosts) (/^[\d.]+$|:/.test(h) ? ips : dns).add(h);

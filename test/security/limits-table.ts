@@ -36,13 +36,14 @@ const WHEN_HIT: Partial<Record<keyof Config, string>> = {
   idleBufferBytes: 'idle responder paused (TCP backpressure), never a drop',
   pairingIdleTimeout: 'pairing closed (0 = off)',
   sessionLifetime: 'token refused; a fresh TOTP code is needed',
+  codeReusePerStep: 'a further presentation of the step\'s code is a replay: `401`, counted toward lock-out',
   metricsLabelCap: 'further labels counted as "other" in metrics',
 };
 
 /** Security switches: not limits, but what the threat model rests on. */
 const SWITCHES: Partial<Record<keyof Config, string>> = {
   checkSourceAddress: 'only the registering address may connect to its allocated port; session tokens are bound to it. Off only behind a proxy or NAT that changes the address.',
-  allowCookieless: 'accept original-protocol hidden servers that send no `TAAS-Cookie` line (they are still address-checked). Anyone at the registering address could then take the port.',
+  allowCookieless: 'accept original-protocol hidden servers: no `TAAS-Cookie` line (still address-checked; anyone at the registering address could then take the port), and a TOTP code presented again within its own step from the same address bucket, up to `codeReusePerStep` (anyone in that bucket who sees the code in that step could then register once more).',
   secretKeyFile: 'the key that seals TOTP secrets at rest (default `<dataDir>/secret.key`, created 0600 on first start).',
   generateCert: 'with no certificate configured, generate one; `false` serves plain HTTP (codes then cross the network in clear).',
   adminKeyFile: 'with `adminCertFile`: HTTPS for the admin API. Without them it is plain HTTP: keep `adminHost` on loopback.',
@@ -52,7 +53,7 @@ const SWITCHES: Partial<Record<keyof Config, string>> = {
 /** Config keys that bound nothing an attacker controls. */
 export const NOT_LIMITS: readonly (keyof Config)[] = [
   'taasHost', 'taasPort', 'namedRegistrar', 'namedServers', 'keyFile', 'certFile', 'keyData', 'crtData', 'redis', 'dataDir',
-  'advertiseHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive',
+  'advertiseHost', 'locationHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive',
 ];
 
 export const LISTED: readonly (keyof Config)[] = [...Object.keys(WHEN_HIT), ...Object.keys(SWITCHES)] as (keyof Config)[];

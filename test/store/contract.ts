@@ -171,6 +171,27 @@ export function runStoreContract(name: string, open: () => Promise<StoreHandle>)
         expect(r.filter(Boolean).length).toBe(1);
       });
 
+      it('lets the bucket that used a step reuse it up to a bound, and no one else', async () => {
+        expect(await s.reuseTotpStep('id-r', 9, '10.0.0.1', 2)).toBe(false); // never used
+        expect(await s.claimTotpStep('id-r', 9, 60, '10.0.0.1')).toBe(true);
+        expect(await s.reuseTotpStep('id-r', 9, '10.0.0.2', 2)).toBe(false); // another bucket
+        expect(await s.reuseTotpStep('id-r', 8, '10.0.0.1', 2)).toBe(false); // another step
+        expect(await s.reuseTotpStep('id-x', 9, '10.0.0.1', 2)).toBe(false); // another ID
+        expect(await s.reuseTotpStep('id-r', 9, '10.0.0.1', 2)).toBe(true);
+        expect(await s.reuseTotpStep('id-r', 9, '10.0.0.1', 2)).toBe(true);
+        expect(await s.reuseTotpStep('id-r', 9, '10.0.0.1', 2)).toBe(false); // past the bound
+        expect(await s.claimTotpStep('id-r', 9, 60, '10.0.0.1')).toBe(false); // still a replay for the guard
+        // A step claimed with no bucket (cookie-speaking path) is never reusable.
+        expect(await s.claimTotpStep('id-r', 10, 60)).toBe(true);
+        expect(await s.reuseTotpStep('id-r', 10, '', 5)).toBe(false);
+      });
+
+      it('counts concurrent reuses exactly up to the bound', async () => {
+        expect(await s.claimTotpStep('id-q', 3, 60, '::1')).toBe(true);
+        const r = await Promise.all(Array.from({ length: 24 }, () => s.reuseTotpStep('id-q', 3, '::1', 16)));
+        expect(r.filter(Boolean).length).toBe(16);
+      });
+
       it('counts failures in a row, records a lock, resets', async () => {
         expect(await s.getAuthState('x')).toEqual({ failures: 0, lockedUntil: 0 });
         expect(await s.incrFailures('x', 60)).toBe(1);

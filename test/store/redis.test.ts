@@ -61,6 +61,11 @@ describe('Redis store specifics', () => {
     try {
       expect(await a.claimTotpStep('id1', 7, 60)).toBe(true);
       expect(await b.claimTotpStep('id1', 7, 60)).toBe(false);
+      // Code reuse is bounded across nodes: the count is one, in Redis.
+      expect(await a.claimTotpStep('id1', 8, 60, '10.2.2.2')).toBe(true);
+      expect(await b.reuseTotpStep('id1', 8, '10.2.2.2', 2)).toBe(true);
+      expect(await a.reuseTotpStep('id1', 8, '10.2.2.2', 2)).toBe(true);
+      expect(await b.reuseTotpStep('id1', 8, '10.2.2.2', 2)).toBe(false);
       await a.incrFailures('id1', 60);
       expect(await b.incrFailures('id1', 60)).toBe(2);
       expect(await a.incrAddressFailures('10.1.1.1', 3600)).toBe(1);
