@@ -11,6 +11,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { validate } from '../../src/config/schema.js';
+import { fixedConfig } from '../../src/config/view.js';
 import { Authenticator, AuthFailure } from '../../src/auth/guard.js';
 import { totpCode, newTotpSecret } from '../../src/auth/totp.js';
 import { FileStore } from '../../src/store/file-store.js';
@@ -39,7 +40,7 @@ afterEach(async () => {
 });
 
 const auth = (over: Record<string, unknown> = {}) =>
-  new Authenticator(store, validate({ allowCookieless: true, lockoutThreshold: 3, lockoutBase: 1, lockoutMax: 8, failuresPerAddress: 1000, ...over }), silent);
+  new Authenticator(store, fixedConfig(validate({ allowCookieless: true, lockoutThreshold: 3, lockoutBase: 1, lockoutMax: 8, failuresPerAddress: 1000, ...over })), silent);
 const code = (offsetSteps = 0) => formatTotpAuthorization({ id: 'id1', token: totpCode(secret, {}, Date.now() + offsetSteps * 30_000) });
 const outcome = async (p: Promise<{ via: string }>) => {
   try {
