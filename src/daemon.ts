@@ -249,22 +249,14 @@ export class Daemon {
     this.drainingFlag = true;
     this.link?.setDraining(true);
     this.relay.stopAccepting();
-    const deadline = Date.now() + this.config.drainTimeout * 1000;
     this.logger.info({ active: this.relay.activePairings, drainTimeout: this.config.drainTimeout }, 'draining');
-    await new Promise<void>((resolve) => {
-      const tick = () => {
-        if (this.relay.activePairings === 0 || Date.now() >= deadline) return resolve();
-        setTimeout(tick, 100).unref();
-      };
-      tick();
-    });
-    if (this.relay.activePairings === 0) return;
+    // Waits on the relay's pairing-end events, bounded by drainTimeout.
+    if (await this.relay.pairingsEnded(this.config.drainTimeout * 1000)) return;
     this.logger.warn({ active: this.relay.activePairings }, 'drain timeout reached; closing remaining pairings');
     this.relay.closeAll('drain');
     // The engine reports the closed pairings asynchronously: wait for their ends (bounded), so
     // that they are logged, counted and recorded before the store and the log are closed.
-    const closeBy = Date.now() + DRAIN_CLOSE_WAIT_MS;
-    while (this.relay.activePairings > 0 && Date.now() < closeBy) await new Promise((r) => setTimeout(r, 10));
+    await this.relay.pairingsEnded(DRAIN_CLOSE_WAIT_MS);
   }
 
   /** SIGHUP: new config file values (certificate, limits, log level); a bad one is refused. */

@@ -1,8 +1,7 @@
 /**
- * The mobile-client side of the relay: the label's client port a client is sent to, and each
- * client connection from accept to the queue (limits, refusals, the wait and its timeout).
- * Separate from pairing, which takes clients off the queue; the two meet at `serve` (called
- * here when a client is queued) and `armWait`/`refuseClient` (called there on a requeue).
+ * The mobile-client side of the relay: the label's client port a client is sent to (the 307),
+ * each client connection's admission (limits, refusals) into the label's queue, and the
+ * refusals' log lines. Waiting, pairing and the wait's timeout are the queue's (label-queue.ts).
  */
 import type net from 'node:net';
 import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
@@ -10,131 +9,103 @@ import { LogBudget } from '../observe/log-budget.js';
 import { ClientPort } from './client-port.js';
 import type { ConnLimit } from './conn-limit.js';
 import { WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
-import type { ClientRefusal, RelayCore } from './context.js';
-import { HeldSocket } from './held-socket.js';
+import type { ClientRefusal, RelayCore } from './core.js';
+import type { LabelQueues } from './label-queue.js';
 import type { PathBook } from './path-book.js';
-import type { LabelPool, LabelPools, Waiter } from './pool.js';
 import type { PortAllocator } from './ports.js';
 
-export interface ClientsContext {
-  readonly core: RelayCore;
-  readonly pools: LabelPools;
-  readonly paths: PathBook;
-  readonly allocator: PortAllocator;
-  readonly connLimit: ConnLimit;
-  /** The label's fixed client port, when its entry has one. */
-  fixedPort(label: string): ClientPort | undefined;
-  /** Pairs waiting clients with idle responders (the pairing side). */
-  serve(pool: LabelPool): void;
+/** A refused mobile client: one log line (within a budget) and the `client-refused` event. */
+export class ClientRefusals {
+  /** Refused mobile clients logged at info: 10 per label and minute. */
+  private readonly budget = new LogBudget(10, 60_000);
+
+  constructor(private readonly core: RelayCore) {}
+
+  refuse(label: string, why: ClientRefusal): void {
+    // conn-limit refusals come in floods: counted by metrics, logged at debug only. So do the
+    // others when a stranger hammers a client port (279 queue-full refusals were 279 info
+    // lines): the first few per label and minute at info, the rest at debug.
+    const quiet = why === 'conn-limit' || !this.budget.allow(label);
+    this.core.logger[quiet ? 'debug' : 'info']({ label, why }, 'mobile client refused');
+    this.core.emit('client-refused', { label, why });
+  }
 }
 
 export class MobileClients {
-  /** Refused mobile clients logged at info: 10 per label and minute. */
-  private readonly refusalLog = new LogBudget(10, 60_000);
+  constructor(
+    private readonly core: RelayCore,
+    private readonly queues: LabelQueues,
+    private readonly paths: PathBook,
+    private readonly allocator: PortAllocator,
+    private readonly connLimit: ConnLimit,
+    private readonly refusals: ClientRefusals,
+  ) {}
 
-  constructor(private readonly ctx: ClientsContext) {}
-
-  async clientPort(label: string, req: { remoteAddress: string; path: string }): Promise<number | null> {
-    const { core, pools } = this.ctx;
+  /**
+   * The port to send a mobile client of `label` to: its fixed client port when the entry has
+   * one, else the label's client port from the range, opened on first use. Null when the label
+   * has no responder in any state (or the relay has closed).
+   */
+  async clientPort(label: string, req: { remoteAddress: string; path: string }, fixed: ClientPort | undefined): Promise<number | null> {
+    const { core } = this;
     if (core.closed) return null;
-    const pool = pools.get(label);
-    const fixed = this.ctx.fixedPort(label);
-    if (!pool || pool.responders === 0) return null;
-    this.ctx.paths.record(label, req.remoteAddress, req.path);
+    const q = this.queues.get(label);
+    if (!q || q.responders === 0) return null;
+    this.paths.record(label, req.remoteAddress, req.path);
     if (fixed) {
       fixed.touch();
       return fixed.port;
     }
-    if (pool.clientPort) {
-      pool.clientPort.touch();
-      return pool.clientPort.port;
+    if (q.clientPort) {
+      q.clientPort.touch();
+      return q.clientPort.port;
     }
-    if (pool.opening) return pool.opening;
-    const cp = new ClientPort(label, false, core.config.clientPortIdle * 1000, this.ctx.allocator, core.logger, {
+    if (q.opening) return q.opening;
+    const cp = new ClientPort(label, false, core.config.clientPortIdle * 1000, this.allocator, core.logger, {
       connection: (s) => this.takeClient(label, s),
-      busy: () => pool.active + pool.verifying + pool.waiting.length > 0,
+      busy: () => q.busy,
       idle: () => {
-        if (pool.clientPort === cp) pool.clientPort = null;
         void cp.close();
         core.logger.debug({ label, port: cp.port }, 'client port closed after clientPortIdle');
-        pools.forgetIfEmpty(pool);
+        q.clientPortClosed(cp);
       },
     });
-    pool.opening = cp.open();
-    try {
-      const port = await pool.opening;
-      pool.clientPort = cp;
-      if (core.closed) void cp.close();
-      return port;
-    } finally {
-      pool.opening = null;
-    }
+    const port = await q.openClientPort(cp);
+    if (core.closed) void cp.close();
+    return port;
   }
 
+  /** A connection accepted on one of the label's client ports (range or fixed). */
   takeClient(label: string, socket: net.Socket): void {
     // Each client connection gets its own correlation id for its log lines (issue 7).
-    withCorrelation(newCorrelationId('c'), () => this.admitClient(label, socket));
+    withCorrelation(newCorrelationId('c'), () => this.admit(label, socket));
   }
 
-  private admitClient(label: string, socket: net.Socket): void {
-    const { core, pools } = this.ctx;
-    socket.on('error', () => {}); // until HeldSocket takes over (same tick); destroy() below otherwise
-    if (!this.ctx.connLimit.admit(socket)) {
+  private admit(label: string, socket: net.Socket): void {
+    const { core, refusals } = this;
+    socket.on('error', () => {}); // until the queue holds it (same tick); destroy() below otherwise
+    if (!this.connLimit.admit(socket)) {
       socket.destroy();
-      return this.refuseClient(label, 'conn-limit');
+      return refusals.refuse(label, 'conn-limit');
     }
     if (core.closed) {
       socket.destroy();
-      return this.refuseClient(label, 'closing');
+      return refusals.refuse(label, 'closing');
     }
-    const pool = pools.of(label);
-    if (pool.idle.length === 0) core.emit('pool-empty', { label });
-    if (pool.responders === 0) {
+    const q = this.queues.get(label);
+    if (!q || q.idle === 0) core.emit('pool-empty', { label });
+    if (!q || q.responders === 0) {
       socket.destroy();
-      pools.forgetIfEmpty(pool);
-      return this.refuseClient(label, 'no-responder');
+      return refusals.refuse(label, 'no-responder');
     }
     // Every client passes through the queue, but only those beyond the idle responders wait.
-    const wouldWait = pool.waiting.length + 1 - pool.idle.length;
+    const wouldWait = q.waiting + 1 - q.idle;
     const noWait = core.config.clientWaitTimeout === 0 && wouldWait > 0;
     if (wouldWait > core.config.maxWaitingClients || noWait) {
       socket.destroy();
-      return this.refuseClient(label, noWait ? 'timeout' : 'queue-full');
+      return refusals.refuse(label, noWait ? 'timeout' : 'queue-full');
     }
-    const held = new HeldSocket(
-      socket,
-      undefined,
-      WAITING_CLIENT_BUFFER_BYTES,
-      (h) => {
-        if (pool.removeWaiter(h)) core.logger.debug({ label }, 'waiting client left');
-        pools.forgetIfEmpty(pool);
-      },
-      true,
-    );
     const now = Date.now();
-    const w: Waiter = { held, arrived: now, deadline: now + core.config.clientWaitTimeout * 1000, timer: null };
-    pool.waiting.push(w);
-    this.armWait(pool, w);
-    this.ctx.serve(pool);
-  }
-
-  armWait(pool: LabelPool, w: Waiter): void {
-    w.timer = setTimeout(() => {
-      pool.removeWaiter(w.held);
-      w.held.destroy();
-      this.refuseClient(pool.label, 'timeout');
-      this.ctx.pools.forgetIfEmpty(pool);
-    }, Math.max(0, w.deadline - Date.now()));
-    w.timer.unref();
-  }
-
-  refuseClient(label: string, why: ClientRefusal): void {
-    // conn-limit refusals come in floods: counted by metrics, logged at debug only. So do the
-    // others when a stranger hammers a client port (279 queue-full refusals were 279 info
-    // lines): the first few per label and minute at info, the rest at debug.
-    const quiet = why === 'conn-limit' || !this.refusalLog.allow(label);
-    const { logger } = this.ctx.core;
-    logger[quiet ? 'debug' : 'info']({ label, why }, 'mobile client refused');
-    this.ctx.core.emit('client-refused', { label, why });
+    q.enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, now, now + core.config.clientWaitTimeout * 1000);
   }
 }

@@ -33,8 +33,8 @@ export const WAITING_CLIENT_BUFFER_BYTES = 64 * 1024;
  * first probe); libuv (1.46, in Node 20) then probes every 1 s, 10 times (seen with strace:
  * TCP_KEEPINTVL 1, TCP_KEEPCNT 10), so a hidden server that vanished without a packet leaves
  * the pool about responderKeepalive + 10 s after it went quiet. TCP_USER_TIMEOUT (the same
- * bound for unacknowledged data) cannot be set from Node itself; relay.ts sets it through the
- * splice addon's helper where the addon is built.
+ * bound for unacknowledged data) cannot be set from Node itself; responders.ts sets it on each
+ * accepted responder through engines/socket-options.ts (the native addon, where it is built).
  */
 
 /** Paths remembered per label (address → last path), and for how long: a 307 is followed at once. */

@@ -4,23 +4,21 @@
  * their life follows the entries, not the clients: they never close for idleness, and a port
  * that cannot be opened is logged, not thrown.
  */
-import type net from 'node:net';
 import { ClientPort } from './client-port.js';
-import type { RelayCore } from './context.js';
+import type { MobileClients } from './clients.js';
+import type { RelayCore } from './core.js';
 import type { PortAllocator } from './ports.js';
-
-export interface FixedPortsContext {
-  readonly core: Pick<RelayCore, 'closed' | 'logger'>;
-  readonly allocator: PortAllocator;
-  /** A connection accepted on a label's fixed port (the client side). */
-  takeClient(label: string, socket: net.Socket): void;
-}
 
 export class FixedPorts {
   private readonly ports = new Map<string, ClientPort>();
   private update: Promise<void> = Promise.resolve();
 
-  constructor(private readonly ctx: FixedPortsContext) {}
+  constructor(
+    private readonly core: RelayCore,
+    private readonly allocator: PortAllocator,
+    /** Where connections accepted on a fixed port go. */
+    private readonly clients: MobileClients,
+  ) {}
 
   get(label: string): ClientPort | undefined {
     return this.ports.get(label);
@@ -37,7 +35,7 @@ export class FixedPorts {
   }
 
   private async apply(ports: Map<string, number>): Promise<void> {
-    const { core } = this.ctx;
+    const { core } = this;
     const closing: Promise<void>[] = [];
     for (const [label, cp] of this.ports) {
       if (ports.get(label) !== cp.port || core.closed) {
@@ -49,8 +47,8 @@ export class FixedPorts {
     if (core.closed) return;
     for (const [label, port] of ports) {
       if (this.ports.has(label)) continue;
-      const cp = new ClientPort(label, true, 0, this.ctx.allocator, core.logger, {
-        connection: (s) => this.ctx.takeClient(label, s),
+      const cp = new ClientPort(label, true, 0, this.allocator, core.logger, {
+        connection: (s) => this.clients.takeClient(label, s),
         busy: () => true,
         idle: () => {},
       });

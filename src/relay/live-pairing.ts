@@ -11,7 +11,7 @@ import { normaliseAddress } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
 import type { PairingObserver, PairingResult } from './engine.js';
 import type { PathBook } from './path-book.js';
-import type { LabelPool } from './pool.js';
+import type { LabelQueue } from './label-queue.js';
 
 export class LivePairing implements PairingObserver {
   /** ms since the epoch. */
@@ -27,7 +27,7 @@ export class LivePairing implements PairingObserver {
   readonly path: string | null;
 
   constructor(
-    readonly pool: LabelPool,
+    readonly queue: LabelQueue,
     readonly cid: string,
     client: net.Socket,
     responder: net.Socket,
@@ -45,7 +45,7 @@ export class LivePairing implements PairingObserver {
     this.responderAddr = r ?? normaliseAddress(responder.remoteAddress);
     this.responderPort = responder.remotePort ?? 0;
     this.responderCounted = r !== undefined;
-    this.path = paths.lookup(pool.label, client.remoteAddress);
+    this.path = paths.lookup(queue.label, client.remoteAddress);
   }
 
   /** Called by the engine (a native completion for splice), outside the pairing's asynchronous

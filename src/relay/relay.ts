@@ -1,32 +1,31 @@
 /**
- * The Relay: rendezvous ports, responder pools and pairing. The registrar calls `allocate` for
+ * The Relay: rendezvous ports, responder queues and pairing. The registrar calls `allocate` for
  * an authenticated registration and `clientPort` for a mobile client's request; the relay
  * opens the ports, takes in responders and clients, pairs them (FIFO both sides) and hands
  * each pairing to the relay engine. It emits events for metrics and logs (see RelayEvents).
  *
- * This file is the facade: the API other modules call, the config of the moment, events, the
- * label state and shutdown. The rules live in the parts it wires together, each given only
- * what it needs: responders.ts (registrations), clients.ts (mobile clients), pairing.ts,
- * fixed-ports.ts and revocation.ts.
+ * This file is the facade: the API other modules call, events, the label state and shutdown.
+ * The rules live in the parts it builds, each given its direct dependencies, in one direction:
+ * fixed-ports → clients → label-queue → pairing → engine, and responders → label-queue.
+ * label-queue.ts owns each label's waiting and pairing state.
  */
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
 import type { LabelLiveState } from '../store/directory.js';
-import type { ClientPort } from './client-port.js';
-import { MobileClients } from './clients.js';
+import { ClientRefusals, MobileClients } from './clients.js';
 import { ConnLimit } from './conn-limit.js';
-import type { RelayCore, RelayEvents } from './context.js';
+import { RelayCore, type RelayEvents } from './core.js';
 import type { RelayEngine } from './engine.js';
 import { FixedPorts } from './fixed-ports.js';
+import { LabelQueues } from './label-queue.js';
 import { Pairing } from './pairing.js';
 import { PathBook } from './path-book.js';
-import { type LabelPool, LabelPools } from './pool.js';
 import { PortAllocator } from './ports.js';
 import { Responders } from './responders.js';
 import { Revocation } from './revocation.js';
 
-export type { ClientRefusal, RelayEvents } from './context.js';
+export type { ClientRefusal, RelayEvents } from './core.js';
 
 export interface RelayDeps {
   /** Read at each use, so that a reload (SIGHUP) applies to what starts from then on. */
@@ -40,50 +39,39 @@ export interface RelayDeps {
 export type LabelState = LabelLiveState;
 
 export class Relay extends EventEmitter {
-  private readonly view: ConfigView;
+  private readonly core: RelayCore;
   private readonly engine: RelayEngine;
   private readonly logger: Logger;
   private readonly allocator: PortAllocator;
-  private readonly pools: LabelPools;
+  private readonly queues: LabelQueues;
   private readonly fixed: FixedPorts;
   private readonly clients: MobileClients;
-  private readonly pairing: Pairing;
   private readonly revocation: Revocation;
   private readonly responders: Responders;
-  private closed = false;
 
   constructor(deps: RelayDeps) {
     super();
-    this.view = deps.config;
     this.engine = deps.engine;
     this.logger = deps.logger;
-    // Limits read through `this.config` at each use, so that a reload (SIGHUP) applies them.
-    this.allocator = new PortAllocator(() => this.config.portRange, this.config.taasHost, () => this.config.maxPorts);
-    const connLimit = new ConnLimit(() => this.config.maxConnsPerAddress);
+    const core = (this.core = new RelayCore(deps.config, this.logger, (event, payload) => void this.emit(event, payload)));
+    // Limits read through `core.config` at each use, so that a reload (SIGHUP) applies them.
+    const allocator = (this.allocator = new PortAllocator(() => core.config.portRange, core.config.taasHost, () => core.config.maxPorts));
+    const connLimit = new ConnLimit(() => core.config.maxConnsPerAddress);
     const paths = new PathBook();
-    const relay = this; // for the getters below, which read the Relay's state at each use
-    const core: RelayCore = {
-      get config() {
-        return relay.config;
+    const refusals = new ClientRefusals(core);
+    const pairing = new Pairing(core, this.engine, connLimit, paths, deps.nodeId ?? deps.config.current.nodeId);
+    this.queues = new LabelQueues(
+      {
+        matched: (q, w, r) => pairing.matched(q, w, r),
+        refused: (label, why) => refusals.refuse(label, why),
+        forgotten: (label) => paths.forget(label),
       },
-      get closed() {
-        return relay.closed;
-      },
-      logger: this.logger,
-      emit: (event, payload) => void this.emit(event, payload),
-    };
-    const { allocator } = this;
-    const pools = (this.pools = new LabelPools(paths));
-    // The client side and pairing call each other (a queued client is served; a client whose
-    // responder was found dead is queued again), as do the client side and the fixed ports.
-    this.fixed = new FixedPorts({ core, allocator, takeClient: (label, s) => this.clients.takeClient(label, s) });
-    const fixedPort = (label: string): ClientPort | undefined => this.fixed.get(label);
-    const serve = (pool: LabelPool): void => this.pairing.serve(pool);
-    this.clients = new MobileClients({ core, pools, paths, allocator, connLimit, fixedPort, serve });
-    const nodeId = deps.nodeId ?? this.config.nodeId;
-    this.pairing = new Pairing({ core, pools, engine: this.engine, connLimit, paths, nodeId, clients: this.clients });
-    this.revocation = new Revocation({ core, pools });
-    this.responders = new Responders({ core, pools, allocator, connLimit, revocation: this.revocation, serve });
+      this.logger,
+    );
+    this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals);
+    this.fixed = new FixedPorts(core, allocator, this.clients);
+    this.revocation = new Revocation(this.queues, this.logger);
+    this.responders = new Responders(core, this.queues, allocator, connLimit, this.revocation);
   }
 
   /**
@@ -95,7 +83,7 @@ export class Relay extends EventEmitter {
    * taasHost needs a restart.
    */
   private get config() {
-    return this.view.current;
+    return this.core.config;
   }
 
   /**
@@ -118,7 +106,7 @@ export class Relay extends EventEmitter {
   }
 
   clientPort(label: string, req: { remoteAddress: string; path: string }): Promise<number | null> {
-    return this.clients.clientPort(label, req);
+    return this.clients.clientPort(label, req, this.fixed.get(label));
   }
 
   setFixedPorts(ports: Map<string, number>): Promise<void> {
@@ -133,20 +121,20 @@ export class Relay extends EventEmitter {
   // ── state ──────────────────────────────────────────────────────────────────
 
   labelState(label: string): LabelState {
-    const p = this.pools.get(label);
+    const q = this.queues.get(label);
     return {
       label,
-      idle: p?.idle.length ?? 0,
-      pending: p?.pending ?? 0,
-      waiting: p?.waiting.length ?? 0,
-      active: p?.active ?? 0,
-      clientPort: p?.clientPort?.port ?? null,
+      idle: q?.idle ?? 0,
+      pending: q?.pending ?? 0,
+      waiting: q?.waiting ?? 0,
+      active: q?.active ?? 0,
+      clientPort: q?.clientPort?.port ?? null,
       fixedPort: this.fixed.get(label)?.port ?? null,
     };
   }
 
   snapshot(): LabelState[] {
-    const labels = new Set([...this.pools.labels(), ...this.fixed.labels()]);
+    const labels = new Set([...this.queues.labels(), ...this.fixed.labels()]);
     return [...labels].sort().map((l) => this.labelState(l));
   }
 
@@ -155,9 +143,29 @@ export class Relay extends EventEmitter {
   }
 
   get activePairings(): number {
-    let n = 0;
-    for (const p of this.pools.values()) n += p.active;
-    return n;
+    return this.queues.active;
+  }
+
+  /**
+   * Resolves once no pairing is in progress, or after `timeoutMs`: true when none is left.
+   * Waits on `pairing-end` (emitted once the count has gone down), never polls.
+   */
+  pairingsEnded(timeoutMs: number): Promise<boolean> {
+    if (this.activePairings === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.off('pairing-end', onEnd);
+        resolve(this.activePairings === 0);
+      };
+      const onEnd = (): void => {
+        if (this.activePairings === 0) finish();
+      };
+      const timer = setTimeout(finish, Math.max(0, timeoutMs));
+      timer.unref();
+      // First in line: a listener before it that throws would keep it from being called.
+      this.prependListener('pairing-end', onEnd);
+    });
   }
 
   // ── drain and shutdown ─────────────────────────────────────────────────────
@@ -171,18 +179,9 @@ export class Relay extends EventEmitter {
   }
 
   async close(): Promise<void> {
-    this.closed = true;
+    this.core.close();
     this.responders.stopAccepting();
-    const closing: Promise<void>[] = this.responders.close();
-    for (const pool of this.pools.values()) {
-      for (const h of pool.idle.splice(0)) h.destroy();
-      for (const w of pool.waiting.splice(0)) {
-        if (w.timer) clearTimeout(w.timer);
-        w.held.destroy();
-      }
-      if (pool.clientPort) closing.push(pool.clientPort.close());
-      if (pool.opening) closing.push(pool.opening.then(() => pool.clientPort?.close(), () => undefined));
-    }
+    const closing: Promise<void>[] = [...this.responders.close(), ...this.queues.close()];
     closing.push(this.fixed.close());
     await Promise.all(closing);
   }

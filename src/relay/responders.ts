@@ -1,17 +1,16 @@
 /**
  * The responder side of the relay: a registration's one-shot port (allocate, with its limits)
- * and the responder it accepts, made ready for pairing (keepalive, held, put in the idle list).
- * Separate from the client side and from pairing: this is everything before a responder is
- * idle, and what counts registrations still pending.
+ * and the responder it accepts, made ready for pairing (keepalive, TCP_USER_TIMEOUT) and given
+ * to its label's queue. Everything before a responder is idle; the pending count itself is the
+ * queue's (addPending, then responderArrived or pendingDone).
  */
 import type net from 'node:net';
 import { TaasError } from '../errors.js';
 import { normaliseAddress } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
-import type { RelayCore } from './context.js';
-import { setTcpUserTimeout } from './engines/splice.js';
-import { HeldSocket } from './held-socket.js';
-import type { LabelPool, LabelPools } from './pool.js';
+import type { RelayCore } from './core.js';
+import { setTcpUserTimeout } from './engines/socket-options.js';
+import type { LabelQueue, LabelQueues } from './label-queue.js';
 import type { PortAllocator } from './ports.js';
 import { Registration } from './registration.js';
 import type { Revocation } from './revocation.js';
@@ -19,22 +18,18 @@ import type { Revocation } from './revocation.js';
 /** Seconds libuv's keepalive probes take to give up (10 probes, 1 s apart) after the idle time. */
 const KEEPALIVE_PROBES_S = 10;
 
-export interface RespondersContext {
-  readonly core: RelayCore;
-  readonly pools: LabelPools;
-  readonly allocator: PortAllocator;
-  readonly connLimit: ConnLimit;
-  readonly revocation: Pick<Revocation, 'isRevoked' | 'own'>;
-  /** Pairs waiting clients with idle responders (the pairing side). */
-  serve(pool: LabelPool): void;
-}
-
 export class Responders {
   private readonly registrations = new Set<Registration>();
   private readonly pendingById = new Map<string, number>();
   private accepting = true;
 
-  constructor(private readonly ctx: RespondersContext) {}
+  constructor(
+    private readonly core: RelayCore,
+    private readonly queues: LabelQueues,
+    private readonly allocator: PortAllocator,
+    private readonly connLimit: ConnLimit,
+    private readonly revocation: Revocation,
+  ) {}
 
   /** Drain: no new registrations from now on. */
   stopAccepting(): void {
@@ -42,41 +37,42 @@ export class Responders {
   }
 
   async allocate(reg: { id: string; label: string; remoteAddress: string; cookie: string }): Promise<{ port: number }> {
-    const { core, pools } = this.ctx;
+    const { core } = this;
     if (!this.accepting || core.closed) throw new TaasError('TAAS_DRAINING', undefined, { retryAfter: 5 });
     const pendingForId = this.pendingById.get(reg.id) ?? 0;
     if (pendingForId >= core.config.maxPendingPerId) {
       throw new TaasError('TAAS_LIMIT_REACHED', `ID has ${pendingForId} registrations pending (maxPendingPerId)`, { retryAfter: 5 });
     }
-    const pool = pools.of(reg.label);
-    if (pool.idle.length + pool.pending >= core.config.maxIdlePerLabel) {
+    const known = this.queues.get(reg.label);
+    if ((known?.idle ?? 0) + (known?.pending ?? 0) >= core.config.maxIdlePerLabel) {
       throw new TaasError('TAAS_LIMIT_REACHED', `label ${reg.label} has ${core.config.maxIdlePerLabel} responders idle or pending (maxIdlePerLabel)`, { retryAfter: 5 });
     }
     // Counted before the await so that concurrent allocations see each other.
-    pool.pending++;
+    const q = this.queues.of(reg.label);
+    q.addPending();
     this.pendingById.set(reg.id, pendingForId + 1);
     let settled = false;
+    /** The registration is over (accepted, expired or failed); the queue's count is settled apart. */
     const settle = (): void => {
       if (settled) return;
       settled = true;
-      pool.pending--;
       const n = (this.pendingById.get(reg.id) ?? 1) - 1;
       if (n <= 0) this.pendingById.delete(reg.id);
       else this.pendingById.set(reg.id, n);
       this.registrations.delete(r);
     };
-    const r: Registration = new Registration(reg, core.config, this.ctx.allocator, this.ctx.connLimit, core.logger, {
+    const r: Registration = new Registration(reg, core.config, this.allocator, this.connLimit, core.logger, {
       accepted: (socket, head, cookieless) => {
         settle();
         if (cookieless) core.logger.info({ label: reg.label, port: r.port }, 'original-protocol responder accepted without cookie');
-        this.addResponder(reg.label, socket, head, reg.id);
+        this.addResponder(q, socket, head, reg.id);
       },
       refused: (why, remoteAddress) => core.emit('responder-refused', { label: reg.label, port: r.port, remoteAddress, why }),
       expired: () => {
         settle();
+        q.pendingDone();
         core.logger.info({ label: reg.label, port: r.port }, 'registration expired');
         core.emit('registration-expired', { label: reg.label, port: r.port });
-        pools.forgetIfEmpty(pool);
       },
     });
     this.registrations.add(r);
@@ -85,24 +81,32 @@ export class Responders {
       port = await r.start();
     } catch (e) {
       settle();
-      pools.forgetIfEmpty(pool);
+      q.pendingDone();
       throw e;
     }
     core.emit('allocated', { id: reg.id, label: reg.label, port, remoteAddress: normaliseAddress(reg.remoteAddress) });
     return { port };
   }
 
-  private addResponder(label: string, socket: net.Socket, head: Buffer | undefined, id: string): void {
-    const { core, pools } = this.ctx;
-    socket.on('error', () => {}); // until HeldSocket takes over below; destroy() otherwise
-    const pool = pools.of(label);
-    if (core.closed) return void socket.destroy();
+  /** The registration's responder connected: made idle in its queue, or closed. */
+  private addResponder(q: LabelQueue, socket: net.Socket, head: Buffer | undefined, id: string): void {
+    const { core } = this;
+    const { label } = q;
+    socket.on('error', () => {}); // until the queue holds it below; destroy() otherwise
+    if (core.closed) {
+      socket.destroy();
+      return q.pendingDone();
+    }
     // Registered before its entry was removed (or its label moved): it must not serve clients.
-    if (this.ctx.revocation.isRevoked(label, id)) {
+    if (this.revocation.isRevoked(label, id)) {
       core.logger.info({ label }, 'responder closed: its entry no longer holds the label');
       socket.destroy();
-      pools.forgetIfEmpty(pool);
-      return;
+      return q.pendingDone();
+    }
+    if (q.idle >= core.config.maxIdlePerLabel) {
+      socket.destroy();
+      core.logger.info({ label }, 'idle responder closed: maxIdlePerLabel reached');
+      return q.pendingDone();
     }
     // A hidden server that vanished silently (NAT mapping dropped, host gone) is found by TCP
     // keepalive: libuv probes every 1 s, 10 times, after responderKeepalive s of silence.
@@ -111,20 +115,9 @@ export class Responders {
     // rather than after ~15 minutes of retransmissions.
     socket.setKeepAlive(true, core.config.responderKeepalive * 1000);
     setTcpUserTimeout(socket, (core.config.responderKeepalive + KEEPALIVE_PROBES_S) * 1000);
-    const held = new HeldSocket(socket, head, core.config.idleBufferBytes, (h) => {
-      pool.removeIdle(h);
-      core.logger.debug({ label }, 'idle responder left the pool');
-      pools.forgetIfEmpty(pool);
-    });
-    this.ctx.revocation.own(held, id);
-    if (pool.idle.length >= core.config.maxIdlePerLabel) {
-      held.destroy();
-      core.logger.info({ label }, 'idle responder closed: maxIdlePerLabel reached');
-      return;
-    }
-    pool.idle.push(held);
+    const held = q.responderArrived(socket, head, core.config.idleBufferBytes);
+    this.revocation.own(held, id);
     core.emit('responder-ready', { label });
-    this.ctx.serve(pool);
   }
 
   /** At close: every registration still waiting closes. */

@@ -4,14 +4,9 @@
  * clients. Separate because it is judged across calls (dropRevoked keeps the previous map),
  * apart from the rest of the responder's life.
  */
-import type { RelayCore } from './context.js';
+import type { Logger } from 'pino';
 import type { HeldSocket } from './held-socket.js';
-import type { LabelPools } from './pool.js';
-
-export interface RevocationContext {
-  readonly core: Pick<RelayCore, 'logger'>;
-  readonly pools: LabelPools;
-}
+import type { LabelQueues } from './label-queue.js';
 
 export class Revocation {
   /** The entry ID each idle responder registered with. */
@@ -21,7 +16,10 @@ export class Revocation {
   /** `label ID` pairs that held once and hold no more (entry removed, label moved). */
   private readonly revoked = new Set<string>();
 
-  constructor(private readonly ctx: RevocationContext) {}
+  constructor(
+    private readonly queues: LabelQueues,
+    private readonly logger: Logger,
+  ) {}
 
   /** Whether a responder registered by `id` for `label` may no longer serve it. */
   isRevoked(label: string, id: string): boolean {
@@ -42,22 +40,14 @@ export class Revocation {
    * established are left to end. Returns how many responders were closed.
    */
   dropRevoked(owners: ReadonlyMap<string, string>): number {
-    const { pools, core } = this.ctx;
     for (const [label, id] of this.labelOwners) if (owners.get(label) !== id) this.revoked.add(`${label} ${id}`);
     for (const [label, id] of owners) this.revoked.delete(`${label} ${id}`);
     this.labelOwners = new Map(owners);
     let total = 0;
-    for (const pool of [...pools.values()]) {
-      let n = 0;
-      for (const h of [...pool.idle]) {
-        if (!this.revoked.has(`${pool.label} ${this.owners.get(h)}`)) continue;
-        pool.removeIdle(h);
-        h.destroy();
-        n++;
-      }
-      if (n) core.logger.info({ label: pool.label, closed: n }, 'idle responders closed: their entry no longer holds the label');
+    for (const q of [...this.queues.values()]) {
+      const n = q.dropIdle((h) => this.revoked.has(`${q.label} ${this.owners.get(h)}`));
+      if (n) this.logger.info({ label: q.label, closed: n }, 'idle responders closed: their entry no longer holds the label');
       total += n;
-      pools.forgetIfEmpty(pool);
     }
     return total;
   }

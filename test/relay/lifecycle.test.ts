@@ -1,7 +1,7 @@
 /** Relay shutdown closes everything it holds; IPv6 addresses work end to end. */
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
-import { closed, connect, freePort, pollUntil, readAll } from '../helpers/net.js';
+import { closed, connect, freePort, pollUntil, readAll, waitFor } from '../helpers/net.js';
 import { addResponder, count, ID, makeRelay, open, track, type TestRelay } from './relay-harness.js';
 
 let t: TestRelay;
@@ -48,6 +48,30 @@ describe('relay lifecycle', () => {
       code: 'TAAS_DRAINING',
     });
     expect(await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' })).toBeNull();
+  });
+
+  it('pairingsEnded (drain) resolves on the last pairing-end, and false when its time runs out', async () => {
+    t = makeRelay();
+    await addResponder(t, 'demo');
+    await addResponder(t, 'demo');
+    const q = (await t.relay.clientPort('demo', { remoteAddress: '127.0.0.1', path: '/' }))!;
+    const c1 = await open(t, q);
+    const c2 = await open(t, q);
+    await pollUntil(() => t.relay.activePairings === 2);
+    expect(await t.relay.pairingsEnded(20)).toBe(false);
+    let settled = false;
+    const ended = t.relay.pairingsEnded(10_000).then((v) => ((settled = true), v));
+    const first = waitFor(t.relay, 'pairing-end');
+    c1.resetAndDestroy();
+    await first;
+    await Promise.resolve();
+    expect(settled).toBe(false); // one pairing is still in progress
+    c2.resetAndDestroy();
+    expect(await ended).toBe(true);
+    expect(count(t, 'pairing-end')).toBe(2);
+    expect(t.relay.activePairings).toBe(0);
+    expect(t.relay.listenerCount('pairing-end')).toBe(1); // the harness's own, nothing left behind
+    expect(await t.relay.pairingsEnded(0)).toBe(true);
   });
 
   it('survives an event listener that throws (events are emitted from socket callbacks)', async () => {

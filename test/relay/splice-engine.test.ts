@@ -1,5 +1,6 @@
 /** The engine contract against the native splice engine, unchanged. */
-import { SpliceEngine, setTcpUserTimeout } from '../../src/relay/engines/splice.js';
+import { setTcpUserTimeout } from '../../src/relay/engines/socket-options.js';
+import { SpliceEngine } from '../../src/relay/engines/splice.js';
 import { runEngineContract } from './engine-contract.js';
 
 runEngineContract('splice', () => new SpliceEngine());

@@ -1,11 +1,10 @@
 /**
  * Loading the native addon of the splice engine (native/addon.c, built by node-gyp into
- * build/Release/taas_splice.node) once, and its small socket helper.
+ * build/Release/taas_splice.node) once. Its socket helper is used through socket-options.ts.
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type net from 'node:net';
 
 export interface NativeStats {
   pairings: number;
@@ -51,21 +50,4 @@ export function loadAddon(): { addon?: SpliceAddon; why?: string } {
     };
   }
   return loaded;
-}
-
-/**
- * TCP_USER_TIMEOUT on any connected socket (Node has no API for it): e.g. on idle responders,
- * so that a hidden server that vanished is found when keepalive probes go unanswered. False
- * where the addon is unavailable or the socket has no descriptor.
- */
-export function setTcpUserTimeout(socket: net.Socket, ms: number): boolean {
-  const { addon } = loadAddon();
-  const fd = (socket as net.Socket & { _handle?: { fd?: number } | null })._handle?.fd;
-  if (!addon || typeof fd !== 'number' || fd < 0) return false;
-  try {
-    addon.setUserTimeout(fd, Math.max(0, Math.round(ms)));
-    return true;
-  } catch {
-    return false;
-  }
 }

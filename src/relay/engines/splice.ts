@@ -13,7 +13,7 @@ import { PairingEnding, type CloseReason, type PairingHandle, type PairingResult
 import { loadAddon, type NativeEngine, type NativeStats, type SpliceAddon } from './splice-addon.js';
 import { allWritten, takeOver, written } from './splice-handover.js';
 
-export { ADDON_PATH, loadAddon, setTcpUserTimeout, type NativeStats, type SpliceAddon } from './splice-addon.js';
+export { ADDON_PATH, loadAddon, type NativeStats, type SpliceAddon } from './splice-addon.js';
 
 /** Same order as enum relay_reason in native/relay.h. */
 const REASONS: readonly CloseReason[] = ['eof', 'reset', 'error', 'idle', 'closed', 'drain'];
