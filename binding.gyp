@@ -4,6 +4,7 @@
       "target_name": "taas_splice",
       "sources": [
         "native/addon.c",
+        "native/fdpass.c",
         "native/relay.c",
         "native/worker.c",
         "native/pump.c",

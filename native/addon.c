@@ -7,6 +7,7 @@
  *   stats(engine) -> { pairings, pipesInUse, pipesPooled, pipeSize, threads }
  *   setUserTimeout(fd, ms)   TCP_USER_TIMEOUT, which Node cannot set itself
  *   shutdown(engine)
+ *   sendFrame · recvFrame · peerCred · dupFd · closeFd   descriptor passing (fdpass.c)
  *
  * onDone(id, bytesUp, bytesDown, reason, errnoName|undefined) runs on the JavaScript thread,
  * delivered from the worker threads through a threadsafe function.
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fdpass.h"
 #include "relay.h"
 
 /*
@@ -283,6 +285,11 @@ static napi_value init(napi_env env, napi_value exports) {
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
       {"shutdown", NULL, js_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"setUserTimeout", NULL, js_set_user_timeout, NULL, NULL, NULL, napi_default, NULL},
+      {"sendFrame", NULL, fdpass_send, NULL, NULL, NULL, napi_default, NULL},
+      {"recvFrame", NULL, fdpass_recv, NULL, NULL, NULL, napi_default, NULL},
+      {"peerCred", NULL, fdpass_peer, NULL, NULL, NULL, napi_default, NULL},
+      {"dupFd", NULL, fdpass_dup, NULL, NULL, NULL, napi_default, NULL},
+      {"closeFd", NULL, fdpass_close, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -27,6 +27,9 @@ import { NodeLink, defaultNodeId } from './cluster/node-link.js';
 import { formatEndpoint, nodeHost } from './protocol/endpoint.js';
 import { createMetrics, type Metrics } from './observe/metrics.js';
 import { attachEventLog } from './observe/event-log.js';
+import { descriptorPassing } from './relay/engines/socket-options.js';
+import { HandoverPoint } from './handover/old-side.js';
+import { takeOverOrDrain, type Adopted } from './handover/start.js';
 
 /** How often a secret key check that found the store unreachable at start is tried again. */
 const KEY_RECHECK_MS = 2000;
@@ -38,6 +41,23 @@ export interface AdminHandle {
   url: string;
   port: number;
   close(): Promise<void>;
+  handOut?(dup: (fd: number) => number): Promise<number>;
+}
+
+/** How the daemon starts: fresh, or taking over from the running one (`taas-server restart`). */
+export interface StartOptions {
+  /** Take everything over from the daemon running on this data dir (issue 16). */
+  takeOver?: boolean;
+  /** After a hand-over this daemon has finished what it kept: its owner exits with `code`. */
+  onHandedOver?: (code: number) => void;
+  /** What the take-over did, for `restart` to print (one line). */
+  onTakenOver?: (note: string) => void;
+}
+
+/** One of the daemon's own listeners handed to the next daemon at a restart, by name. */
+interface OwnListener {
+  name: string;
+  handOut(dup: (fd: number) => number): Promise<number>;
 }
 
 export class Daemon {
@@ -66,12 +86,14 @@ export class Daemon {
 
   private keyRecheck: NodeJS.Timeout | null = null;
   private stopped = false;
+  private handoverPoint: HandoverPoint | null = null;
+  private startOpts: StartOptions = {};
 
   /**
    * `onFatal` is told when the daemon finds after start that it must not run (a secret key
    * file that is not the store's, seen once an unreachable store answers): its owner stops it.
    */
-  static async start(config: Readonly<Config>, configFile: string | null, logger: Logger, onFatal?: (e: TaasError) => void): Promise<Daemon> {
+  static async start(config: Readonly<Config>, configFile: string | null, logger: Logger, onFatal?: (e: TaasError) => void, opts: StartOptions = {}): Promise<Daemon> {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
@@ -91,6 +113,26 @@ export class Daemon {
     }
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
+    // Restart: everything above is checked (config, store, engine) before anything is handed over.
+    const adopted: Adopted | null = opts.takeOver ? await takeOverOrDrain(config, logger, opts.onTakenOver) : null;
+    try {
+      return await Daemon.build(config, configFile, logger, onFatal, opts, { tls, store, box, keyChecked, engine }, adopted);
+    } catch (e) {
+      adopted?.session.failed(e);
+      throw e;
+    }
+  }
+
+  private static async build(
+    config: Readonly<Config>,
+    configFile: string | null,
+    logger: Logger,
+    onFatal: ((e: TaasError) => void) | undefined,
+    opts: StartOptions,
+    checked: { tls: RelayTls | null; store: Store; box: SecretBox; keyChecked: boolean; engine: RelayEngine },
+    adopted: Adopted | null,
+  ): Promise<Daemon> {
+    const { tls, store, box, keyChecked, engine } = checked;
     const nodeId = config.nodeId ?? defaultNodeId(config);
     const live = new LiveConfig(config);
     const view = live.view;
@@ -110,7 +152,9 @@ export class Daemon {
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
     });
     const registrar = new RegistrarServer(view, tls, routes, logger);
-    await registrar.listen();
+    // The relay's state first, so that a 307 answered by the adopted registrar finds its responders.
+    if (adopted) await relay.adopt(adopted.received.relay, adopted.received.fds);
+    await registrar.listen(adopted?.received.listeners.get('registrar'));
     const entries = new EntryService(store, {
       config: view,
       tls: () => d?.tls ?? tls,
@@ -118,7 +162,12 @@ export class Daemon {
       peers: async () => (d?.link ? d.link.peers() : []),
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
-    await d.wire();
+    d.startOpts = opts;
+    await d.wire(adopted?.received.listeners.get('admin'));
+    if (adopted) {
+      adopted.session.taken();
+      logger.info({ from: adopted.session.oldPid, pairings: adopted.received.relay.pairings.length, idle: adopted.received.relay.idle.length }, 'took over from the previous daemon');
+    }
     if (!keyChecked) d.recheckKey(box, secretKeyFile(config), onFatal);
     return d;
   }
@@ -142,7 +191,7 @@ export class Daemon {
     this.keyRecheck = setTimeout(() => void attempt(), KEY_RECHECK_MS).unref();
   }
 
-  private async wire(): Promise<void> {
+  private async wire(adminFd?: number): Promise<void> {
     this.relay.on('pairing-end', (rec) => {
       this.store.addPairing(rec).catch((e) => this.logger.warn({ err: oneLine(e) }, 'pairing not recorded'));
     });
@@ -173,8 +222,9 @@ export class Daemon {
     this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
-    this.admin = await this.startAdmin();
+    this.admin = await this.startAdmin(adminFd);
     this.writeRuntime();
+    await this.openHandoverPoint();
     this.logger.info(
       {
         registrar: this.registrarUrl,
@@ -189,7 +239,7 @@ export class Daemon {
     );
   }
 
-  private async startAdmin(): Promise<AdminHandle | null> {
+  private async startAdmin(listenFd?: number): Promise<AdminHandle | null> {
     try {
       const { startAdmin } = await import('./admin/server.js');
       return await startAdmin({
@@ -202,6 +252,7 @@ export class Daemon {
           return this.link ? this.link.liveStates().catch(() => local) : local;
         },
         logger: this.logger,
+        listenFd,
         metrics: this.metrics?.registry,
         notReady: () => (this.drainingFlag ? new TaasError('TAAS_DRAINING', 'this node is draining (SIGTERM); it takes no new registrations') : null),
         setLogLevel: (level: string) => {
@@ -212,6 +263,62 @@ export class Daemon {
       this.logger.error({ err: oneLine(e) }, 'admin listener not started');
       return null;
     }
+  }
+
+  // ── restart: the hand-over to the next daemon (issue 16, src/handover/) ───────────
+
+  /** The daemon's own listeners a restart hands over; a part that adds a listener adds it here. */
+  private ownListeners(): OwnListener[] {
+    const out: OwnListener[] = [{ name: 'registrar', handOut: (dup) => this.registrar.handOut(dup) }];
+    const admin = this.admin;
+    if (admin?.handOut) out.push({ name: 'admin', handOut: (dup) => admin.handOut!(dup) });
+    return out;
+  }
+
+  private async openHandoverPoint(): Promise<void> {
+    const { io, why } = descriptorPassing();
+    if (!io) {
+      this.logger.warn(`hand-over unavailable (${why}): taas-server restart falls back to a drain`);
+      return;
+    }
+    try {
+      this.handoverPoint = await HandoverPoint.open(this.config.dataDir, io, {
+        relay: this.relay,
+        logger: this.logger,
+        listeners: async (dup) => {
+          // This node stops speaking for itself: the next daemon joins the others in its place.
+          this.drainingFlag = true;
+          this.unwatch?.();
+          this.unwatch = null;
+          await this.link?.close().catch(() => undefined);
+          this.link = null;
+          const out: Array<{ name: string; fd: number }> = [];
+          for (const l of this.ownListeners()) {
+            const fd = await l.handOut(dup);
+            if (fd >= 0) out.push({ name: l.name, fd });
+          }
+          return out;
+        },
+        handedOver: (kept) => void this.afterHandOut(kept, 0),
+        failedAfterTransfer: () => void this.afterHandOut(this.relay.activePairings, 1),
+      });
+    } catch (e) {
+      this.logger.warn({ err: oneLine(e) }, 'hand-over socket not opened: taas-server restart falls back to a drain');
+    }
+  }
+
+  /** Handed over: pairings the engine kept relay on here (up to drainTimeout), then this daemon stops. */
+  private async afterHandOut(kept: number, code: number): Promise<void> {
+    if (kept > 0) {
+      this.logger.info({ kept, drainTimeout: this.config.drainTimeout }, 'pairings the engine could not hand over relay on here until they end');
+      if (!(await this.relay.pairingsEnded(this.config.drainTimeout * 1000))) {
+        this.relay.closeAll('drain');
+        await this.relay.pairingsEnded(DRAIN_CLOSE_WAIT_MS);
+      }
+    }
+    await this.stop().catch((e) => this.logger.error({ err: oneLine(e) }, 'error while stopping after the hand-over'));
+    this.logger.info('stopped after the hand-over');
+    this.startOpts.onHandedOver?.(code);
   }
 
   /** The config in force now. */
@@ -282,6 +389,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.handoverPoint?.close();
     if (this.keyRecheck) clearTimeout(this.keyRecheck);
     this.unwatch?.();
     await this.link?.close().catch(() => undefined);

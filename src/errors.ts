@@ -41,6 +41,10 @@ export const ERROR_CODES = {
   TAAS_PRECONDITION_REQUIRED: 'the change needs If-Match or If-Unmodified-Since',
   TAAS_UNSUPPORTED_MEDIA_TYPE: 'the request body has a media type this route does not take',
   TAAS_PATCH_INVALID: 'the JSON Patch cannot be applied to the resource',
+  // restart (hand-over to a new daemon)
+  TAAS_HANDOVER_UNAVAILABLE: 'no running daemon to hand over from, or this build cannot pass descriptors',
+  TAAS_HANDOVER_REFUSED: 'the running daemon refused the hand-over (another format version, another user)',
+  TAAS_HANDOVER_FAILED: 'the hand-over to the new daemon failed before it took ownership',
   TAAS_INTERNAL: 'an unexpected internal error',
 } as const;
 

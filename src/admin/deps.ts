@@ -23,4 +23,6 @@ export interface AdminDeps {
   setLogLevel?: (level: string) => void;
   /** Why the node should take no traffic now (draining), or null; /readyz answers 503 with it. */
   notReady?: () => TaasError | null;
+  /** A listening descriptor handed over by the daemon this one replaces (restart), instead of adminHost:adminPort. */
+  listenFd?: number;
 }

@@ -155,7 +155,7 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
 }
 
 /** Starts the admin server on adminHost:adminPort; writes the management key and admin.url. */
-export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: number; close(): Promise<void> }> {
+export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: number; close(): Promise<void>; handOut(dup: (fd: number) => number): Promise<number> }> {
   const { app, ctx } = await buildAdmin(deps);
   // The store may be unreachable at start (Redis not up yet): the admin server starts anyway
   // (health says not ready) and the management key is written once the store answers.
@@ -171,7 +171,15 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
   };
   await ensureKey();
   try {
-    await app.listen({ host: deps.config.current.adminHost, port: deps.config.current.adminPort });
+    if (deps.listenFd === undefined) await app.listen({ host: deps.config.current.adminHost, port: deps.config.current.adminPort });
+    else {
+      // Restart (issue 16): the old daemon's listening socket, so no connection is refused meanwhile.
+      await app.ready();
+      await new Promise<void>((resolve, reject) => {
+        app.server.once('error', reject);
+        app.server.listen({ fd: deps.listenFd }, () => resolve());
+      });
+    }
   } catch (e) {
     await app.close().catch(() => undefined);
     throw new TaasError('TAAS_CONFIG_INVALID', `admin server cannot listen on ${deps.config.current.adminHost}:${deps.config.current.adminPort}: ${oneLine(e)}`);
@@ -183,12 +191,34 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
   const urlFile = adminUrlFile(deps.config.current.dataDir);
   writeFileAtomic(urlFile, url + '\n', 0o644);
   deps.logger.info({ url }, 'admin server listening');
+  let handedOut = false;
   return {
     url,
     port,
+    /** Restart: a copy of the listening descriptor for the next daemon; requests in progress finish here. */
+    async handOut(dup) {
+      const fd = (app.server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+      if (typeof fd !== 'number' || fd < 0) return -1;
+      const copy = dup(fd);
+      handedOut = true;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          app.server.closeAllConnections();
+          resolve();
+        }, 3000).unref();
+        app.server.close(() => {
+          clearTimeout(t);
+          resolve();
+        });
+        app.server.closeIdleConnections();
+      });
+      return copy;
+    },
     async close() {
       if (keyTimer) clearTimeout(keyTimer);
       await ctx.accessLog.flush();
+      // Handed over: the URL file is the next daemon's now.
+      if (handedOut) return;
       await app.close();
       // Only remove the URL file if it is still ours (another daemon may have started since).
       try {

@@ -4,7 +4,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { restart, reportTakeOver } from './restart.js';
 import { loadConfig, maskConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { TaasError, oneLine } from '../errors.js';
@@ -25,8 +26,16 @@ async function config(opts: GlobalOpts): Promise<{ config: Readonly<Config>; fil
   return loadConfig({ configFile: opts.config, flags: { dataDir: opts.dataDir, logLevel: opts.logLevel } });
 }
 
-async function start(opts: GlobalOpts): Promise<void> {
-  const { config: c, file } = await config(opts);
+async function start(opts: GlobalOpts & { takeOver?: boolean }): Promise<void> {
+  const takeOver = opts.takeOver === true;
+  let c: Readonly<Config>;
+  let file: string | null;
+  try {
+    ({ config: c, file } = await config(opts));
+  } catch (e) {
+    if (takeOver) reportTakeOver({ ok: false, why: oneLine(e) });
+    throw e;
+  }
   const logger = createLogger({ level: c.logLevel });
   // Loaded here only: every other command runs without the daemon's modules.
   const { Daemon } = await import('../daemon.js');
@@ -40,7 +49,22 @@ async function start(opts: GlobalOpts): Promise<void> {
     process.exitCode = 1;
     onTerm('fatal');
   };
-  const daemon = await Daemon.start(c, file, logger, onFatal);
+  let note = '';
+  let daemon: Awaited<ReturnType<typeof Daemon.start>>;
+  try {
+    daemon = await Daemon.start(c, file, logger, onFatal, {
+      takeOver,
+      onTakenOver: (line) => void (note = line),
+      onHandedOver: (code) => {
+        logger.flush?.();
+        setTimeout(() => process.exit(code), 50).unref();
+      },
+    });
+  } catch (e) {
+    if (takeOver) reportTakeOver({ ok: false, why: oneLine(e) });
+    throw e;
+  }
+  if (takeOver) reportTakeOver({ ok: true, pid: process.pid, note });
   const onTerm = (sig: string) => {
     if (stopping) {
       logger.warn({ signal: sig }, 'second signal: exiting now');
@@ -102,7 +126,18 @@ export function buildProgram(): Command {
   program
     .command('start', { isDefault: true })
     .description('run the relay daemon')
+    // Internal: how `restart` starts the new daemon (it reports to restart on descriptor 3).
+    .addOption(new Option('--take-over', 'take over from the daemon running on the data dir').hideHelp())
     .action(async (_o, cmd: Command) => start(cmd.optsWithGlobals()));
+
+  program
+    .command('restart')
+    .description('start a new daemon (this build) and hand it every port, responder and pairing of the running one, without cutting any')
+    .action(async (_o, cmd: Command) => {
+      const o = cmd.optsWithGlobals() as GlobalOpts;
+      const { config: c } = await config(o);
+      console.log(await restart(c, o));
+    });
 
   program
     .command('version')

@@ -20,6 +20,9 @@ import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
 /** How often Node checks header/request timeouts; its 30 s default would let slowloris linger. */
 const TIMEOUT_CHECK_MS = 250;
 
+/** A restart lets requests in progress finish for this long before their connections are closed. */
+const HANDOUT_WAIT_MS = 3000;
+
 export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
   private readonly perAddress = new ConnLimit(() => this.view.current.maxConnsPerAddress);
@@ -41,7 +44,8 @@ export class RegistrarServer {
     return a && typeof a === 'object' ? a.port : 0;
   }
 
-  async listen(): Promise<void> {
+  /** `fd`: a listening descriptor handed over by the daemon this one replaces (restart). */
+  async listen(fd?: number): Promise<void> {
     const c = this.config;
     const common = {
       maxHeaderSize: c.maxHeaderBytes,
@@ -93,10 +97,12 @@ export class RegistrarServer {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(c.taasPort, c.taasHost, () => {
+      const done = (): void => {
         server.off('error', reject);
         resolve();
-      });
+      };
+      if (fd === undefined) server.listen(c.taasPort, c.taasHost, done);
+      else server.listen({ fd }, done);
     });
     server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
     this.server = server;
@@ -139,6 +145,33 @@ export class RegistrarServer {
       this.server.maxHeadersCount = config.maxHeaders + 1;
       this.server.headersTimeout = config.headersTimeout * 1000;
     }
+  }
+
+  /**
+   * Restart (issue 16): a copy of the listening descriptor for the next daemon, and this server
+   * closed once the requests in progress are answered (bounded): connections arriving
+   * meanwhile wait in the backlog for the next daemon. -1 when not listening.
+   */
+  async handOut(dup: (fd: number) => number): Promise<number> {
+    const s = this.server;
+    const fd = (s as unknown as { _handle?: { fd?: number } | null } | null)?._handle?.fd;
+    if (!s || typeof fd !== 'number' || fd < 0) return -1;
+    const copy = dup(fd);
+    this.server = null;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        s.closeAllConnections();
+        resolve();
+      }, HANDOUT_WAIT_MS).unref();
+      s.close(() => {
+        clearTimeout(t);
+        resolve();
+      });
+      s.closeIdleConnections();
+    });
+    return copy;
   }
 
   async close(): Promise<void> {

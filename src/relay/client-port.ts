@@ -39,8 +39,11 @@ export class ClientPort {
   }
 
   /** Opens a port from the range (fixedPort undefined) or the fixed port. Throws on failure. */
-  async open(fixedPort?: number): Promise<number> {
-    if (fixedPort === undefined) this.port = await this.allocator.listen(this.server);
+  async open(fixedPort?: number, adopted?: { port: number; fd: number }): Promise<number> {
+    if (adopted) {
+      await this.allocator.adopt(this.server, adopted.port, adopted.fd, this.fixed);
+      this.port = adopted.port;
+    } else if (fixedPort === undefined) this.port = await this.allocator.listen(this.server);
     else {
       await this.allocator.listenFixed(this.server, fixedPort);
       this.port = fixedPort;
@@ -52,6 +55,18 @@ export class ClientPort {
   /** A client was just sent here, or connected: the idle period starts again. */
   touch(): void {
     this.lastUse = Date.now();
+  }
+
+  /**
+   * Hand-over (issue 16): a copy of the listening descriptor (`dup`) for the next daemon, and
+   * this server closed: connections arriving meanwhile wait in the kernel's backlog, and the
+   * next daemon accepts them. -1 when it is not listening.
+   */
+  handOut(dup: (fd: number) => number): number {
+    const fd = (this.server as net.Server & { _handle?: { fd?: number } | null })._handle?.fd;
+    const copy = typeof fd === 'number' && fd >= 0 ? dup(fd) : -1;
+    void this.close();
+    return copy;
   }
 
   close(): Promise<void> {

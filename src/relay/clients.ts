@@ -10,7 +10,7 @@ import { ClientPort } from './client-port.js';
 import type { ConnLimit } from './conn-limit.js';
 import { WAITING_CLIENT_BUFFER_BYTES } from './constants.js';
 import type { ClientRefusal, RelayCore } from './core.js';
-import type { LabelQueues } from './label-queue.js';
+import type { LabelQueue, LabelQueues } from './label-queue.js';
 import type { PathBook } from './path-book.js';
 import type { PortAllocator } from './ports.js';
 
@@ -61,6 +61,12 @@ export class MobileClients {
       return q.clientPort.port;
     }
     if (q.opening) return q.opening;
+    return this.openPort(label, q);
+  }
+
+  /** The label's range client port, opened (or taken over from the daemon this one replaces). */
+  async openPort(label: string, q: LabelQueue, adopted?: { port: number; fd: number }): Promise<number> {
+    const { core } = this;
     const cp = new ClientPort(label, false, core.config.clientPortIdle * 1000, this.allocator, core.logger, {
       connection: (s) => this.takeClient(label, s),
       busy: () => q.busy,
@@ -70,9 +76,16 @@ export class MobileClients {
         q.clientPortClosed(cp);
       },
     });
-    const port = await q.openClientPort(cp);
+    const port = await q.openClientPort(cp, adopted);
     if (core.closed) void cp.close();
     return port;
+  }
+
+  /** A waiting client handed over by the daemon this one replaces: back in its queue, its wait unchanged. */
+  adoptWaiting(label: string, socket: net.Socket, head: Buffer | undefined, arrived: number, deadline: number): void {
+    socket.on('error', () => {});
+    this.connLimit.admit(socket);
+    this.queues.of(label).enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, arrived, deadline, head);
   }
 
   /** A connection accepted on one of the label's client ports (range or fixed). */

@@ -53,6 +53,12 @@ export class ConnLimit {
     return c.address;
   }
 
+  /** Counts a connection of a pairing handed over by the daemon this one replaces, until release(). */
+  hold(address: string): void {
+    const bucket = addressBucket(address);
+    this.counts.set(bucket, (this.counts.get(bucket) ?? 0) + 1);
+  }
+
   /** Gives back one connection of `address` (a socket's own close does this by itself). */
   release(address: string): void {
     const bucket = addressBucket(address);

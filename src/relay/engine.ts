@@ -55,6 +55,22 @@ export interface PairingObserver {
   pairingEnded(r: PairingResult): void;
 }
 
+/**
+ * A pairing taken out of an engine for the hand-over to a new daemon (issue 16): the engine has
+ * stopped copying, nothing it queued is left unwritten, and `pendingUp`/`pendingDown` are the
+ * octets it read and has not written yet (to the responder / to the client). Its end is never
+ * reported: the new daemon's engine goes on from here.
+ */
+export interface DetachedPairing {
+  observer: PairingObserver | undefined;
+  client: net.Socket;
+  responder: net.Socket;
+  bytesUp: number;
+  bytesDown: number;
+  pendingUp: Buffer | null;
+  pendingDown: Buffer | null;
+}
+
 export interface RelayEngine {
   readonly name: 'stream' | 'splice';
   /** Pairings in progress. */
@@ -62,6 +78,11 @@ export interface RelayEngine {
   pair(client: PairSide, responder: PairSide, opts: PairOptions): PairingHandle;
   /** Ends every pairing (drain deadline reached, or shutdown). */
   closeAll(reason: 'closed' | 'drain'): void;
+  /**
+   * Hand-over: detaches every pairing it can within `timeoutMs` (see DetachedPairing); the rest
+   * go on relaying here. Absent where the engine cannot (then every pairing stays).
+   */
+  detachAll?(timeoutMs: number): Promise<DetachedPairing[]>;
   /** Releases the engine's own resources (threads, pipes) after closeAll. */
   shutdown(): Promise<void>;
 }
@@ -77,7 +98,7 @@ export abstract class PairingEnding {
   private promise: Promise<PairingResult> | undefined = undefined;
   private resolve: ((r: PairingResult) => void) | undefined = undefined;
 
-  constructor(private readonly observer: PairingObserver | undefined) {}
+  constructor(protected readonly observer: PairingObserver | undefined) {}
 
   get done(): Promise<PairingResult> {
     this.promise ??= this.result ? Promise.resolve(this.result) : new Promise((r) => (this.resolve = r));

@@ -47,11 +47,7 @@ export class FixedPorts {
     if (core.closed) return;
     for (const [label, port] of ports) {
       if (this.ports.has(label)) continue;
-      const cp = new ClientPort(label, true, 0, this.allocator, core.logger, {
-        connection: (s) => this.clients.takeClient(label, s),
-        busy: () => true,
-        idle: () => {},
-      });
+      const cp = this.portFor(label);
       try {
         await cp.open(port);
         this.ports.set(label, cp);
@@ -59,6 +55,40 @@ export class FixedPorts {
         core.logger.error({ label, port, err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'cannot open fixed client port');
       }
     }
+  }
+
+  /** Hand-over (issue 16): every fixed port's listening descriptor (a copy), closed here. */
+  async handOut(dup: (fd: number) => number): Promise<Array<{ label: string; port: number; fd: number }>> {
+    await this.update.catch(() => undefined);
+    const out: Array<{ label: string; port: number; fd: number }> = [];
+    for (const [label, cp] of this.ports) {
+      const fd = cp.handOut(dup);
+      if (fd >= 0) out.push({ label, port: cp.port, fd });
+    }
+    this.ports.clear();
+    return out;
+  }
+
+  /** A fixed port handed over by the daemon this one replaces; the next set() keeps it if the entry still names it. */
+  adopt(label: string, port: number, fd: number): Promise<void> {
+    this.update = this.update.then(async () => {
+      const cp = this.portFor(label);
+      try {
+        await cp.open(port, { port, fd });
+        this.ports.set(label, cp);
+      } catch (e) {
+        this.core.logger.error({ label, port, err: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'cannot take over fixed client port');
+      }
+    });
+    return this.update;
+  }
+
+  private portFor(label: string): ClientPort {
+    return new ClientPort(label, true, 0, this.allocator, this.core.logger, {
+      connection: (s) => this.clients.takeClient(label, s),
+      busy: () => true,
+      idle: () => {},
+    });
   }
 
   /** At close: once the update in progress is done, every fixed port closes. */

@@ -162,8 +162,8 @@ export class LabelQueue {
    * held (reading up to `bufferBytes`, a half-close after some octets kept), refused at
    * `deadline`, paired at once if a responder is idle.
    */
-  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number): WaitingClient {
-    const held = new HeldSocket(socket, undefined, bufferBytes, this.clientLeft, true);
+  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number, head?: Buffer): WaitingClient {
+    const held = new HeldSocket(socket, head, bufferBytes, this.clientLeft, true);
     const w: WaitingClient = { held, arrived, deadline, timer: null };
     this.waitingList.push(w);
     this.armWait(w);
@@ -235,8 +235,8 @@ export class LabelQueue {
   }
 
   /** Opens `cp` as the label's client port; concurrent callers share `opening`. */
-  async openClientPort(cp: ClientPort): Promise<number> {
-    this.openingPort = cp.open();
+  async openClientPort(cp: ClientPort, adopted?: { port: number; fd: number }): Promise<number> {
+    this.openingPort = cp.open(undefined, adopted);
     try {
       const port = await this.openingPort;
       this.port = cp;
@@ -250,6 +250,38 @@ export class LabelQueue {
   /** `cp` closed (for idleness): the label has no client port any more. */
   clientPortClosed(cp: ClientPort): void {
     if (this.port === cp) this.port = null;
+    this.forgetIfEmpty();
+  }
+
+  // ── hand-over to a new daemon (issue 16) ──────────────────────────────────────
+
+  /**
+   * Gives away every idle responder and waiting client (their timers off, nothing closed) and
+   * the range client port; what is being checked or paired stays.
+   */
+  handOut(): { idle: HeldSocket[]; waiting: WaitingClient[]; port: ClientPort | null } {
+    const idle = this.idleList.splice(0);
+    const waiting = this.waitingList.splice(0);
+    for (const w of waiting) {
+      if (w.timer) clearTimeout(w.timer);
+      w.timer = null;
+    }
+    const port = this.port;
+    this.port = null;
+    this.forgetIfEmpty();
+    return { idle, waiting, port };
+  }
+
+  /** A pairing handed over by the daemon this one replaces: active from the start. */
+  adoptPairing(): void {
+    this.activeCount++;
+    this.owner.activeChanged(1);
+  }
+
+  /** A detached pairing left for the next daemon: gone here, without an end of its own. */
+  pairingHandedOut(): void {
+    this.activeCount--;
+    this.owner.activeChanged(-1);
     this.forgetIfEmpty();
   }
 

@@ -13,9 +13,23 @@ import type { PairingObserver, PairingResult } from './engine.js';
 import type { PathBook } from './path-book.js';
 import type { LabelQueue } from './label-queue.js';
 
+/** What a pairing handed over by the daemon this one replaces brings with it (issue 16). */
+export interface CarriedPairing {
+  start: number;
+  clientAddr: string;
+  clientPort: number;
+  clientCounted: boolean;
+  responderAddr: string;
+  responderPort: number;
+  responderCounted: boolean;
+  path: string | null;
+  bytesUp: number;
+  bytesDown: number;
+}
+
 export class LivePairing implements PairingObserver {
   /** ms since the epoch. */
-  readonly start = Date.now();
+  readonly start: number = Date.now();
   readonly clientAddr: string;
   readonly clientPort: number;
   /** Whether the client's connection counts for maxConnsPerAddress until the end. */
@@ -25,6 +39,9 @@ export class LivePairing implements PairingObserver {
   readonly responderCounted: boolean;
   /** The path the client asked for in its 307'd request, when known. */
   readonly path: string | null;
+  /** Octets each way relayed by the daemons before this one (a hand-over), for the record. */
+  readonly carriedUp: number = 0;
+  readonly carriedDown: number = 0;
 
   constructor(
     readonly queue: LabelQueue,
@@ -34,7 +51,22 @@ export class LivePairing implements PairingObserver {
     connLimit: ConnLimit,
     paths: PathBook,
     private readonly ended: (p: LivePairing, r: PairingResult) => void,
+    carried?: CarriedPairing,
   ) {
+    if (carried) {
+      // Counted already (ConnLimit.hold) by whoever adopted it; the sockets are new here.
+      this.start = carried.start;
+      this.clientAddr = carried.clientAddr;
+      this.clientPort = carried.clientPort;
+      this.clientCounted = carried.clientCounted;
+      this.responderAddr = carried.responderAddr;
+      this.responderPort = carried.responderPort;
+      this.responderCounted = carried.responderCounted;
+      this.path = carried.path;
+      this.carriedUp = carried.bytesUp;
+      this.carriedDown = carried.bytesDown;
+      return;
+    }
     // The connections count until the pairing ends, whatever the engine does with the Node
     // sockets (the splice engine closes them and keeps the descriptors).
     const c = connLimit.keep(client);

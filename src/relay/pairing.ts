@@ -9,10 +9,10 @@ import type { PairingRecord } from '../store/types.js';
 import { formatPeer } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
 import type { RelayCore } from './core.js';
-import type { PairingResult, RelayEngine } from './engine.js';
+import type { PairingResult, PairSide, RelayEngine } from './engine.js';
 import type { HeldSocket } from './held-socket.js';
 import type { LabelQueue, WaitingClient } from './label-queue.js';
-import { LivePairing } from './live-pairing.js';
+import { LivePairing, type CarriedPairing } from './live-pairing.js';
 import type { PathBook } from './path-book.js';
 
 export class Pairing {
@@ -70,6 +70,26 @@ export class Pairing {
   }
 
   /**
+   * A pairing handed over by the daemon this one replaces (issue 16): the queue counts it
+   * active, and this daemon's engine carries on relaying, the octets in flight first.
+   */
+  adopt(q: LabelQueue, cid: string, client: PairSide, responder: PairSide, carried: CarriedPairing): void {
+    const { core, connLimit } = this;
+    if (carried.clientCounted) connLimit.hold(carried.clientAddr);
+    if (carried.responderCounted) connLimit.hold(carried.responderAddr);
+    const live = new LivePairing(q, cid, client.socket, responder.socket, connLimit, this.paths, this.pairingEnded, carried);
+    q.adoptPairing();
+    withCorrelation(cid, () => this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live }));
+  }
+
+  /** A pairing detached for the hand-over: it ends here without a record (the next daemon keeps it). */
+  handedOut(live: LivePairing): void {
+    if (live.clientCounted) this.connLimit.release(live.clientAddr);
+    if (live.responderCounted) this.connLimit.release(live.responderAddr);
+    live.queue.pairingHandedOut();
+  }
+
+  /**
    * One function for every pairing's end (a LivePairing keeps a reference, not a closure).
    * Called from the engine, for splice from a native completion: nothing may escape from here.
    */
@@ -96,8 +116,8 @@ export class Pairing {
       path: live.path,
       start: new Date(live.start).toISOString(),
       end: new Date().toISOString(),
-      bytesUp: res.bytesUp,
-      bytesDown: res.bytesDown,
+      bytesUp: live.carriedUp + res.bytesUp,
+      bytesDown: live.carriedDown + res.bytesDown,
       reason: res.reason,
     };
     if (nodeId !== undefined) rec.node = nodeId;

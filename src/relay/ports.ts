@@ -10,12 +10,12 @@ import { TaasError } from '../errors.js';
 
 const SKIP_CODES: ReadonlySet<string> = new Set(['EADDRINUSE', 'EACCES']);
 
-/** Listens `server` on host:port; rejects with the listen error. */
-export function listenOn(server: net.Server, port: number, host: string): Promise<number> {
+/** Listens `server` on host:port, or on a listening descriptor handed over (`fd`); rejects with the listen error. */
+export function listenOn(server: net.Server, port: number, host: string, fd?: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (e: Error): void => reject(e);
     server.once('error', onError);
-    server.listen({ port, host, backlog: 511 }, () => {
+    server.listen(fd === undefined ? { port, host, backlog: 511 } : { fd }, () => {
       server.off('error', onError);
       resolve((server.address() as net.AddressInfo).port);
     });
@@ -68,6 +68,12 @@ export class PortAllocator {
       }
     }
     throw new TaasError('TAAS_NO_PORT', `no free port in ${lo}-${hi}`, { retryAfter: 5 });
+  }
+
+  /** A range port handed over by the daemon this one replaces (issue 16), listening on `fd`. */
+  async adopt(server: net.Server, port: number, fd: number, fixed: boolean): Promise<void> {
+    (fixed ? this.fixed : this.used).add(port);
+    await listenOn(server, port, this.host, fd);
   }
 
   release(port: number): void {

@@ -60,12 +60,38 @@ export class Registration {
     return this.state === 'open';
   }
 
-  /** Opens the port. Throws TaasError TAAS_NO_PORT / TAAS_LIMIT_REACHED. */
-  async start(): Promise<number> {
-    this.port = await this.allocator.listen(this.server);
-    this.timer = setTimeout(() => this.expire(), this.config.registrationTimeout * 1000);
+  private expiresAt = 0;
+
+  /**
+   * Opens the port, or takes over one handed over by the daemon this one replaces (issue 16)
+   * with what was left of its time. Throws TaasError TAAS_NO_PORT / TAAS_LIMIT_REACHED.
+   */
+  async start(adopted?: { port: number; fd: number; leftMs: number }): Promise<number> {
+    if (adopted) {
+      await this.allocator.adopt(this.server, adopted.port, adopted.fd, false);
+      this.port = adopted.port;
+    } else this.port = await this.allocator.listen(this.server);
+    const ms = adopted ? adopted.leftMs : this.config.registrationTimeout * 1000;
+    this.expiresAt = Date.now() + ms;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, ms));
     this.timer.unref();
     return this.port;
+  }
+
+  /**
+   * Hand-over: a copy of the listening descriptor and the time left, the registration closed
+   * here without an end of its own (the next daemon carries it on). Connections still being
+   * examined are closed: a genuine hidden server sends its cookie at once, so the hand-over
+   * rarely meets one, and its agent registers again. Null when it is no longer open.
+   */
+  handOut(dup: (fd: number) => number): { port: number; fd: number; leftMs: number } | null {
+    if (this.state !== 'open') return null;
+    const fd = (this.server as net.Server & { _handle?: { fd?: number } | null })._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) return null;
+    const copy = dup(fd);
+    this.state = 'closed';
+    void this.shut();
+    return { port: this.port, fd: copy, leftMs: Math.max(0, this.expiresAt - Date.now()) };
   }
 
   /** Closes the listener and every connection still being examined; resolves once closed. */

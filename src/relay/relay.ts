@@ -24,6 +24,10 @@ import { PathBook } from './path-book.js';
 import { PortAllocator } from './ports.js';
 import { Responders } from './responders.js';
 import { Revocation } from './revocation.js';
+import { RelayHandover, type DescriptorOps, type HandedOut } from './handover.js';
+import type { RelayState } from '../protocol/handover.js';
+
+export type { DescriptorOps, HandedOut } from './handover.js';
 
 export type { ClientRefusal, RelayEvents } from './core.js';
 
@@ -48,6 +52,7 @@ export class Relay extends EventEmitter {
   private readonly clients: MobileClients;
   private readonly revocation: Revocation;
   private readonly responders: Responders;
+  private readonly handover: RelayHandover;
 
   constructor(deps: RelayDeps) {
     super();
@@ -72,6 +77,16 @@ export class Relay extends EventEmitter {
     this.fixed = new FixedPorts(core, allocator, this.clients);
     this.revocation = new Revocation(this.queues, this.logger);
     this.responders = new Responders(core, this.queues, allocator, connLimit, this.revocation);
+    this.handover = new RelayHandover({
+      core,
+      engine: this.engine,
+      queues: this.queues,
+      fixed: this.fixed,
+      clients: this.clients,
+      responders: this.responders,
+      revocation: this.revocation,
+      pairing,
+    });
   }
 
   /**
@@ -166,6 +181,18 @@ export class Relay extends EventEmitter {
       // First in line: a listener before it that throws would keep it from being called.
       this.prependListener('pairing-end', onEnd);
     });
+  }
+
+  // ── hand-over to a new daemon (issue 16; see handover.ts) ─────────────────────
+
+  /** Gives away every port, registration, held socket and the pairings the engine can detach. */
+  handOut(ops: DescriptorOps, detachMs: number): Promise<HandedOut> {
+    return this.handover.handOut(ops, detachMs);
+  }
+
+  /** Takes in what the daemon this one replaces handed over. */
+  adopt(state: RelayState, fds: readonly number[]): Promise<void> {
+    return this.handover.adopt(state, fds);
   }
 
   // ── drain and shutdown ─────────────────────────────────────────────────────

@@ -12,7 +12,7 @@ import type { RelayCore } from './core.js';
 import { setTcpUserTimeout } from './engines/socket-options.js';
 import type { LabelQueue, LabelQueues } from './label-queue.js';
 import type { PortAllocator } from './ports.js';
-import { Registration } from './registration.js';
+import { Registration, type RegistrationInfo } from './registration.js';
 import type { Revocation } from './revocation.js';
 
 /** Seconds libuv's keepalive probes take to give up (10 probes, 1 s apart) after the idle time. */
@@ -37,14 +37,18 @@ export class Responders {
   }
 
   async allocate(reg: { id: string; label: string; remoteAddress: string; cookie: string }): Promise<{ port: number }> {
+    return this.open(reg);
+  }
+
+  private async open(reg: RegistrationInfo, adopted?: { port: number; fd: number; leftMs: number }): Promise<{ port: number }> {
     const { core } = this;
-    if (!this.accepting || core.closed) throw new TaasError('TAAS_DRAINING', undefined, { retryAfter: 5 });
+    if (!adopted && (!this.accepting || core.closed)) throw new TaasError('TAAS_DRAINING', undefined, { retryAfter: 5 });
     const pendingForId = this.pendingById.get(reg.id) ?? 0;
-    if (pendingForId >= core.config.maxPendingPerId) {
+    if (!adopted && pendingForId >= core.config.maxPendingPerId) {
       throw new TaasError('TAAS_LIMIT_REACHED', `ID has ${pendingForId} registrations pending (maxPendingPerId)`, { retryAfter: 5 });
     }
     const known = this.queues.get(reg.label);
-    if ((known?.idle ?? 0) + (known?.pending ?? 0) >= core.config.maxIdlePerLabel) {
+    if (!adopted && (known?.idle ?? 0) + (known?.pending ?? 0) >= core.config.maxIdlePerLabel) {
       throw new TaasError('TAAS_LIMIT_REACHED', `label ${reg.label} has ${core.config.maxIdlePerLabel} responders idle or pending (maxIdlePerLabel)`, { retryAfter: 5 });
     }
     // Counted before the await so that concurrent allocations see each other.
@@ -78,7 +82,7 @@ export class Responders {
     this.registrations.add(r);
     let port: number;
     try {
-      port = await r.start();
+      port = await r.start(adopted);
     } catch (e) {
       settle();
       q.pendingDone();
@@ -118,6 +122,31 @@ export class Responders {
     const held = q.responderArrived(socket, head, core.config.idleBufferBytes);
     this.revocation.own(held, id);
     core.emit('responder-ready', { label });
+  }
+
+  /** Hand-over (issue 16): every open registration's port and terms, closed here without an end. */
+  handOut(dup: (fd: number) => number): Array<{ info: RegistrationInfo; port: number; fd: number; leftMs: number }> {
+    const out: Array<{ info: RegistrationInfo; port: number; fd: number; leftMs: number }> = [];
+    for (const r of [...this.registrations]) {
+      const h = r.handOut(dup);
+      if (h) out.push({ info: r.info, ...h });
+    }
+    this.registrations.clear();
+    this.pendingById.clear();
+    return out;
+  }
+
+  /** A registration handed over by the daemon this one replaces: its port and what is left of its time. */
+  async adoptRegistration(info: RegistrationInfo, adopted: { port: number; fd: number; leftMs: number }): Promise<void> {
+    await this.open(info, adopted);
+  }
+
+  /** An idle responder handed over by the daemon this one replaces: made idle in its queue. */
+  adoptIdle(label: string, socket: net.Socket, head: Buffer | undefined, id: string): void {
+    this.connLimit.admit(socket);
+    const q = this.queues.of(label);
+    q.addPending();
+    this.addResponder(q, socket, head, id);
   }
 
   /** At close: every registration still waiting closes. */

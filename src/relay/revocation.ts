@@ -26,6 +26,11 @@ export class Revocation {
     return this.revoked.has(`${label} ${id}`);
   }
 
+  /** The entry an idle responder registered with (for the hand-over). */
+  ownerOf(held: HeldSocket): string | undefined {
+    return this.owners.get(held);
+  }
+
   /** Notes the entry an idle responder registered with. */
   own(held: HeldSocket, id: string): void {
     this.owners.set(held, id);

@@ -24,9 +24,10 @@ const LAYERS: Record<string, readonly string[]> = {
   relay: ['errors', 'util', 'config', 'protocol', 'observe', 'store'],
   registrar: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'relay'],
   cluster: ['errors', 'config', 'protocol', 'observe', 'store', 'relay'],
+  handover: ['errors', 'config', 'protocol', 'observe', 'relay'],
   admin: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries'],
   agent: ['errors', 'util', 'config', 'protocol', 'observe', 'auth'],
-  daemon: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'registrar', 'cluster', 'admin'],
+  daemon: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'registrar', 'cluster', 'admin', 'handover'],
   cli: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'admin', 'agent'],
 };
 

@@ -23,3 +23,24 @@ export function setTcpUserTimeout(socket: net.Socket, ms: number): boolean {
     return false;
   }
 }
+
+/** Descriptor passing over a Unix socket (the hand-over to a new daemon), where the addon has it. */
+export interface DescriptorPassing {
+  sendFrame(sock: number, body: Buffer, fds: number[], timeoutMs: number): void;
+  recvFrame(sock: number, timeoutMs: number): { body: Buffer; fds: number[] };
+  peerCred(sock: number): { pid: number; uid: number; gid: number };
+  dupFd(fd: number): number;
+  closeFd(fd: number): void;
+}
+
+/** The addon's descriptor passing, or why there is none (one line). */
+export function descriptorPassing(): { io?: DescriptorPassing; why?: string } {
+  const { addon, why } = loadAddon();
+  if (!addon) return { why: why ?? 'native addon unavailable' };
+  const { sendFrame, recvFrame, peerCred, dupFd, closeFd } = addon;
+  if (!sendFrame || !recvFrame || !peerCred || !dupFd || !closeFd) return { why: 'the native addon was built without descriptor passing (run npm run build:native)' };
+  return { io: { sendFrame, recvFrame, peerCred, dupFd, closeFd } };
+}
+
+/** Taking a socket's descriptor and unread octets from libuv (the hand-over to a new daemon uses it too). */
+export { takeOver } from './splice-handover.js';

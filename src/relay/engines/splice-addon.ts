@@ -27,6 +27,12 @@ export interface SpliceAddon {
   stats(e: NativeEngine): NativeStats;
   shutdown(e: NativeEngine): void;
   setUserTimeout(fd: number, ms: number): void;
+  /** Descriptor passing for the hand-over (native/fdpass.c); absent in an addon built before it. */
+  sendFrame?(sock: number, body: Buffer, fds: number[], timeoutMs: number): void;
+  recvFrame?(sock: number, timeoutMs: number): { body: Buffer; fds: number[] };
+  peerCred?(sock: number): { pid: number; uid: number; gid: number };
+  dupFd?(fd: number): number;
+  closeFd?(fd: number): void;
 }
 
 /** build/Release/taas_splice.node from the package root (same depth from src/ and dist/). */

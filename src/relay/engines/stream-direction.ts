@@ -11,6 +11,8 @@ export class Direction {
   private dstFinished = false;
   private waitingDrain = false;
   private stopped = false;
+  /** Held for a hand-over: src is not read, even when dst drains. */
+  private held = false;
 
   constructor(
     private readonly src: net.Socket,
@@ -36,6 +38,26 @@ export class Direction {
     else if (!this.waitingDrain) this.src.resume();
   }
 
+  /** Whether either end of this direction has seen its end (a half-close is not handed over). */
+  get ending(): boolean {
+    return this.srcEnded || this.dstFinished || this.src.readableEnded;
+  }
+
+  /** Hand-over: stops reading src (what Node already read stays in its buffer). */
+  hold(): void {
+    this.held = true;
+    this.src.off('data', this.onData);
+    this.src.pause();
+  }
+
+  /** The hand-over did not take this pairing: reading goes on. */
+  release(): void {
+    if (!this.held || this.stopped) return;
+    this.held = false;
+    this.src.on('data', this.onData);
+    if (!this.waitingDrain) this.src.resume();
+  }
+
   stop(): void {
     this.stopped = true;
     this.src.off('data', this.onData);
@@ -58,7 +80,7 @@ export class Direction {
 
   private readonly onDrain = (): void => {
     this.waitingDrain = false;
-    if (!this.stopped) this.src.resume();
+    if (!this.stopped && !this.held) this.src.resume();
   };
 
   private readonly onEnd = (): void => {

@@ -5,8 +5,12 @@
  * Portable and simple; the native splice engine is the fast one.
  */
 import type net from 'node:net';
-import { PairingEnding, type CloseReason, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
+import { PairingEnding, type CloseReason, type DetachedPairing, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
+import { takeOver } from './splice-handover.js';
 import { Direction } from './stream-direction.js';
+
+/** How often a held pairing's queued writes are checked during a hand-over (a short, rare wait). */
+const FLUSH_POLL_MS = 5;
 
 /** Codes that mean "the peer went away abruptly" rather than a local fault. */
 const RESET_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
@@ -18,6 +22,8 @@ class StreamPairing extends PairingEnding implements PairingHandle {
   private timer: NodeJS.Timeout | null = null;
   /** Bumped on every chunk; the idle timer compares it instead of re-arming per chunk (cheap). */
   private activity = 0;
+  /** Removes the pairing's listeners from both sockets (hand-over). */
+  private readonly unlisten: Array<() => void> = [];
 
   constructor(
     private readonly client: net.Socket,
@@ -35,12 +41,15 @@ class StreamPairing extends PairingEnding implements PairingHandle {
     this.down = new Direction(responder, client, responderHead, touch, ended);
     for (const s of [client, responder]) {
       s.setNoDelay(true); // a relay must not add Nagle delay to small interactive writes
-      s.on('error', (e: NodeJS.ErrnoException) => this.fail(e));
+      const onError = (e: NodeJS.ErrnoException): void => this.fail(e);
       // Closed after both of its halves ended normally: the directions report that. Closed any
       // other way (destroyed from elsewhere, before we saw an error): end the pairing too.
-      s.on('close', () => {
+      const onClose = (): void => {
         if (!(s.readableEnded && s.writableFinished)) this.finish('closed', undefined);
-      });
+      };
+      s.on('error', onError);
+      s.on('close', onClose);
+      this.unlisten.push(() => void s.off('error', onError), () => void s.off('close', onClose));
     }
     // A socket may already be gone when it is handed over (the peer reset while it waited).
     if (client.destroyed || responder.destroyed) {
@@ -54,6 +63,37 @@ class StreamPairing extends PairingEnding implements PairingHandle {
 
   close(reason: 'closed' | 'drain' = 'closed'): void {
     this.finish(reason, undefined);
+  }
+
+  /**
+   * Hand-over (issue 16): stops reading both sides, waits until Node has written everything it
+   * queued (up to `deadline`), then gives the sockets and the octets read but not yet written
+   * away, unreported. Null when it cannot go (half-closed, ended, writes not flushed in time):
+   * it then carries on here as before.
+   */
+  async detach(deadline: number): Promise<DetachedPairing | null> {
+    if (this.finished || this.up.ending || this.down.ending) return null;
+    this.up.hold();
+    this.down.hold();
+    const sockets = [this.client, this.responder];
+    while (!this.finished && !sockets.every((s) => s.writableLength === 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, FLUSH_POLL_MS));
+    }
+    if (this.finished || this.client.destroyed || this.responder.destroyed || !sockets.every((s) => s.writableLength === 0)) {
+      this.up.release();
+      this.down.release();
+      return null;
+    }
+    this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.up.stop();
+    this.down.stop();
+    for (const off of this.unlisten) off();
+    // What Node read and nobody consumed yet; reading stops at the kernel (takeOver).
+    const c = takeOver({ socket: this.client });
+    const r = takeOver({ socket: this.responder });
+    this.onFinish(this);
+    return { observer: this.observer, client: this.client, responder: this.responder, bytesUp: this.up.bytes, bytesDown: this.down.bytes, pendingUp: c.head, pendingDown: r.head };
   }
 
   private armIdle(ms: number, seen: number): void {
@@ -113,6 +153,12 @@ export class StreamEngine implements RelayEngine {
 
   closeAll(reason: 'closed' | 'drain'): void {
     for (const p of [...this.pairings]) p.close(reason);
+  }
+
+  async detachAll(timeoutMs: number): Promise<DetachedPairing[]> {
+    const deadline = Date.now() + timeoutMs;
+    const got = await Promise.all([...this.pairings].map((p) => p.detach(deadline)));
+    return got.filter((d): d is DetachedPairing => d !== null);
   }
 
   async shutdown(): Promise<void> {

@@ -1,0 +1,107 @@
+/**
+ * `taas-server restart` on real processes (issue 16): the running daemon hands its listeners,
+ * idle responders and established pairings to a new daemon over the Unix socket in the data dir
+ * (SCM_RIGHTS); a pairing in progress keeps working across it, octets in order, the old
+ * process exits 0; a new daemon that cannot start leaves the old one serving, in one line.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, pollUntil, readExactly } from '../helpers/net.js';
+import { ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
+import { clientPort } from '../helpers/registrar.js';
+
+const closers: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  await stopAll();
+});
+
+/** An echo target for the agent: what a hidden server would be. */
+async function echoTarget(): Promise<string> {
+  const server = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  closers.push(() => new Promise<void>((r) => server.close(() => r())));
+  return `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+}
+
+/** The daemon the runtime file names now; stopped after the test (restart detaches it). */
+function runningPid(d: Daemon): number {
+  return (JSON.parse(fs.readFileSync(path.join(d.dataDir, 'daemon.json'), 'utf8')) as { pid: number }).pid;
+}
+
+function stopPid(pid: number): () => Promise<void> {
+  return async () => {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    await pollUntil(() => {
+      try {
+        process.kill(pid, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 20_000, 20, `pid ${pid} exits`);
+  };
+}
+
+async function echo(s: net.Socket, text: string): Promise<string> {
+  const got = readExactly(s, Buffer.byteLength(text));
+  s.write(text);
+  return (await got).toString();
+}
+
+function restart(d: Daemon, configFile = d.configFile) {
+  return spawnProc('taas-server restart', path.join(ROOT, 'bin/taas-server'), ['restart', '--config', configFile]);
+}
+
+describe('taas-server restart (hand-over)', () => {
+  it('a pairing in progress and the idle responders survive; the old daemon exits 0', async () => {
+    const d = await startDaemon({ relayEngine: 'stream' });
+    const agent = await startAgent(await d.addEntry(['ho']), await echoTarget(), [], { pool: 3 });
+    void agent;
+    const port = await clientPort(d, 'ho');
+    const c = await connect(port);
+    closers.push(() => void c.destroy());
+    expect(await echo(c, 'before the restart\n')).toBe('before the restart\n');
+
+    const r = restart(d);
+    expect(await r.exited).toBe(0);
+    expect(r.stdout).toMatch(/restarted: pid \d+ serves now \(handed over from pid \d+: 1 pairings/);
+    const pid = runningPid(d);
+    closers.push(stopPid(pid));
+    expect(pid).not.toBe(d.proc.child.pid);
+    expect(await d.proc.exited).toBe(0);
+    expect(d.proc.logs('handed over to the new daemon')[0]).toMatchObject({ pairings: 1, idle: 2 });
+
+    // The same connection, relayed by the new daemon; octets in order.
+    expect(await echo(c, 'after the restart\n')).toBe('after the restart\n');
+    // The client port was handed over: a new client is paired with an idle responder.
+    const c2 = await connect(port);
+    closers.push(() => void c2.destroy());
+    expect(await echo(c2, 'second client\n')).toBe('second client\n');
+    // The registrar's listener too: the same port answers with a 307 to the same client port.
+    expect(await clientPort(d, 'ho')).toBe(port);
+  }, 60_000);
+
+  it('a new daemon that cannot start leaves the old one serving; restart says why in one line', async () => {
+    const d = await startDaemon({ relayEngine: 'stream' });
+    await startAgent(await d.addEntry(['ho']), await echoTarget(), [], { pool: 1 });
+    const bad = path.join(d.dir, 'bad.json');
+    fs.writeFileSync(bad, JSON.stringify({ dataDir: d.dataDir, taasPort: 0, adminPort: 0, relayEngine: 'warp' }));
+    const r = restart(d, bad);
+    expect(await r.exited).not.toBe(0);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^taas-server: .*relayEngine/);
+    expect(d.proc.running).toBe(true);
+    expect(d.proc.logs('handed over to the new daemon')).toHaveLength(0);
+    const c = await connect(await clientPort(d, 'ho'));
+    closers.push(() => void c.destroy());
+    expect(await echo(c, 'still here\n')).toBe('still here\n');
+  }, 60_000);
+});
