@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, pollUntil, readExactly } from '../helpers/net.js';
-import { ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
+import { ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon, type Proc } from '../helpers/daemon.js';
 import { clientPort } from '../helpers/registrar.js';
 
 const closers: (() => Promise<void> | void)[] = [];
@@ -55,8 +55,16 @@ async function echo(s: net.Socket, text: string): Promise<string> {
   return (await got).toString();
 }
 
-function restart(d: Daemon, configFile = d.configFile) {
-  return spawnProc('taas-server restart', path.join(ROOT, 'bin/taas-server'), ['restart', '--config', configFile]);
+/**
+ * `taas-server restart`; resolves with its exit code and what it printed. The new daemon it
+ * starts inherits its stdout, so its log lines arrive on the same Proc (`lines`).
+ */
+async function restart(d: Daemon, configFile = d.configFile): Promise<{ code: number | null; proc: Proc }> {
+  const proc = spawnProc('taas-server restart', path.join(ROOT, 'bin/taas-server'), ['restart', '--config', configFile]);
+  // 'exit', not 'close': the new daemon keeps the stdout pipe open after restart has exited.
+  const code = await new Promise<number | null>((r) => proc.child.once('exit', (c) => r(c)));
+  await proc.until(() => /\n$/.test(proc.stdout) || proc.stderr.endsWith('\n') || proc.stdout + proc.stderr === '', 'restart output', 5000);
+  return { code, proc };
 }
 
 describe('taas-server restart (hand-over)', () => {
@@ -69,14 +77,15 @@ describe('taas-server restart (hand-over)', () => {
     closers.push(() => void c.destroy());
     expect(await echo(c, 'before the restart\n')).toBe('before the restart\n');
 
-    const r = restart(d);
-    expect(await r.exited).toBe(0);
-    expect(r.stdout).toMatch(/restarted: pid \d+ serves now \(handed over from pid \d+: 1 pairings/);
+    const { code, proc: r } = await restart(d);
     const pid = runningPid(d);
     closers.push(stopPid(pid));
+    expect(code).toBe(0);
+    expect(r.stdout).toMatch(/restarted: pid \d+ serves now \(handed over from pid \d+: 1 pairings/);
     expect(pid).not.toBe(d.proc.child.pid);
     expect(await d.proc.exited).toBe(0);
-    expect(d.proc.logs('handed over to the new daemon')[0]).toMatchObject({ pairings: 1, idle: 2 });
+    // The agent keeps 3 idle: the one paired was replaced before the restart.
+    expect(d.proc.logs('handed over to the new daemon')[0]).toMatchObject({ pairings: 1, idle: 3, kept: 0 });
 
     // The same connection, relayed by the new daemon; octets in order.
     expect(await echo(c, 'after the restart\n')).toBe('after the restart\n');
@@ -93,8 +102,8 @@ describe('taas-server restart (hand-over)', () => {
     await startAgent(await d.addEntry(['ho']), await echoTarget(), [], { pool: 1 });
     const bad = path.join(d.dir, 'bad.json');
     fs.writeFileSync(bad, JSON.stringify({ dataDir: d.dataDir, taasPort: 0, adminPort: 0, relayEngine: 'warp' }));
-    const r = restart(d, bad);
-    expect(await r.exited).not.toBe(0);
+    const { code, proc: r } = await restart(d, bad);
+    expect(code).not.toBe(0);
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^taas-server: .*relayEngine/);
