@@ -6,6 +6,8 @@
  *   close(engine, id, reason) · closeAll(engine, reason) · ref(engine, bool)
  *   stats(engine) -> { pairings, pipesInUse, pipesPooled, pipeSize, threads }
  *   setUserTimeout(fd, ms)   TCP_USER_TIMEOUT, which Node cannot set itself
+ *   detachAll(engine) -> [{ id, fdClient, fdResponder, up, down, pendingUp, pendingDown }]
+ *                            the hand-over to a new daemon (relay_detach_all)
  *   shutdown(engine)
  *   sendFrame · recvFrame · peerCred · dupFd · closeFd   descriptor passing (fdpass.c)
  *
@@ -267,6 +269,48 @@ static napi_value js_set_user_timeout(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static napi_value pending_buffer(napi_env env, uint8_t *data, size_t len) {
+  napi_value v;
+  if (data == NULL || len == 0) {
+    napi_get_null(env, &v);
+    return v;
+  }
+  if (napi_create_buffer_copy(env, len, data, NULL, &v) != napi_ok) napi_get_null(env, &v);
+  return v;
+}
+
+static napi_value js_detach_all(napi_env env, napi_callback_info info) {
+  napi_value argv[1], arr;
+  engine_t *e;
+  if (get_args(env, info, 1, argv, &e) == NULL) return NULL;
+  relay_detached_t *list = NULL;
+  size_t n = 0;
+  (void)relay_detach_all(e->relay, &list, &n); /* an error only means some pairings ended instead */
+  napi_create_array_with_length(env, n, &arr);
+  for (size_t i = 0; i < n; i++) {
+    relay_detached_t *d = &list[i];
+    napi_value o, v;
+    napi_create_object(env, &o);
+    napi_create_int64(env, d->id, &v);
+    napi_set_named_property(env, o, "id", v);
+    napi_create_int32(env, d->fd_client, &v);
+    napi_set_named_property(env, o, "fdClient", v);
+    napi_create_int32(env, d->fd_responder, &v);
+    napi_set_named_property(env, o, "fdResponder", v);
+    napi_create_double(env, (double)d->up, &v);
+    napi_set_named_property(env, o, "up", v);
+    napi_create_double(env, (double)d->down, &v);
+    napi_set_named_property(env, o, "down", v);
+    napi_set_named_property(env, o, "pendingUp", pending_buffer(env, d->pending_up, d->len_up));
+    napi_set_named_property(env, o, "pendingDown", pending_buffer(env, d->pending_down, d->len_down));
+    napi_set_element(env, arr, (uint32_t)i, o);
+    free(d->pending_up);
+    free(d->pending_down);
+  }
+  free(list);
+  return arr;
+}
+
 static napi_value js_shutdown(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   engine_t *e;
@@ -285,6 +329,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"stats", NULL, js_stats, NULL, NULL, NULL, napi_default, NULL},
       {"shutdown", NULL, js_shutdown, NULL, NULL, NULL, napi_default, NULL},
       {"setUserTimeout", NULL, js_set_user_timeout, NULL, NULL, NULL, napi_default, NULL},
+      {"detachAll", NULL, js_detach_all, NULL, NULL, NULL, napi_default, NULL},
       {"sendFrame", NULL, fdpass_send, NULL, NULL, NULL, napi_default, NULL},
       {"recvFrame", NULL, fdpass_recv, NULL, NULL, NULL, napi_default, NULL},
       {"peerCred", NULL, fdpass_peer, NULL, NULL, NULL, napi_default, NULL},

@@ -202,7 +202,7 @@ napi_value fdpass_recv(napi_env env, napi_callback_info info) {
   }
   if (rc == 0 && (uint32_t)nfds != want) rc = -EPROTO;
   napi_value out, buf, arr;
-  if (rc != 0 || napi_create_object(env, &out) != napi_ok || napi_create_buffer_copy(env, len, len ? body : "", NULL, &buf) != napi_ok ||
+  if (rc != 0 || napi_create_object(env, &out) != napi_ok || napi_create_buffer_copy(env, len, len ? (const void *)body : (const void *)"", NULL, &buf) != napi_ok ||
       napi_create_array_with_length(env, (size_t)nfds, &arr) != napi_ok) {
     free(body);
     close_all(fds, nfds);

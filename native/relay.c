@@ -70,6 +70,13 @@ static void worker_release(worker_t *w) {
       close(c->p->fd[1]);
       pairing_free(c->p);
     }
+    if (c->kind == CMD_DETACH_ALL) {
+      /* Never left waiting: this worker has nothing to give. */
+      pthread_mutex_lock(&c->req->mu);
+      c->req->pending--;
+      pthread_cond_signal(&c->req->cv);
+      pthread_mutex_unlock(&c->req->mu);
+    }
     free(c);
     c = next;
   }
@@ -172,6 +179,29 @@ int relay_pair(relay_t *r, int64_t id, int fd_client, int fd_responder, const vo
     pairing_free(p);
   }
   return rc;
+}
+
+int relay_detach_all(relay_t *r, relay_detached_t **out, size_t *n) {
+  detach_req_t req;
+  memset(&req, 0, sizeof req);
+  pthread_mutex_init(&req.mu, NULL);
+  pthread_cond_init(&req.cv, NULL);
+  req.pending = r->nthreads;
+  for (int i = 0; i < r->nthreads; i++) {
+    cmd_t *c;
+    while ((c = calloc(1, sizeof *c)) == NULL) usleep(1000);
+    c->kind = CMD_DETACH_ALL;
+    c->req = &req;
+    enqueue(&r->workers[i], c);
+  }
+  pthread_mutex_lock(&req.mu);
+  while (req.pending > 0) pthread_cond_wait(&req.cv, &req.mu);
+  pthread_mutex_unlock(&req.mu);
+  pthread_mutex_destroy(&req.mu);
+  pthread_cond_destroy(&req.cv);
+  *out = req.list;
+  *n = req.n;
+  return req.err;
 }
 
 void relay_close(relay_t *r, int64_t id, int reason) {

@@ -77,6 +77,28 @@ void relay_stats(relay_t *relay, relay_stats_t *out);
  */
 int relay_set_user_timeout(int fd, uint32_t ms);
 
+/* A pairing taken out of the relay for the hand-over to a new process (issue 16): its two
+ * descriptors (now the caller's), its byte counts, and the octets it had read and not yet
+ * written each way (head remainder, then pipe contents, in order). */
+typedef struct relay_detached {
+  int64_t id;
+  int fd_client;
+  int fd_responder;
+  uint64_t up;
+  uint64_t down;
+  uint8_t *pending_up; /* malloc()ed, or NULL; the caller frees */
+  size_t len_up;
+  uint8_t *pending_down;
+  size_t len_down;
+} relay_detached_t;
+
+/*
+ * Stops every pairing that can be handed over (not half-closed) and returns them; their end is
+ * never reported. Blocks until every worker has answered. *out is malloc()ed (free it, and each
+ * pending buffer). 0 or -errno; a pairing whose octets cannot be saved (no memory) stays.
+ */
+int relay_detach_all(relay_t *relay, relay_detached_t **out, size_t *n);
+
 /* Ends every pairing (reason CLOSED, callbacks fire), joins the threads, frees everything. */
 void relay_destroy(relay_t *relay);
 

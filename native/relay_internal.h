@@ -56,13 +56,24 @@ struct pairing {
   uint8_t dead;
 };
 
-enum cmd_kind { CMD_ADD, CMD_CLOSE, CMD_CLOSE_ALL, CMD_STOP };
+enum cmd_kind { CMD_ADD, CMD_CLOSE, CMD_CLOSE_ALL, CMD_STOP, CMD_DETACH_ALL };
+
+/* The answer of every worker to one relay_detach_all: filled under mu, `pending` workers left. */
+typedef struct detach_req {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int pending;
+  int err;
+  relay_detached_t *list;
+  size_t n, cap;
+} detach_req_t;
 
 typedef struct cmd {
   int kind;
   int reason;
   int64_t id;
   pairing_t *p;
+  detach_req_t *req;
   struct cmd *next;
 } cmd_t;
 
@@ -98,6 +109,7 @@ struct relay {
 void *worker_main(void *arg);
 uint64_t mono_ms(void);
 void worker_finish(worker_t *w, pairing_t *p, int reason, int err);
+void worker_detach_all(worker_t *w, detach_req_t *req);
 
 /* pump.c: moves what can be moved now on both directions (may finish the pairing). */
 void pump_pairing(worker_t *w, pairing_t *p);

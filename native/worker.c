@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -82,6 +83,99 @@ static void add_pairing(worker_t *w, pairing_t *p) {
   pump_pairing(w, p);
 }
 
+/* The octets a direction read and has not written: its head's remainder, then its pipe. */
+static int save_pending(dir_t *d, uint8_t **buf, size_t *len) {
+  size_t head = d->head_len - d->head_off;
+  size_t total = head + d->inpipe;
+  *buf = NULL;
+  *len = 0;
+  if (total == 0) return 0;
+  uint8_t *b = malloc(total);
+  if (b == NULL) return -ENOMEM;
+  if (head > 0) memcpy(b, d->head + d->head_off, head);
+  size_t off = head;
+  while (off < total) {
+    ssize_t k = read(d->pipe.r, b + off, total - off);
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      /* A pipe that will not give back what it holds: cannot happen; the pairing ends here. */
+      free(b);
+      return k < 0 ? -errno : -EIO;
+    }
+    off += (size_t)k;
+  }
+  d->inpipe = 0;
+  *buf = b;
+  *len = total;
+  return 0;
+}
+
+/* One pairing out of this worker for the hand-over: nothing closed, nothing reported. */
+static int detach_one(worker_t *w, pairing_t *p, relay_detached_t *out) {
+  memset(out, 0, sizeof *out);
+  if (save_pending(&p->d[0], &out->pending_up, &out->len_up) != 0) return -ENOMEM;
+  if (save_pending(&p->d[1], &out->pending_down, &out->len_down) != 0) {
+    free(out->pending_up);
+    out->pending_up = NULL;
+    return -ENOMEM;
+  }
+  for (int i = 0; i < 2; i++) (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->fd[i], NULL);
+  out->id = p->id;
+  out->fd_client = p->fd[0];
+  out->fd_responder = p->fd[1];
+  out->up = p->d[0].bytes;
+  out->down = p->d[1].bytes;
+  p->dead = 1;
+  pump_release_pipes(w, p); /* empty now: back to the pool */
+  if (p->prev != NULL) p->prev->next = p->next;
+  else w->live = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+  atomic_fetch_sub(&w->n_pairings, 1);
+  if (!p->in_ready) {
+    p->grave_next = w->grave;
+    w->grave = p;
+  }
+  return 0;
+}
+
+void worker_detach_all(worker_t *w, detach_req_t *req) {
+  pairing_t *p = w->live;
+  while (p != NULL) {
+    pairing_t *next = p->next;
+    /* A half-closed pairing stays: its end of stream was already passed on. */
+    if (!p->dead && !p->d[0].src_eof && !p->d[1].src_eof) {
+      relay_detached_t d;
+      if (detach_one(w, p, &d) == 0) {
+        pthread_mutex_lock(&req->mu);
+        if (req->n == req->cap) {
+          size_t cap = req->cap ? req->cap * 2 : 64;
+          relay_detached_t *grown = realloc(req->list, cap * sizeof *grown);
+          if (grown != NULL) {
+            req->list = grown;
+            req->cap = cap;
+          }
+        }
+        if (req->n < req->cap) req->list[req->n++] = d;
+        else {
+          /* No room to report it: it cannot go back (its pipes were drained), so it ends. */
+          req->err = -ENOMEM;
+          close(d.fd_client);
+          close(d.fd_responder);
+          free(d.pending_up);
+          free(d.pending_down);
+        }
+        pthread_mutex_unlock(&req->mu);
+      }
+    }
+    p = next;
+  }
+  pthread_mutex_lock(&req->mu);
+  req->pending--;
+  pthread_cond_signal(&req->cv);
+  pthread_mutex_unlock(&req->mu);
+}
+
 static void close_matching(worker_t *w, int all, int64_t id, int reason) {
   pairing_t *p = w->live;
   while (p != NULL) {
@@ -105,6 +199,7 @@ static void run_commands(worker_t *w) {
       case CMD_ADD: add_pairing(w, c->p); break;
       case CMD_CLOSE: close_matching(w, 0, c->id, c->reason); break;
       case CMD_CLOSE_ALL: close_matching(w, 1, 0, c->reason); break;
+      case CMD_DETACH_ALL: worker_detach_all(w, c->req); break;
       case CMD_STOP:
         close_matching(w, 1, 0, RELAY_CLOSED);
         w->stop = 1;

@@ -68,8 +68,13 @@ async function restart(d: Daemon, configFile = d.configFile): Promise<{ code: nu
 }
 
 describe('taas-server restart (hand-over)', () => {
-  it('a pairing in progress and the idle responders survive; the old daemon exits 0', async () => {
-    const d = await startDaemon({ relayEngine: 'stream' });
+  it.each([
+    ['stream', 'stream'],
+    ['splice', 'splice'],
+    ['stream', 'splice'],
+    ['splice', 'stream'],
+  ])('%s → %s: a pairing in progress and the idle responders survive; the old daemon exits 0', async (from, to) => {
+    const d = await startDaemon({ relayEngine: from });
     const agent = await startAgent(await d.addEntry(['ho']), await echoTarget(), [], { pool: 3 });
     void agent;
     const port = await clientPort(d, 'ho');
@@ -77,7 +82,9 @@ describe('taas-server restart (hand-over)', () => {
     closers.push(() => void c.destroy());
     expect(await echo(c, 'before the restart\n')).toBe('before the restart\n');
 
-    const { code, proc: r } = await restart(d);
+    const next = path.join(d.dir, 'next.json');
+    fs.writeFileSync(next, JSON.stringify({ ...JSON.parse(fs.readFileSync(d.configFile, 'utf8')), relayEngine: to }));
+    const { code, proc: r } = await restart(d, next);
     const pid = runningPid(d);
     closers.push(stopPid(pid));
     expect(code).toBe(0);
@@ -87,6 +94,7 @@ describe('taas-server restart (hand-over)', () => {
     // The agent keeps 3 idle: the one paired was replaced before the restart.
     expect(d.proc.logs('handed over to the new daemon')[0]).toMatchObject({ pairings: 1, idle: 3, kept: 0 });
 
+    expect(r.logs('taas-server ready')[0]).toMatchObject({ engine: to });
     // The same connection, relayed by the new daemon; octets in order.
     expect(await echo(c, 'after the restart\n')).toBe('after the restart\n');
     // The client port was handed over: a new client is paired with an idle responder.

@@ -27,6 +27,8 @@ export interface SpliceAddon {
   stats(e: NativeEngine): NativeStats;
   shutdown(e: NativeEngine): void;
   setUserTimeout(fd: number, ms: number): void;
+  /** The hand-over: every pairing that is not half-closed, stopped; absent in an older build. */
+  detachAll?(e: NativeEngine): Array<{ id: number; fdClient: number; fdResponder: number; up: number; down: number; pendingUp: Buffer | null; pendingDown: Buffer | null }>;
   /** Descriptor passing for the hand-over (native/fdpass.c); absent in an addon built before it. */
   sendFrame?(sock: number, body: Buffer, fds: number[], timeoutMs: number): void;
   recvFrame?(sock: number, timeoutMs: number): { body: Buffer; fds: number[] };

@@ -6,10 +6,11 @@
  * own copy). Worker threads then move octets with splice(2) socket → pipe → socket, with pipes
  * taken from a pool only while octets are in flight, and report the end of each pairing here.
  */
+import net from 'node:net';
 import os from 'node:os';
 import type tls from 'node:tls';
 import { TaasError } from '../../errors.js';
-import { PairingEnding, type CloseReason, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
+import { PairingEnding, type CloseReason, type DetachedPairing, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
 import { loadAddon, type NativeEngine, type NativeStats, type SpliceAddon } from './splice-addon.js';
 import { allWritten, takeOver, written } from './splice-handover.js';
 
@@ -45,6 +46,11 @@ class SplicePairing extends PairingEnding implements PairingHandle {
     observer: PairOptions['observer'],
   ) {
     super(observer);
+  }
+
+  /** @internal who is told of its end (the hand-over passes it on) */
+  get watcher(): PairOptions['observer'] {
+    return this.observer;
   }
 
   close(reason: 'closed' | 'drain' = 'closed'): void {
@@ -161,6 +167,33 @@ export class SpliceEngine implements RelayEngine {
   closeAll(reason: 'closed' | 'drain'): void {
     for (const id of [...this.deferred.keys()]) this.closeOne(id, reason);
     if (this.pairings.size > 0 && !this.stopped) this.addon.closeAll(this.native, REASON_CODE[reason]);
+  }
+
+  /**
+   * Hand-over (issue 16): the native engine stops every pairing that is not half-closed and gives
+   * back its descriptors and the octets in its pipes; they become (paused) Node sockets again
+   * for the relay to pass on. Pairings still waiting for queued writes, and half-closed ones,
+   * stay here.
+   */
+  async detachAll(): Promise<DetachedPairing[]> {
+    if (this.stopped || !this.addon.detachAll || this.pairings.size === 0) return [];
+    const out: DetachedPairing[] = [];
+    for (const d of this.addon.detachAll(this.native)) {
+      const p = this.pairings.get(d.id);
+      const client = new net.Socket({ fd: d.fdClient, allowHalfOpen: true, readable: true, writable: true });
+      const responder = new net.Socket({ fd: d.fdResponder, allowHalfOpen: true, readable: true, writable: true });
+      client.pause();
+      responder.pause();
+      if (!p) {
+        client.destroy();
+        responder.destroy();
+        continue;
+      }
+      this.pairings.delete(d.id);
+      out.push({ observer: p.watcher, client, responder, bytesUp: d.up, bytesDown: d.down, pendingUp: d.pendingUp, pendingDown: d.pendingDown });
+    }
+    if (this.pairings.size === 0) this.addon.ref(this.native, false);
+    return out;
   }
 
   async shutdown(): Promise<void> {
