@@ -83,7 +83,8 @@ static void add_pairing(worker_t *w, pairing_t *p) {
   pump_pairing(w, p);
 }
 
-/* The octets a direction read and has not written: its head's remainder, then its pipe. */
+/* The octets a direction read and has not written: its head's remainder, then its pipe. The
+ * pipe is read into the buffer; `undo_pending` puts them back if the pairing cannot go. */
 static int save_pending(dir_t *d, uint8_t **buf, size_t *len) {
   size_t head = d->head_len - d->head_off;
   size_t total = head + d->inpipe;
@@ -98,27 +99,51 @@ static int save_pending(dir_t *d, uint8_t **buf, size_t *len) {
     ssize_t k = read(d->pipe.r, b + off, total - off);
     if (k < 0 && errno == EINTR) continue;
     if (k <= 0) {
-      /* A pipe that will not give back what it holds: cannot happen; the pairing ends here. */
+      int err = k < 0 ? errno : EIO;
+      /* What was read goes back into the (now emptier) pipe: nothing is lost, the pairing stays. */
+      size_t back = head;
+      while (back < off) {
+        ssize_t w = write(d->pipe.w, b + back, off - back);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) break;
+        back += (size_t)w;
+      }
       free(b);
-      return k < 0 ? -errno : -EIO;
+      return -err;
     }
     off += (size_t)k;
   }
-  d->inpipe = 0;
   *buf = b;
   *len = total;
   return 0;
 }
 
+/* A saved direction whose pairing stays after all: its pipe octets go back (the pipe had room for them). */
+static void undo_pending(dir_t *d, uint8_t *buf, size_t len) {
+  size_t head = d->head_len - d->head_off;
+  size_t back = head;
+  while (back < len) {
+    ssize_t w = write(d->pipe.w, buf + back, len - back);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    back += (size_t)w;
+  }
+  free(buf);
+}
+
 /* One pairing out of this worker for the hand-over: nothing closed, nothing reported. */
 static int detach_one(worker_t *w, pairing_t *p, relay_detached_t *out) {
   memset(out, 0, sizeof *out);
-  if (save_pending(&p->d[0], &out->pending_up, &out->len_up) != 0) return -ENOMEM;
-  if (save_pending(&p->d[1], &out->pending_down, &out->len_down) != 0) {
-    free(out->pending_up);
+  int rc = save_pending(&p->d[0], &out->pending_up, &out->len_up);
+  if (rc != 0) return rc;
+  rc = save_pending(&p->d[1], &out->pending_down, &out->len_down);
+  if (rc != 0) {
+    undo_pending(&p->d[0], out->pending_up, out->len_up);
     out->pending_up = NULL;
-    return -ENOMEM;
+    return rc;
   }
+  p->d[0].inpipe = 0;
+  p->d[1].inpipe = 0;
   for (int i = 0; i < 2; i++) (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->fd[i], NULL);
   out->id = p->id;
   out->fd_client = p->fd[0];

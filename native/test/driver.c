@@ -220,6 +220,37 @@ int main(int argc, char **argv) {
     CHECK(wait_done(n + i).reason == RELAY_DRAIN, "drain");
     close_outer(&live[i]);
   }
+  /* Hand-over: 30 live pairings with heads and octets in flight detached; every octet sent is
+   * found once, delivered, in the pending buffer, or still queued on the descriptor. */
+  for (int i = 0; i < 30; i++) {
+    live[i] = quad();
+    CHECK(pair_q(r, n + 60 + i, &live[i], "hd", NULL, 0) == 0, "pair");
+    char buf[1000];
+    memset(buf, 'y', sizeof buf);
+    CHECK(send(live[i].co, buf, sizeof buf, MSG_NOSIGNAL) == (ssize_t)sizeof buf, "send before detach");
+  }
+  relay_detached_t *det = NULL;
+  size_t ndet = 0;
+  CHECK(relay_detach_all(r, &det, &ndet) == 0, "detach_all");
+  CHECK(ndet == 30, "detached %zu of 30", ndet);
+  for (size_t i = 0; i < ndet; i++) {
+    relay_detached_t *d = &det[i];
+    int k = (int)(d->id - (n + 60));
+    CHECK(k >= 0 && k < 30, "detached id %ld", (long)d->id);
+    char buf[4096];
+    long delivered = 0, queued = 0;
+    for (ssize_t got; (got = recv(live[k].ro, buf, sizeof buf, MSG_DONTWAIT)) > 0;) delivered += got;
+    for (ssize_t got; (got = recv(d->fd_client, buf, sizeof buf, MSG_DONTWAIT)) > 0;) queued += got;
+    CHECK((uint64_t)delivered == d->up, "counted %lu delivered %ld", (unsigned long)d->up, delivered);
+    CHECK(delivered + (long)d->len_up + queued == 1002, "octets %ld + %zu + %ld", delivered, d->len_up, queued);
+    CHECK(!have[d->id], "a detached pairing is not reported");
+    close(d->fd_client);
+    close(d->fd_responder);
+    free(d->pending_up);
+    free(d->pending_down);
+  }
+  free(det);
+  for (int i = 0; i < 30; i++) close_outer(&live[i]);
   /* Destroy with 20 pairings still live, some mid-transfer. */
   for (int i = 0; i < 20; i++) {
     live[i] = quad();
@@ -234,6 +265,6 @@ int main(int argc, char **argv) {
   int fds1 = count_fds();
   CHECK(fds1 == fds0, "descriptors %d at start, %d at end", fds0, fds1);
   close(listener);
-  printf("driver: %d pairings + 60 drained/destroyed, %d failed checks, descriptors %d -> %d\n", n, failures, fds0, fds1);
+  printf("driver: %d pairings + 60 drained/destroyed + 30 detached, %d failed checks, descriptors %d -> %d\n", n, failures, fds0, fds1);
   return failures == 0 ? 0 : 1;
 }
