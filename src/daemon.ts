@@ -31,6 +31,33 @@ import { descriptorPassing } from './relay/engines/socket-options.js';
 import { HandoverPoint } from './handover/old-side.js';
 import { takeOverOrDrain, type Adopted } from './handover/start.js';
 
+/** TCP sockets this process still has open (Linux: /proc/self/fd), or null where unknown. */
+function openSockets(): number | null {
+  try {
+    const tcp = new Set<string>();
+    for (const f of ['/proc/self/net/tcp', '/proc/self/net/tcp6']) {
+      for (const line of fs.readFileSync(f, 'utf8').split('\n').slice(1)) {
+        const inode = line.trim().split(/\s+/)[9];
+        if (inode && inode !== '0') tcp.add(inode);
+      }
+    }
+    let n = 0;
+    for (const fd of fs.readdirSync('/proc/self/fd')) {
+      let link = '';
+      try {
+        link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        continue; // closed meanwhile (the directory's own descriptor)
+      }
+      const m = /^socket:\[(\d+)\]$/.exec(link);
+      if (m && tcp.has(m[1]!)) n++;
+    }
+    return n;
+  } catch {
+    return null;
+  }
+}
+
 /** How often a secret key check that found the store unreachable at start is tried again. */
 const KEY_RECHECK_MS = 2000;
 
@@ -287,7 +314,7 @@ export class Daemon {
         logger: this.logger,
         listeners: async (dup) => {
           // This node stops speaking for itself: the next daemon joins the others in its place.
-          this.drainingFlag = true;
+          // Not draining: requests in progress here are answered as usual (their state is handed over).
           this.unwatch?.();
           this.unwatch = null;
           await this.link?.close().catch(() => undefined);
@@ -317,7 +344,8 @@ export class Daemon {
       }
     }
     await this.stop().catch((e) => this.logger.error({ err: oneLine(e) }, 'error while stopping after the hand-over'));
-    this.logger.info('stopped after the hand-over');
+    // Every relay socket is the next daemon's: none may be left open here (checked by test/ops).
+    this.logger.info({ socketsOpen: openSockets() }, 'stopped after the hand-over');
     this.startOpts.onHandedOver?.(code);
   }
 
