@@ -33,7 +33,7 @@ async function start(opts: GlobalOpts & { takeOver?: boolean }): Promise<void> {
   try {
     ({ config: c, file } = await config(opts));
   } catch (e) {
-    if (takeOver) reportTakeOver({ ok: false, why: oneLine(e) });
+    if (takeOver) failTakeOver(e);
     throw e;
   }
   const logger = createLogger({ level: c.logLevel });
@@ -61,7 +61,11 @@ async function start(opts: GlobalOpts & { takeOver?: boolean }): Promise<void> {
       },
     });
   } catch (e) {
-    if (takeOver) reportTakeOver({ ok: false, why: oneLine(e) });
+    if (takeOver) {
+      logger.error({ err: oneLine(e) }, 'not started: the running daemon keeps serving');
+      logger.flush?.();
+      failTakeOver(e);
+    }
     throw e;
   }
   if (takeOver) reportTakeOver({ ok: true, pid: process.pid, note });
@@ -99,6 +103,12 @@ async function start(opts: GlobalOpts & { takeOver?: boolean }): Promise<void> {
     }
     logger.info({ level: logger.level }, 'log level changed');
   });
+}
+
+/** A daemon started by `restart` that cannot start: `restart` prints the one line, not this process. */
+function failTakeOver(e: unknown): never {
+  reportTakeOver({ ok: false, why: oneLine(e) });
+  process.exit(e instanceof TaasError && e.code.startsWith('TAAS_CONFIG') ? 2 : 1);
 }
 
 function parseClientPorts(values: string[] | undefined): Record<string, number> | undefined {

@@ -56,11 +56,27 @@ async function echo(s: net.Socket, text: string): Promise<string> {
 }
 
 /**
+ * Another build of the project in a temp dir: dist/ and bin/ copied (so that `edit` can change
+ * dist/), the rest linked. What `restart` run from its bin/ starts is that build.
+ */
+function otherBuild(d: Daemon, edit: (file: string, text: string) => string): string {
+  const dir = path.join(d.dir, 'other-build');
+  // bin/ copied too: Node follows a linked main script to its real place, and ../dist from there.
+  for (const f of ['dist', 'bin']) fs.cpSync(path.join(ROOT, f), path.join(dir, f), { recursive: true });
+  for (const f of ['build', 'node_modules', 'package.json', 'src']) fs.symlinkSync(path.join(ROOT, f), path.join(dir, f));
+  for (const f of ['protocol/handover.js', 'daemon.js']) {
+    const file = path.join(dir, 'dist', f);
+    fs.writeFileSync(file, edit(f, fs.readFileSync(file, 'utf8')));
+  }
+  return dir;
+}
+
+/**
  * `taas-server restart`; resolves with its exit code and what it printed. The new daemon it
  * starts inherits its stdout, so its log lines arrive on the same Proc (`lines`).
  */
-async function restart(d: Daemon, configFile = d.configFile): Promise<{ code: number | null; proc: Proc }> {
-  const proc = spawnProc('taas-server restart', path.join(ROOT, 'bin/taas-server'), ['restart', '--config', configFile]);
+async function restart(d: Daemon, configFile = d.configFile, build = ROOT): Promise<{ code: number | null; proc: Proc }> {
+  const proc = spawnProc('taas-server restart', path.join(build, 'bin/taas-server'), ['restart', '--config', configFile]);
   // 'exit', not 'close': the new daemon keeps the stdout pipe open after restart has exited.
   const code = await new Promise<number | null>((r) => proc.child.once('exit', (c) => r(c)));
   await proc.until(() => /\n$/.test(proc.stdout) || proc.stderr.endsWith('\n') || proc.stdout + proc.stderr === '', 'restart output', 5000);
@@ -103,6 +119,42 @@ describe('taas-server restart (hand-over)', () => {
     expect(await echo(c2, 'second client\n')).toBe('second client\n');
     // The registrar's listener too: the same port answers with a 307 to the same client port.
     expect(await clientPort(d, 'ho')).toBe(port);
+  }, 60_000);
+
+  it('onto a build whose start fails: the old daemon keeps serving; restart says why in one line', async () => {
+    const d = await startDaemon({ relayEngine: 'stream' });
+    await startAgent(await d.addEntry(['ho']), await echoTarget(), [], { pool: 2 });
+    const c = await connect(await clientPort(d, 'ho'));
+    closers.push(() => void c.destroy());
+    expect(await echo(c, 'before\n')).toBe('before\n');
+    const broken = otherBuild(d, (f, text) =>
+      f === 'daemon.js' ? text.replace('static async start(config, configFile, logger, onFatal, opts = {}) {', "$& throw new Error('this build cannot start');") : text,
+    );
+    const { code, proc: r } = await restart(d, d.configFile, broken);
+    expect(code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^taas-server: the new daemon did not start: this build cannot start; pid \d+ keeps serving$/)]);
+    expect(d.proc.running).toBe(true);
+    // Nothing was handed over: the pairing and the registrar are the old daemon's, untouched.
+    expect(await echo(c, 'after\n')).toBe('after\n');
+    expect(await clientPort(d, 'ho')).toBeGreaterThan(0);
+    expect(d.proc.logs('handed over to the new daemon')).toHaveLength(0);
+  }, 60_000);
+
+  it('onto a build with another hand-over format: refused, and the restart falls back to a drain', async () => {
+    const d = await startDaemon({ relayEngine: 'stream' });
+    await startAgent(await d.addEntry(['ho']), await echoTarget(), [], { pool: 1 });
+    const newer = otherBuild(d, (f, text) => (f === 'protocol/handover.js' ? text.replace('HANDOVER_VERSION = 1;', 'HANDOVER_VERSION = 2;') : text));
+    const { code, proc: r } = await restart(d, d.configFile, newer);
+    const pid = runningPid(d);
+    closers.push(stopPid(pid));
+    expect(code).toBe(0);
+    expect(r.stdout).toMatch(/restarted: pid \d+ serves now \(the running daemon \(pid \d+\) refused the hand-over: hand-over format 2 asked, this daemon speaks 1: drained pid \d+, then started\)/);
+    expect(d.proc.logs('hand-over refused: hand-over format 2 asked, this daemon speaks 1; the new daemon falls back to a drain')).toHaveLength(1);
+    expect(await d.proc.exited).toBe(0);
+    expect(d.proc.logs('draining')).toHaveLength(1);
+    // The new build serves on the same registrar port; the agent registers with it again.
+    await r.waitLog('taas-server ready');
+    expect(pid).not.toBe(d.proc.child.pid);
   }, 60_000);
 
   it('a new daemon that cannot start leaves the old one serving; restart says why in one line', async () => {
