@@ -173,4 +173,29 @@ describe('taas-server restart (hand-over)', () => {
     closers.push(() => void c.destroy());
     expect(await echo(c, 'still here\n')).toBe('still here\n');
   }, 60_000);
+
+  it('the hand-over socket is mode 0600, and a peer of another uid is refused even when the mode lets it in', async () => {
+    const d = await startDaemon({ relayEngine: 'stream' });
+    const sock = path.join(d.dataDir, 'handover.sock');
+    expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+    if (process.getuid?.() !== 0) return; // switching to another uid needs root (CI runs as root)
+    // Opened up by hand, so that only the daemon's own check stands between them.
+    fs.chmodSync(sock, 0o666);
+    fs.chmodSync(d.dataDir, 0o755);
+    fs.chmodSync(path.dirname(d.dataDir), 0o755);
+    const hello = "const b=Buffer.from(JSON.stringify({t:'hello',version:1,pid:process.pid}));const h=Buffer.alloc(8);h.writeUInt32BE(b.length,0);" +
+      "const s=require('net').connect(process.argv[1],()=>s.write(Buffer.concat([h,b])));let got='';s.on('data',(x)=>got+=x);" +
+      "s.on('close',()=>{console.log(got.includes('welcome')?'welcomed':'refused');});s.on('error',(e)=>console.log('error '+e.code));";
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['-e', hello, sock], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (x: Buffer) => (out += x.toString()));
+    await new Promise((r) => child.once('close', r));
+    // Closed at once, before a welcome (the write may meet the close: EPIPE).
+    expect(out).toContain('refused');
+    expect(out).not.toContain('welcomed');
+    await d.proc.waitLog('hand-over connection refused: another user');
+    expect(d.proc.logs('handed over to the new daemon')).toHaveLength(0);
+    expect(d.proc.running).toBe(true);
+  }, 60_000);
 });
