@@ -43,6 +43,7 @@ export function handoverSocketPath(dataDir: string): string {
 
 export class HandoverPoint {
   private busy = false;
+  private closed = false;
 
   private constructor(
     private readonly server: net.Server,
@@ -80,7 +81,10 @@ export class HandoverPoint {
     return new HandoverPoint(server, file, io, source);
   }
 
+  /** Closes the point and removes its file, once: the next daemon's point has the same name. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.server.listening) this.server.close();
     try {
       fs.rmSync(this.file, { force: true });
