@@ -335,6 +335,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"peerCred", NULL, fdpass_peer, NULL, NULL, NULL, napi_default, NULL},
       {"dupFd", NULL, fdpass_dup, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, fdpass_close, NULL, NULL, NULL, napi_default, NULL},
+      {"sdNotify", NULL, fdpass_notify, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -11,6 +11,7 @@
  *   peerCred(sock) -> { pid, uid, gid }      SO_PEERCRED of a connected Unix socket
  *   dupFd(fd) -> fd                          F_DUPFD_CLOEXEC
  *   closeFd(fd)
+ *   sdNotify(socketPath, message)            one datagram to systemd's NOTIFY_SOCKET ('@' = abstract)
  */
 #define _GNU_SOURCE
 #include "fdpass.h"
@@ -18,11 +19,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -263,5 +266,36 @@ napi_value fdpass_close(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (fd >= 0) close(fd);
+  return NULL;
+}
+
+/* Sent by the process that is to be the service's main process: alive and in the unit's
+ * cgroup when systemd reads the datagram, so it is attributed (systemd-notify's own pid may be
+ * gone by then). */
+napi_value fdpass_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 1];
+  char msg[512];
+  size_t plen = 0, mlen = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 2 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[1], msg, sizeof msg, &mlen) != napi_ok) {
+    napi_throw_type_error(env, "TAAS_INTERNAL", "sdNotify(socketPath, message)");
+    return NULL;
+  }
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (plen == 0 || plen >= sizeof sa.sun_path) return throw_errno(env, EINVAL, "sdNotify");
+  memcpy(sa.sun_path, path, plen);
+  if (path[0] == '@') sa.sun_path[0] = '\0';
+  socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "sdNotify");
+  ssize_t n = sendto(fd, msg, mlen, MSG_NOSIGNAL, (struct sockaddr *)&sa, salen);
+  int err = errno;
+  close(fd);
+  if (n < 0) return throw_errno(env, err, "sdNotify");
   return NULL;
 }

@@ -10,5 +10,6 @@ napi_value fdpass_recv(napi_env env, napi_callback_info info);
 napi_value fdpass_peer(napi_env env, napi_callback_info info);
 napi_value fdpass_dup(napi_env env, napi_callback_info info);
 napi_value fdpass_close(napi_env env, napi_callback_info info);
+napi_value fdpass_notify(napi_env env, napi_callback_info info);
 
 #endif

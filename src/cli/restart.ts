@@ -2,7 +2,8 @@
  * `taas-server restart`: starts this build's daemon with `start --take-over` on the same data
  * dir and config, and waits for it to say (one JSON line on its descriptor 3) whether it took
  * over. The new daemon outlives this command; the old one exits once it holds nothing.
- * Under systemd the new daemon tells the service manager it is the main process now.
+ * Under systemd the new daemon tells the service manager it is the main process now
+ * (handover/new-side.ts), before the old one may exit.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -27,10 +28,6 @@ export function reportTakeOver(r: TakeOverReport): void {
     fs.closeSync(3);
   } catch {
     /* not started by restart */
-  }
-  if (r.ok && r.pid && process.env.NOTIFY_SOCKET) {
-    // systemd (NotifyAccess=all): this process is the service's main process from now on.
-    spawn('systemd-notify', [`--pid=${r.pid}`, `MAINPID=${r.pid}`, 'READY=1'], { stdio: 'ignore' }).on('error', () => {});
   }
 }
 

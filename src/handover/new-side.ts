@@ -14,6 +14,17 @@ import { handoverSocketPath } from './old-side.js';
 const WELCOME_TIMEOUT_MS = 10_000;
 const STATE_TIMEOUT_MS = 30_000;
 
+/** Under systemd (NOTIFY_SOCKET; the unit has NotifyAccess=all): this process is the service's main process now. */
+export function becomeMainPid(io: DescriptorPassing): void {
+  const sock = process.env.NOTIFY_SOCKET;
+  if (!sock || !io.sdNotify) return;
+  try {
+    io.sdNotify(sock, `MAINPID=${process.pid}\nREADY=1`);
+  } catch {
+    /* not under systemd after all: nothing to tell */
+  }
+}
+
 export interface Received {
   /** The daemon's own listeners (registrar, admin, …) by name. */
   listeners: Map<string, number>;
@@ -76,8 +87,13 @@ export class TakeOver {
     }
   }
 
-  /** Everything is in this daemon's hands: the old one may close its copies and go. */
+  /**
+   * Everything is in this daemon's hands: the old one may close its copies and go. Under
+   * systemd (NOTIFY_SOCKET, the unit's NotifyAccess=all) this process becomes the service's
+   * main process first, so that the old one's exit is not taken for the service's end.
+   */
   taken(): void {
+    becomeMainPid(this.io);
     this.ch.send({ t: 'taken' });
     this.ch.socket.destroy();
   }

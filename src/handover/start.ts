@@ -9,7 +9,8 @@ import type { Config } from '../config/schema.js';
 import { TaasError, isTaasError } from '../errors.js';
 import { readRuntime } from '../observe/runtime-file.js';
 import { descriptorPassing } from '../relay/engines/socket-options.js';
-import { TakeOver, type Received } from './new-side.js';
+import type { DescriptorPassing } from '../relay/engines/socket-options.js';
+import { TakeOver, becomeMainPid, type Received } from './new-side.js';
 
 /** How often the draining daemon's pid is looked at (no event tells another process's exit). */
 const EXIT_POLL_MS = 100;
@@ -23,12 +24,17 @@ export interface Adopted {
 
 export async function takeOverOrDrain(config: Readonly<Config>, logger: Logger, note?: (line: string) => void): Promise<Adopted | null> {
   const { io, why } = descriptorPassing();
-  if (!io) return drainOld(config, logger, `hand-over unavailable (${why})`, note);
+  if (!io) {
+    // Under systemd the old process's exit would end the service (and this process with it):
+    // without the addon this process cannot say it is the main process now.
+    if (process.env.NOTIFY_SOCKET) throw new TaasError('TAAS_HANDOVER_UNAVAILABLE', `hand-over unavailable (${why}); under systemd use systemctl restart (a drain)`);
+    return drainOld(config, logger, `hand-over unavailable (${why})`, note);
+  }
   let session: TakeOver;
   try {
     session = await TakeOver.connect(config.dataDir, io);
   } catch (e) {
-    if (isTaasError(e, 'TAAS_HANDOVER_REFUSED') && /format/.test((e as Error).message)) return drainOld(config, logger, (e as Error).message, note);
+    if (isTaasError(e, 'TAAS_HANDOVER_REFUSED') && /format/.test((e as Error).message)) return drainOld(config, logger, (e as Error).message, note, io);
     throw e;
   }
   const received = session.receive();
@@ -36,9 +42,10 @@ export async function takeOverOrDrain(config: Readonly<Config>, logger: Logger, 
   return { session, received };
 }
 
-async function drainOld(config: Readonly<Config>, logger: Logger, why: string, note?: (line: string) => void): Promise<null> {
+async function drainOld(config: Readonly<Config>, logger: Logger, why: string, note?: (line: string) => void, io?: DescriptorPassing): Promise<null> {
   const old = readRuntime(config.dataDir);
   if (!old) throw new TaasError('TAAS_HANDOVER_UNAVAILABLE', `${why}, and no running daemon found in ${config.dataDir} to drain`);
+  if (io) becomeMainPid(io); // before the old one exits, or systemd would take its exit for the service's
   logger.warn({ pid: old.pid }, `${why}: falling back to a drain of the running daemon`);
   process.kill(old.pid, 'SIGTERM');
   const deadline = Date.now() + config.drainTimeout * 1000 + EXIT_SLACK_MS;

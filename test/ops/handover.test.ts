@@ -4,12 +4,13 @@
  * (SCM_RIGHTS); a pairing in progress keeps working across it, octets in order, the old
  * process exits 0; a new daemon that cannot start leaves the old one serving, in one line.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, pollUntil, readExactly } from '../helpers/net.js';
-import { ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon, type Proc } from '../helpers/daemon.js';
+import { Proc, ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { clientPort } from '../helpers/registrar.js';
 
 const closers: (() => Promise<void> | void)[] = [];
@@ -186,7 +187,6 @@ describe('taas-server restart (hand-over)', () => {
     const hello = "const b=Buffer.from(JSON.stringify({t:'hello',version:1,pid:process.pid}));const h=Buffer.alloc(8);h.writeUInt32BE(b.length,0);" +
       "const s=require('net').connect(process.argv[1],()=>s.write(Buffer.concat([h,b])));let got='';s.on('data',(x)=>got+=x);" +
       "s.on('close',()=>{console.log(got.includes('welcome')?'welcomed':'refused');});s.on('error',(e)=>console.log('error '+e.code));";
-    const { spawn } = await import('node:child_process');
     const child = spawn(process.execPath, ['-e', hello, sock], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (x: Buffer) => (out += x.toString()));
@@ -197,5 +197,22 @@ describe('taas-server restart (hand-over)', () => {
     await d.proc.waitLog('hand-over connection refused: another user');
     expect(d.proc.logs('handed over to the new daemon')).toHaveLength(0);
     expect(d.proc.running).toBe(true);
+  }, 60_000);
+
+  it('under systemd (NOTIFY_SOCKET) the new daemon names itself the main process (MAINPID=, sent before it lets the old one go)', async () => {
+    const d = await startDaemon({ relayEngine: 'stream' });
+    // systemd's side of the notify socket, played by socat: one datagram, printed.
+    const sock = path.join(d.dir, 'notify.sock');
+    const socat = new Proc('socat', spawn('socat', ['-u', `UNIX-RECV:${sock}`, '-'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    closers.push(async () => void (await socat.stop()));
+    await pollUntil(() => fs.existsSync(sock), 10_000, 10, 'socat listening');
+    const proc = spawnProc('taas-server restart', path.join(ROOT, 'bin/taas-server'), ['restart', '--config', d.configFile], { NOTIFY_SOCKET: sock });
+    const code = await new Promise<number | null>((res) => proc.child.once('exit', (c) => res(c)));
+    const pid = runningPid(d);
+    closers.push(stopPid(pid));
+    expect(code).toBe(0);
+    await socat.until(() => socat.stdout.includes('READY=1'), 'the notification');
+    expect(socat.stdout).toBe(`MAINPID=${pid}\nREADY=1`);
+    expect(await d.proc.exited).toBe(0);
   }, 60_000);
 });

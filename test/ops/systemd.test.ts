@@ -62,7 +62,10 @@ describe('systemd units', () => {
     for (const [k, v] of [['NoNewPrivileges', 'true'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'true'], ['StateDirectory', 'taas-server'], ['Restart', 'on-failure']]) {
       expect(directive(t, k!)).toEqual([v]);
     }
-    expect(directive(t, 'ExecReload')).toEqual(['/bin/kill -HUP $MAINPID']);
+    // reload is the hand-over (issue 16); the new daemon names itself the main process.
+    expect(directive(t, 'ExecReload')).toEqual(['/usr/bin/node /opt/taas-server/bin/taas-server restart']);
+    expect(directive(t, 'NotifyAccess')).toEqual(['all']);
+    expect(directive(t, 'KillSignal')).toEqual(['SIGTERM']); // stop still drains
     expect(Number(directive(t, 'LimitNOFILE')[0])).toBeGreaterThanOrEqual(2 * (SCHEMA.maxPorts.default as number));
     expect(Number(directive(t, 'TimeoutStopSec')[0])).toBeGreaterThan(SCHEMA.drainTimeout.default as number);
     const sysusers = path.join(unitDir, 'taas-server.sysusers');

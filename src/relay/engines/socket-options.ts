@@ -31,6 +31,8 @@ export interface DescriptorPassing {
   peerCred(sock: number): { pid: number; uid: number; gid: number };
   dupFd(fd: number): number;
   closeFd(fd: number): void;
+  /** One datagram to systemd's NOTIFY_SOCKET (absent in an older addon). */
+  sdNotify?(socketPath: string, message: string): void;
 }
 
 /** The addon's descriptor passing, or why there is none (one line). */
@@ -39,7 +41,7 @@ export function descriptorPassing(): { io?: DescriptorPassing; why?: string } {
   if (!addon) return { why: why ?? 'native addon unavailable' };
   const { sendFrame, recvFrame, peerCred, dupFd, closeFd } = addon;
   if (!sendFrame || !recvFrame || !peerCred || !dupFd || !closeFd) return { why: 'the native addon was built without descriptor passing (run npm run build:native)' };
-  return { io: { sendFrame, recvFrame, peerCred, dupFd, closeFd } };
+  return { io: { sendFrame, recvFrame, peerCred, dupFd, closeFd, sdNotify: addon.sdNotify } };
 }
 
 /** Taking a socket's descriptor and unread octets from libuv (the hand-over to a new daemon uses it too). */

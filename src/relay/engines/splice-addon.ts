@@ -35,6 +35,7 @@ export interface SpliceAddon {
   peerCred?(sock: number): { pid: number; uid: number; gid: number };
   dupFd?(fd: number): number;
   closeFd?(fd: number): void;
+  sdNotify?(socketPath: string, message: string): void;
 }
 
 /** build/Release/taas_splice.node from the package root (same depth from src/ and dist/). */
