@@ -5,7 +5,8 @@
 // some rows or measurements ran).
 //
 //   node bench/run.mjs [--reps N] [--seconds S] [--pairings N] [--rss N] [--only k1,k2]
-//                      [--skip bulk,latency,pairings,registration,rss] [--engine-rows] [--quick]
+//                      [--skip bulk,latency,pairings,registration,rss,handover] [--engine-rows] [--quick]
+//                      [--handover 1000,5000]
 // (--engine-rows adds the stream engine alone; the splice engine alone is always a row)
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -14,7 +15,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { machine } from './lib/machine.mjs';
 import { bulk, latency, pairings, registrationUnderLoad, rss } from './lib/measure.mjs';
-import { buildTools, median, root } from './lib/proc.mjs';
+import { handover } from './lib/handover.mjs';
+import { buildTools, freePort, median, root } from './lib/proc.mjs';
 import { ratios, render, targets } from './lib/report.mjs';
 import { fresh, variants } from './lib/variants.mjs';
 
@@ -28,6 +30,7 @@ const { values: o } = parseArgs({
     skip: { type: 'string', default: '' },
     'engine-rows': { type: 'boolean', default: false },
     quick: { type: 'boolean', default: false },
+    handover: { type: 'string', default: '1000,5000' },
     'no-raise': { type: 'boolean', default: false },
   },
 });
@@ -152,6 +155,20 @@ try {
   for (const v of rows) await v.stop().catch((e) => log(`bench: stopping ${v.key}: ${e.message}`));
 }
 
+// The hand-over (issue 16), after everything else: each a daemon of its own, once per size.
+const handovers = [];
+if (!skip.has('handover')) {
+  const engines = rows.filter((x) => x.kind === 'taas').map((x) => x.engine);
+  for (const engine of engines) {
+    for (const n of (o.quick ? '200' : o.handover).split(',').map(Number)) {
+      const lo = 40000 + Math.floor(Math.random() * 10) * 1000;
+      const r = await handover(engine, n, { registrar: await freePort(), admin: await freePort(), range: [lo, lo + 999] }).catch((e) => ({ n, error: e.message }));
+      handovers.push({ engine, ...r });
+      log(r.error ? `handover ${engine} ${n}: failed: ${r.error}` : `handover ${engine} ${n} pairings + ${r.idle} idle: ${r.handoverMs} ms hand-over, restart ${r.restartMs.toFixed(0)} ms, longest pause ${r.maxPauseMs.toFixed(0)} ms, ${r.usable}/${n} usable after`);
+    }
+  }
+}
+
 /** Median of each numeric field over the repetitions. */
 function med(list) {
   if (!list?.length) return undefined;
@@ -181,6 +198,7 @@ for (const v of rows) {
     runs: r,
   };
 }
+res.handover = handovers;
 res.ratios = ratios(res);
 res.targets = targets(res);
 

@@ -180,7 +180,9 @@ export class Daemon {
     });
     const registrar = new RegistrarServer(view, tls, routes, logger);
     // The relay's state first, so that a 307 answered by the adopted registrar finds its responders.
-    if (adopted) await relay.adopt(adopted.received.relay, adopted.received.fds);
+    const t0 = Date.now();
+    if (adopted) await relay.adopt(adopted.received.relay, adopted.received.fds, adopted.ops);
+    const t1 = Date.now();
     await registrar.listen(adopted?.received.listeners.get('registrar'));
     const entries = new EntryService(store, {
       config: view,
@@ -190,11 +192,16 @@ export class Daemon {
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
     d.startOpts = opts;
-    await d.wire(adopted?.received.listeners.get('admin'));
-    if (adopted) {
+    const t2 = Date.now();
+    // The old daemon is let go once this one relays and its registrar listens: the admin server
+    // (a second or so to build) starts after, its connections waiting in the handed backlog.
+    const owned = (): void => {
+      if (!adopted) return;
       adopted.session.taken();
-      logger.info({ from: adopted.session.oldPid, pairings: adopted.received.relay.pairings.length, idle: adopted.received.relay.idle.length }, 'took over from the previous daemon');
-    }
+      const r = adopted.received.relay;
+      logger.info({ from: adopted.session.oldPid, pairings: r.pairings.length, idle: r.idle.length, adoptMs: t1 - t0, wireMs: Date.now() - t2 }, 'took over from the previous daemon');
+    };
+    await d.wire(adopted?.received.listeners.get('admin'), owned);
     if (!keyChecked) d.recheckKey(box, secretKeyFile(config), onFatal);
     return d;
   }
@@ -218,7 +225,7 @@ export class Daemon {
     this.keyRecheck = setTimeout(() => void attempt(), KEY_RECHECK_MS).unref();
   }
 
-  private async wire(adminFd?: number): Promise<void> {
+  private async wire(adminFd?: number, owned?: () => void): Promise<void> {
     this.relay.on('pairing-end', (rec) => {
       this.store.addPairing(rec).catch((e) => this.logger.warn({ err: oneLine(e) }, 'pairing not recorded'));
     });
@@ -249,6 +256,7 @@ export class Daemon {
     this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
+    owned?.();
     this.admin = await this.startAdmin(adminFd);
     this.writeRuntime();
     await this.openHandoverPoint();

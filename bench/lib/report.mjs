@@ -176,6 +176,17 @@ export function targetLines(list) {
 }
 
 /** The whole report: the machine and method, the tables, the targets (markdown). */
+/** The hand-over rows (issue 16): target under 1 s for 5,000 pairings. */
+function handoverTable(list) {
+  if (!list?.length) return '';
+  const lines = ['', '### Hand-over (`taas-server restart`)', '', '| engine | pairings + idle | hand-over | restart command | longest pause of a pairing | usable after |', '|---|---|---|---|---|---|'];
+  for (const r of list) {
+    if (r.error) lines.push(`| ${r.engine} | ${r.n} | failed: ${r.error} | | | |`);
+    else lines.push(`| ${r.engine} | ${r.n} + ${r.idle} | ${r.handoverMs} ms${r.n >= 5000 ? (r.handoverMs < 1000 ? ' (target < 1 s: met)' : ' (target < 1 s: MISSED)') : ''} | ${r.restartMs.toFixed(0)} ms | ${r.maxPauseMs.toFixed(0)} ms | ${r.usable}/${r.n} |`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
 export function render(res) {
   const m = res.machine;
   const c = res.config;
@@ -185,5 +196,5 @@ export function render(res) {
     `Medians of ${c.reps} interleaved repetitions, ${c.bulkSeconds} s bulk runs, ${c.latencyIters} round trips per latency run, ${c.pairings} pairings (${c.pairingConcurrency} in flight) per pairing run; descriptor limit soft ${c.descriptorLimits.soft} / hard ${c.descriptorLimits.hard}; ${res.durationSeconds} s in all (${res.when}).`,
     `Load average (1 min) ${m.loadAverageAtStart[0]} at start, ${res.loadAverageAtEnd?.[0]} at end.${busy ? ` WARNING: other work used this ${m.cpus}-CPU machine during the run; absolute figures are depressed and noisy, paired ratios and best-of figures less so.` : ''}`,
   ].join('\n');
-  return `${header}\n\n${tables(res)}\n\n### Targets (taas splice)\n${targetLines(res.targets)}\n`;
+  return `${header}\n\n${tables(res)}\n\n### Targets (taas splice)\n${targetLines(res.targets)}\n${handoverTable(res.handover)}`;
 }

@@ -21,8 +21,11 @@ function agentFor(ca) {
 }
 
 export class TaasDaemon {
-  constructor(engine, ports) {
+  /** `opts.logLevel`: the daemon's (default error); its JSON log lines are kept in `lines` when not error. */
+  constructor(engine, ports, opts = {}) {
     this.engine = engine;
+    this.logLevel = opts.logLevel ?? 'error';
+    this.lines = [];
     this.ports = ports; // { registrar, admin, range: [lo, hi] }
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `taas-bench-${engine}-`));
     this.session = null;
@@ -41,7 +44,7 @@ export class TaasDaemon {
       dataDir: path.join(this.dir, 'data'),
       portRange: this.ports.range,
       relayEngine: this.engine,
-      logLevel: 'error',
+      logLevel: this.logLevel,
       // The benchmark holds thousands of responders and clients from one address and one ID.
       maxIdlePerLabel: 100_000,
       maxPendingPerId: 100_000,
@@ -66,7 +69,20 @@ export class TaasDaemon {
       env: { ...process.env, TAAS_BENCH_MEM_FILE: this.memFile },
     });
     this.child.stderr.on('data', (d) => process.stderr.write(`[taas ${this.engine}] ${d}`));
-    this.child.stdout.resume();
+    if (this.logLevel === 'error') this.child.stdout.resume();
+    else {
+      let partial = '';
+      this.child.stdout.setEncoding('utf8').on('data', (d) => {
+        partial += d;
+        for (let nl; (nl = partial.indexOf('\n')) >= 0; partial = partial.slice(nl + 1)) {
+          try {
+            this.lines.push(JSON.parse(partial.slice(0, nl)));
+          } catch {
+            /* not a log line */
+          }
+        }
+      });
+    }
     // Ready when the runtime file names this process and the registrar answers (a 404 for an
     // unknown path is an answer).
     const deadline = Date.now() + 30_000;

@@ -20,6 +20,8 @@ const EXIT_SLACK_MS = 15_000;
 export interface Adopted {
   session: TakeOver;
   received: Received;
+  /** For the relay: closing received descriptors its engine dup()ed. */
+  ops: { dup(fd: number): number; close(fd: number): void };
 }
 
 export async function takeOverOrDrain(config: Readonly<Config>, logger: Logger, note?: (line: string) => void): Promise<Adopted | null> {
@@ -39,7 +41,7 @@ export async function takeOverOrDrain(config: Readonly<Config>, logger: Logger, 
   }
   const received = session.receive();
   note?.(`handed over from pid ${session.oldPid}: ${received.relay.pairings.length} pairings, ${received.relay.idle.length} idle responders, ${received.relay.waiting.length} waiting clients`);
-  return { session, received };
+  return { session, received, ops: { dup: (fd) => io.dupFd(fd), close: (fd) => io.closeFd(fd) } };
 }
 
 async function drainOld(config: Readonly<Config>, logger: Logger, why: string, note?: (line: string) => void, io?: DescriptorPassing): Promise<null> {

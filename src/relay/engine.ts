@@ -63,8 +63,9 @@ export interface PairingObserver {
  */
 export interface DetachedPairing {
   observer: PairingObserver | undefined;
-  client: net.Socket;
-  responder: net.Socket;
+  /** A Node socket (stream), or the descriptor itself (splice: no Node socket is made for it). */
+  client: net.Socket | number;
+  responder: net.Socket | number;
   bytesUp: number;
   bytesDown: number;
   pendingUp: Buffer | null;
@@ -83,6 +84,11 @@ export interface RelayEngine {
    * go on relaying here. Absent where the engine cannot (then every pairing stays).
    */
   detachAll?(timeoutMs: number): Promise<DetachedPairing[]>;
+  /**
+   * A pairing handed over by the daemon this one replaces, by its descriptors (the caller closes
+   * its own afterwards). Where absent, the relay makes Node sockets of them and calls pair().
+   */
+  pairDescriptors?(fdClient: number, fdResponder: number, head: { client?: Buffer; responder?: Buffer }, opts: PairOptions): PairingHandle;
   /** Releases the engine's own resources (threads, pipes) after closeAll. */
   shutdown(): Promise<void>;
 }

@@ -70,7 +70,11 @@ export class RelayHandover {
       copies.push(fd);
       return fds.push(fd) - 1;
     };
-    const connected = (s: net.Socket, head?: Buffer | null): { fd: number; head: Buffer | null } => {
+    const connected = (s: net.Socket | number, head?: Buffer | null): { fd: number; head: Buffer | null } => {
+      if (typeof s === 'number') {
+        copies.push(s); // a descriptor the engine gave back: closed here once the next daemon holds it
+        return { fd: fds.push(s) - 1, head: head ?? null };
+      }
       const t = takeOver({ socket: s, head: head ?? undefined });
       sockets.push(s);
       return { fd: fds.push(t.fd) - 1, head: t.head };
@@ -150,7 +154,7 @@ export class RelayHandover {
   }
 
   /** The new daemon's side: every port, registration, held socket and pairing taken in. */
-  async adopt(state: RelayState, fds: readonly number[]): Promise<void> {
+  async adopt(state: RelayState, fds: readonly number[], ops?: DescriptorOps): Promise<void> {
     const { queues, fixed, clients, responders, pairing } = this.parts;
     const socket = (i: number): net.Socket => {
       const s = new net.Socket({ fd: fds[i]!, allowHalfOpen: true, readable: true, writable: true });
@@ -173,7 +177,19 @@ export class RelayHandover {
         bytesUp: p.bytesUp,
         bytesDown: p.bytesDown,
       };
-      pairing.adopt(queues.of(p.label), p.cid, { socket: socket(p.client.fd), head: unb64(p.pendingUp) }, { socket: socket(p.responder.fd), head: unb64(p.pendingDown) }, carried);
+      const cfd = fds[p.client.fd]!;
+      const rfd = fds[p.responder.fd]!;
+      const head = { client: unb64(p.pendingUp), responder: unb64(p.pendingDown) };
+      let made = false;
+      pairing.adopt(queues.of(p.label), p.cid, { client: cfd, responder: rfd }, head, carried, (fd) => {
+        made = true;
+        return new net.Socket({ fd, allowHalfOpen: true, readable: true, writable: true }).pause();
+      });
+      // The engine took descriptors (and dup()ed them): the received copies are closed here.
+      if (!made && ops) {
+        ops.close(cfd);
+        ops.close(rfd);
+      }
     }
     for (const h of state.idle) responders.adoptIdle(h.label, socket(h.fd), unb64(h.head), h.id ?? '');
     for (const r of state.registrations) {

@@ -46,8 +46,9 @@ export class LivePairing implements PairingObserver {
   constructor(
     readonly queue: LabelQueue,
     readonly cid: string,
-    client: net.Socket,
-    responder: net.Socket,
+    /** Null for a pairing carried over from the daemon this one replaces (`carried`). */
+    client: net.Socket | null,
+    responder: net.Socket | null,
     connLimit: ConnLimit,
     paths: PathBook,
     private readonly ended: (p: LivePairing, r: PairingResult) => void,
@@ -67,6 +68,7 @@ export class LivePairing implements PairingObserver {
       this.carriedDown = carried.bytesDown;
       return;
     }
+    if (!client || !responder) throw new Error('LivePairing: sockets or a carried pairing');
     // The connections count until the pairing ends, whatever the engine does with the Node
     // sockets (the splice engine closes them and keeps the descriptors).
     const c = connLimit.keep(client);

@@ -9,7 +9,8 @@ import type { PairingRecord } from '../store/types.js';
 import { formatPeer } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
 import type { RelayCore } from './core.js';
-import type { PairingResult, PairSide, RelayEngine } from './engine.js';
+import type net from 'node:net';
+import type { PairingResult, RelayEngine } from './engine.js';
 import type { HeldSocket } from './held-socket.js';
 import type { LabelQueue, WaitingClient } from './label-queue.js';
 import { LivePairing, type CarriedPairing } from './live-pairing.js';
@@ -73,13 +74,17 @@ export class Pairing {
    * A pairing handed over by the daemon this one replaces (issue 16): the queue counts it
    * active, and this daemon's engine carries on relaying, the octets in flight first.
    */
-  adopt(q: LabelQueue, cid: string, client: PairSide, responder: PairSide, carried: CarriedPairing): void {
-    const { core, connLimit } = this;
+  adopt(q: LabelQueue, cid: string, fds: { client: number; responder: number }, head: { client?: Buffer; responder?: Buffer }, carried: CarriedPairing, socket: (fd: number) => net.Socket): void {
+    const { core, connLimit, engine } = this;
     if (carried.clientCounted) connLimit.hold(carried.clientAddr);
     if (carried.responderCounted) connLimit.hold(carried.responderAddr);
-    const live = new LivePairing(q, cid, client.socket, responder.socket, connLimit, this.paths, this.pairingEnded, carried);
+    const live = new LivePairing(q, cid, null, null, connLimit, this.paths, this.pairingEnded, carried);
     q.adoptPairing();
-    withCorrelation(cid, () => this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live }));
+    const opts = { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live };
+    withCorrelation(cid, () => {
+      if (engine.pairDescriptors) return void engine.pairDescriptors(fds.client, fds.responder, head, opts);
+      engine.pair({ socket: socket(fds.client), head: head.client }, { socket: socket(fds.responder), head: head.responder }, opts);
+    });
   }
 
   /** A pairing detached for the hand-over: it ends here without a record (the next daemon keeps it). */

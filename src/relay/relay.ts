@@ -191,8 +191,8 @@ export class Relay extends EventEmitter {
   }
 
   /** Takes in what the daemon this one replaces handed over. */
-  adopt(state: RelayState, fds: readonly number[]): Promise<void> {
-    return this.handover.adopt(state, fds);
+  adopt(state: RelayState, fds: readonly number[], ops?: DescriptorOps): Promise<void> {
+    return this.handover.adopt(state, fds, ops);
   }
 
   // ── drain and shutdown ─────────────────────────────────────────────────────

@@ -6,7 +6,6 @@
  * own copy). Worker threads then move octets with splice(2) socket → pipe → socket, with pipes
  * taken from a pool only while octets are in flight, and report the end of each pairing here.
  */
-import net from 'node:net';
 import os from 'node:os';
 import type tls from 'node:tls';
 import { TaasError } from '../../errors.js';
@@ -145,6 +144,26 @@ export class SpliceEngine implements RelayEngine {
     this.pairings.set(p.id, p);
   }
 
+  /** A pairing handed over by descriptors (issue 16): straight to the native engine, which dup()s them. */
+  pairDescriptors(fdClient: number, fdResponder: number, head: { client?: Buffer; responder?: Buffer }, opts: PairOptions): PairingHandle {
+    const p = new SplicePairing(this.nextId++, this, opts.observer);
+    try {
+      if (this.stopped) throw Object.assign(new Error('engine shut down'), { code: 'ESHUTDOWN' });
+      if (this.userTimeoutMs > 0) {
+        this.addon.setUserTimeout(fdClient, this.userTimeoutMs);
+        this.addon.setUserTimeout(fdResponder, this.userTimeoutMs);
+      }
+      this.addon.pair(this.native, p.id, fdClient, fdResponder, head.client ?? null, head.responder ?? null, Math.max(0, Math.round(opts.idleTimeoutMs)));
+    } catch (e) {
+      const r: PairingResult = { bytesUp: 0, bytesDown: 0, reason: 'error', error: (e as NodeJS.ErrnoException).code ?? 'EIO' };
+      queueMicrotask(() => p.end(r));
+      return p;
+    }
+    if (this.pairings.size === 0) this.addon.ref(this.native, true);
+    this.pairings.set(p.id, p);
+    return p;
+  }
+
   /** Ends a pairing that never reached the native engine: both sockets closed, nothing moved. */
   private endEarly(p: SplicePairing, client: PairSide, responder: PairSide, reason: CloseReason, error?: string): void {
     client.socket.destroy();
@@ -180,17 +199,14 @@ export class SpliceEngine implements RelayEngine {
     const out: DetachedPairing[] = [];
     for (const d of this.addon.detachAll(this.native)) {
       const p = this.pairings.get(d.id);
-      const client = new net.Socket({ fd: d.fdClient, allowHalfOpen: true, readable: true, writable: true });
-      const responder = new net.Socket({ fd: d.fdResponder, allowHalfOpen: true, readable: true, writable: true });
-      client.pause();
-      responder.pause();
       if (!p) {
-        client.destroy();
-        responder.destroy();
+        this.addon.closeFd?.(d.fdClient);
+        this.addon.closeFd?.(d.fdResponder);
         continue;
       }
       this.pairings.delete(d.id);
-      out.push({ observer: p.watcher, client, responder, bytesUp: d.up, bytesDown: d.down, pendingUp: d.pendingUp, pendingDown: d.pendingDown });
+      // Descriptors as they are: thousands of Node sockets made only to be passed on cost time.
+      out.push({ observer: p.watcher, client: d.fdClient, responder: d.fdResponder, bytesUp: d.up, bytesDown: d.down, pendingUp: d.pendingUp, pendingDown: d.pendingDown });
     }
     if (this.pairings.size === 0) this.addon.ref(this.native, false);
     return out;
