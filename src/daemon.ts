@@ -30,6 +30,8 @@ import { attachEventLog } from './observe/event-log.js';
 import { descriptorPassing } from './relay/engines/socket-options.js';
 import { HandoverPoint } from './handover/old-side.js';
 import { takeOverOrDrain, type Adopted } from './handover/start.js';
+import type { DescriptorPassing } from './relay/engines/socket-options.js';
+import type { ListenerState, RelayState } from './protocol/handover.js';
 
 /** TCP sockets this process still has open (Linux: /proc/self/fd), or null where unknown. */
 function openSockets(): number | null {
@@ -69,6 +71,8 @@ export interface AdminHandle {
   port: number;
   close(): Promise<void>;
   handOut?(dup: (fd: number) => number): Promise<number>;
+  /** A failed hand-over: listening again on this descriptor (this daemon's own copy). */
+  resume?(fd: number): Promise<void>;
 }
 
 /** How the daemon starts: fresh, or taking over from the running one (`taas-server restart`). */
@@ -229,21 +233,7 @@ export class Daemon {
     this.relay.on('pairing-end', (rec) => {
       this.store.addPairing(rec).catch((e) => this.logger.warn({ err: oneLine(e) }, 'pairing not recorded'));
     });
-    const syncFixed = async () => {
-      try {
-        const map = new Map<string, number>();
-        const owners = new Map<string, string>();
-        for (const e of await this.store.listEntries()) {
-          for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
-          for (const l of e.labels) owners.set(l, e.id);
-        }
-        // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
-        this.relay.dropRevoked(owners);
-        await this.relay.setFixedPorts(map);
-      } catch (e) {
-        this.logger.warn({ err: oneLine(e) }, 'fixed client ports not synchronised; will retry on the next change');
-      }
-    };
+    const syncFixed = () => this.syncFixed();
     this.metrics = createMetrics({
       relay: this.relay,
       routes: this.routes,
@@ -272,6 +262,23 @@ export class Daemon {
       },
       'taas-server ready',
     );
+  }
+
+  /** Fixed client ports and revocations follow the entries (at start and on every store change). */
+  private async syncFixed(): Promise<void> {
+    try {
+      const map = new Map<string, number>();
+      const owners = new Map<string, string>();
+      for (const e of await this.store.listEntries()) {
+        for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
+        for (const l of e.labels) owners.set(l, e.id);
+      }
+      // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
+      this.relay.dropRevoked(owners);
+      await this.relay.setFixedPorts(map);
+    } catch (e) {
+      this.logger.warn({ err: oneLine(e) }, 'fixed client ports not synchronised; will retry on the next change');
+    }
   }
 
   private async startAdmin(listenFd?: number): Promise<AdminHandle | null> {
@@ -335,11 +342,30 @@ export class Daemon {
           return out;
         },
         handedOver: (kept) => void this.afterHandOut(kept, 0),
-        failedAfterTransfer: () => void this.afterHandOut(this.relay.activePairings, 1),
+        takeBack: (state, listeners, fds) => this.takeBack(state, listeners, fds, io),
       });
     } catch (e) {
       this.logger.warn({ err: oneLine(e) }, 'hand-over socket not opened: taas-server restart falls back to a drain');
     }
+  }
+
+  /**
+   * The new daemon failed before it took ownership: everything handed out is taken back from
+   * this daemon's own copies — the relay's state, the registrar and admin listeners — and the
+   * node joins the others again, as if no restart had been asked for.
+   */
+  private async takeBack(state: RelayState, listeners: ListenerState[], fds: number[], io: DescriptorPassing): Promise<void> {
+    await this.relay.adopt(state, fds, { dup: (fd) => io.dupFd(fd), close: (fd) => io.closeFd(fd) });
+    const byName = new Map(listeners.map((l) => [l.name, fds[l.fd]!]));
+    const reg = byName.get('registrar');
+    if (reg !== undefined) await this.registrar.listen(reg);
+    const adm = byName.get('admin');
+    if (adm !== undefined && this.admin?.resume) await this.admin.resume(adm);
+    this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
+    this.unwatch = this.store.watch(() => void this.syncFixed());
+    await this.syncFixed();
+    this.handoverPoint = null;
+    await this.openHandoverPoint();
   }
 
   /** Handed over: pairings the engine kept relay on here (up to drainTimeout), then this daemon stops. */

@@ -155,7 +155,9 @@ export async function buildAdmin(deps: AdminDeps): Promise<{ app: FastifyInstanc
 }
 
 /** Starts the admin server on adminHost:adminPort; writes the management key and admin.url. */
-export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: number; close(): Promise<void>; handOut(dup: (fd: number) => number): Promise<number> }> {
+export async function startAdmin(
+  deps: AdminDeps,
+): Promise<{ url: string; port: number; close(): Promise<void>; handOut(dup: (fd: number) => number): Promise<number>; resume(fd: number): Promise<void> }> {
   const { app, ctx } = await buildAdmin(deps);
   // The store may be unreachable at start (Redis not up yet): the admin server starts anyway
   // (health says not ready) and the management key is written once the store answers.
@@ -213,6 +215,17 @@ export async function startAdmin(deps: AdminDeps): Promise<{ url: string; port: 
         app.server.closeIdleConnections();
       });
       return copy;
+    },
+    /** The hand-over failed before the next daemon took ownership: listening again on our own copy. */
+    async resume(fd) {
+      await new Promise<void>((resolve, reject) => {
+        app.server.once('error', reject);
+        app.server.listen({ fd }, () => {
+          app.server.off('error', reject);
+          resolve();
+        });
+      });
+      handedOut = false;
     },
     async close() {
       if (keyTimer) clearTimeout(keyTimer);

@@ -11,7 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { oneLine } from '../errors.js';
-import { HANDOVER_SOCKET, HANDOVER_VERSION, decodeHandover, type ListenerState } from '../protocol/handover.js';
+import { HANDOVER_SOCKET, HANDOVER_VERSION, decodeHandover, type ListenerState, type RelayState } from '../protocol/handover.js';
 import type { Relay } from '../relay/relay.js';
 import type { DescriptorPassing } from '../relay/engines/socket-options.js';
 import { Channel } from './channel.js';
@@ -33,8 +33,11 @@ export interface HandOutSource {
   listeners(dup: (fd: number) => number): Promise<Array<{ name: string; fd: number }>>;
   /** The new daemon holds everything: `kept` pairings (engine could not detach them) stay here. */
   handedOver(kept: number): void;
-  /** The new daemon failed after taking the descriptors (this one stopped accepting already). */
-  failedAfterTransfer(why: string): void;
+  /**
+   * The new daemon failed before it took ownership: this daemon takes back what it handed out
+   * (its own copies of every descriptor, `fds` by the state's indices) and serves on.
+   */
+  takeBack(state: RelayState, listeners: ListenerState[], fds: number[]): Promise<void>;
 }
 
 export function handoverSocketPath(dataDir: string): string {
@@ -162,21 +165,44 @@ export class HandoverPoint {
     const named: ListenerState[] = listeners.map((l) => ({ name: l.name, fd: fds.push(l.fd) - 1 }));
     const closeListeners = (): void => listeners.forEach((l) => this.io.closeFd(l.fd));
     let why: string | null = null;
+    let saidFailed = false;
     try {
       ch.sendWithFds(fds, { t: 'state', listeners: named, relay: out.state, fdCount: fds.length }, TAKEN_TIMEOUT_MS);
       t3 = Date.now();
       const m = ch.recv(TAKEN_TIMEOUT_MS);
       if (m.t !== 'taken') why = m.t === 'failed' ? m.why : `unexpected ${m.t}`;
+      saidFailed = m.t === 'failed';
     } catch (e) {
       why = oneLine(e);
     }
-    out.release();
-    closeListeners();
     const r = out.state;
     if (why !== null) {
-      logger.error({ pid, err: why }, 'hand-over failed after the transfer');
-      return this.source.failedAfterTransfer(why);
+      // Not taken: the new daemon said it failed (it exits by itself, having read nothing), or
+      // went silent or away. One still there and silent must not go on with copies of our
+      // sockets: it is killed first.
+      if (!saidFailed) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone already */
+        }
+      }
+      // Own copies of everything before the handed-out objects are released, then taken back.
+      const mine = fds.map((fd) => this.io.dupFd(fd));
+      out.release();
+      closeListeners();
+      logger.error({ pid, err: why }, 'hand-over failed before the new daemon took ownership; serving on');
+      try {
+        await this.source.takeBack(r, named, mine);
+        logger.info({ pairings: r.pairings.length, idle: r.idle.length }, 'took back what was handed out');
+      } catch (e) {
+        logger.fatal({ err: oneLine(e) }, 'taking back after a failed hand-over failed');
+      }
+      this.busy = false;
+      return;
     }
+    out.release();
+    closeListeners();
     logger.info(
       // ms in all, and its parts: own listeners (requests in progress answered), the relay's
       // state taken out, sent, and the new daemon taking it in until it said "taken".

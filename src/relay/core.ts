@@ -51,4 +51,9 @@ export class RelayCore {
   close(): void {
     this.isClosed = true;
   }
+
+  /** A hand-over that failed before the new daemon took ownership: this relay serves on. */
+  reopen(): void {
+    this.isClosed = false;
+  }
 }

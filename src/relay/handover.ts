@@ -155,7 +155,9 @@ export class RelayHandover {
 
   /** The new daemon's side: every port, registration, held socket and pairing taken in. */
   async adopt(state: RelayState, fds: readonly number[], ops?: DescriptorOps): Promise<void> {
-    const { queues, fixed, clients, responders, pairing } = this.parts;
+    const { queues, fixed, clients, responders, pairing, core } = this.parts;
+    // Taking back a failed hand-over's state (this relay had closed for it); a new relay is open.
+    core.reopen();
     const socket = (i: number): net.Socket => {
       const s = new net.Socket({ fd: fds[i]!, allowHalfOpen: true, readable: true, writable: true });
       // Paused before any listener: octets arriving now stay in its buffer for whoever holds it.

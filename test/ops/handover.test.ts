@@ -65,7 +65,7 @@ function otherBuild(d: Daemon, edit: (file: string, text: string) => string): st
   // bin/ copied too: Node follows a linked main script to its real place, and ../dist from there.
   for (const f of ['dist', 'bin']) fs.cpSync(path.join(ROOT, f), path.join(dir, f), { recursive: true });
   for (const f of ['build', 'node_modules', 'package.json', 'src']) fs.symlinkSync(path.join(ROOT, f), path.join(dir, f));
-  for (const f of ['protocol/handover.js', 'daemon.js']) {
+  for (const f of ['protocol/handover.js', 'daemon.js', 'relay/handover.js']) {
     const file = path.join(dir, 'dist', f);
     fs.writeFileSync(file, edit(f, fs.readFileSync(file, 'utf8')));
   }
@@ -140,6 +140,36 @@ describe('taas-server restart (hand-over)', () => {
     expect(await clientPort(d, 'ho')).toBeGreaterThan(0);
     expect(d.proc.logs('handed over to the new daemon')).toHaveLength(0);
   }, 60_000);
+
+  it.each(['stream', 'splice'])('%s: a new daemon that fails after receiving the state gives it back; the old one serves on as before', async (engine) => {
+    const d = await startDaemon({ relayEngine: engine });
+    await startAgent(await d.addEntry(['ho']), await echoTarget(), [], { pool: 2 });
+    const port = await clientPort(d, 'ho');
+    const c = await connect(port);
+    closers.push(() => void c.destroy());
+    expect(await echo(c, 'before\n')).toBe('before\n');
+    const broken = otherBuild(d, (f, text) =>
+      f === 'relay/handover.js' ? text.replace('async adopt(state, fds, ops) {', "$& throw new Error('cannot take this state in');") : text,
+    );
+    const { code, proc: r } = await restart(d, d.configFile, broken);
+    expect(code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^taas-server: the new daemon did not start: cannot take this state in; pid \d+ keeps serving$/)]);
+    await d.proc.waitLog('took back what was handed out');
+    expect(d.proc.logs('hand-over failed before the new daemon took ownership; serving on')[0]).toMatchObject({ err: 'cannot take this state in' });
+    expect(d.proc.running).toBe(true);
+    // The pairing handed out and taken back relays on; the idle responder, the client port and
+    // the registrar serve; and a real restart afterwards still works.
+    expect(await echo(c, 'after\n')).toBe('after\n');
+    const c2 = await connect(port);
+    closers.push(() => void c2.destroy());
+    expect(await echo(c2, 'second\n')).toBe('second\n');
+    expect(await clientPort(d, 'ho')).toBe(port);
+    const again = await restart(d);
+    closers.push(stopPid(runningPid(d)));
+    expect(again.code).toBe(0);
+    expect(await d.proc.exited).toBe(0);
+    expect(await echo(c, 'after the real one\n')).toBe('after the real one\n');
+  }, 90_000);
 
   it('onto a build with another hand-over format: refused, and the restart falls back to a drain', async () => {
     const d = await startDaemon({ relayEngine: 'stream' });
