@@ -12,6 +12,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { connect, pollUntil, readExactly } from '../helpers/net.js';
 import { Proc, ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { clientPort } from '../helpers/registrar.js';
+import { Registrant } from './responder.js';
+import { metrics } from './util.js';
 
 const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -244,5 +246,38 @@ describe('taas-server restart (hand-over)', () => {
     await socat.until(() => socat.stdout.includes('READY=1'), 'the notification');
     expect(socat.stdout).toBe(`MAINPID=${pid}\nREADY=1`);
     expect(await d.proc.exited).toBe(0);
+  }, 60_000);
+
+  it('a waiting client and a registration still pending are handed over: the responder that connects later serves the client, its early octets first', async () => {
+    const d = await startDaemon({ relayEngine: 'auto', clientWaitTimeout: 60, registrationTimeout: 60 });
+    const reg = new Registrant(await d.addEntry(['wait']), { host: '127.0.0.1', port: d.registrarPort });
+    const first = await reg.respond('wait');
+    closers.push(() => void first.destroy());
+    first.on('data', (b) => first.write(b));
+    const port = await clientPort(d, 'wait');
+    const c1 = await connect(port);
+    closers.push(() => void c1.destroy());
+    expect(await echo(c1, 'one\n')).toBe('one\n'); // the only responder is busy now
+    // A registration whose hidden server has not connected yet, and a client that waits.
+    const pending = await reg.register('wait');
+    const c2 = await connect(port);
+    closers.push(() => void c2.destroy());
+    c2.write('sent while waiting\n');
+    await pollUntil(async () => (await metrics(d)).get('taas_waiting_clients{label="wait"}') === 1, 10_000, 20, 'the client waits');
+
+    const { code } = await restart(d);
+    closers.push(stopPid(runningPid(d)));
+    expect(code).toBe(0);
+    expect(d.proc.logs('handed over to the new daemon')[0]).toMatchObject({ pairings: 1, waiting: 1, registrations: 1 });
+    // The hidden server connects to the port it was given before the restart, with its cookie.
+    const late = net.connect({ host: '127.0.0.1', port: pending.port });
+    closers.push(() => void late.destroy());
+    await new Promise((r) => late.once('connect', r));
+    const got = readExactly(late, 'sent while waiting\n'.length);
+    late.write(`TAAS-Cookie ${pending.cookie}\r\n`);
+    expect((await got).toString()).toBe('sent while waiting\n');
+    late.write('reply\n');
+    expect((await readExactly(c2, 6)).toString()).toBe('reply\n');
+    expect(await echo(c1, 'still one\n')).toBe('still one\n');
   }, 60_000);
 });
