@@ -97,7 +97,8 @@ export async function handover(engine, n, ports) {
     const restartMs = performance.now() - t0;
     if (code !== 0) throw new Error(`restart exited ${code}: ${err.trim()}`);
     newPid = JSON.parse(fs.readFileSync(path.join(d.dir, 'data', 'daemon.json'), 'utf8')).pid;
-    await new Promise((res) => d.child.once('exit', res));
+    // The old daemon may be gone already: it exits once the new one holds everything, which can be before restart's own exit.
+    if (d.child.exitCode === null && d.child.signalCode === null) await new Promise((res) => d.child.once('exit', res));
     probing = false;
     await pinging;
     const line = d.lines.find((l) => l.msg === 'handed over to the new daemon') ?? {};
