@@ -280,4 +280,12 @@ describe('taas-server restart (hand-over)', () => {
     expect((await readExactly(c2, 6)).toString()).toBe('reply\n');
     expect(await echo(c1, 'still one\n')).toBe('still one\n');
   }, 60_000);
+
+  it('with no daemon running: one line naming the data dir, exit 1', async () => {
+    const d = await startDaemon({ relayEngine: 'stream' });
+    await d.stop();
+    const { code, proc } = await restart(d);
+    expect(code).toBe(1);
+    expect(proc.stderr.trim().split('\n')).toEqual([`taas-server: no running daemon in ${d.dataDir} to restart (start it with taas-server start)`]);
+  }, 30_000);
 });
