@@ -1,6 +1,6 @@
 /**
  * Issue 16 with several nodes on one real redis-server: node A is restarted (`taas-server
- * restart`) while a 128 MiB transfer each way runs through every node; every transfer arrives
+ * restart`) while a transfer of at least 128 MiB each way runs through every node; every transfer arrives
  * intact, nodes B and C never notice (no gap over 1 s on theirs), and A keeps its place in the
  * directory under the same nodeId, so a 307 asked of B still reaches A's hidden server.
  */
@@ -16,7 +16,7 @@ import { advertisedIdle, askNode, entryAt, hostOf, sharedFiles, startNode, type 
 
 const MiB = 1024 * 1024;
 const TOTAL = 128 * MiB;
-/** 1 MiB every 25 ms: 40 MiB/s each way per node, 128 MiB in about 3 s, longer than a restart takes. */
+/** 1 MiB every 25 ms: at most 40 MiB/s each way per node, so three nodes share 2 CPUs with the tests. */
 const PACE_MS = 25;
 let redis: RedisProcess;
 let shared: Shared;
@@ -58,13 +58,16 @@ class End {
   received = 0;
   maxGapMs = 0;
   private last = 0;
+  /** Set once the restart is over: the transfer may end at TOTAL octets or more. */
+  released = false;
   readonly done: Promise<void>;
   constructor(s: net.Socket, seed: string) {
     const chunk = Buffer.alloc(MiB, seed);
     let sent = 0;
-    // Paced (1 MiB per PACE_MS at most), so that the transfers outlast the restart: load, not a race.
+    // Paced (1 MiB per PACE_MS at most), and going on past TOTAL until released, so that every
+    // transfer is still running when the restart happens, however long it takes: load, not a race.
     const pump = (): void => {
-      if (sent >= TOTAL) return void s.end();
+      if (sent >= TOTAL && this.released) return void s.end();
       const c = Buffer.from(chunk);
       c.writeUInt32BE(sent / MiB, 0);
       this.out.update(c);
@@ -119,12 +122,13 @@ describe('several nodes on Redis: one restarted under load', () => {
     // Under load: A's transfer was in the middle when it was handed over.
     expect(a.proc.logs('handed over to the new daemon')[0]).toMatchObject({ pairings: 1, kept: 0 });
 
+    for (const e of [...flows.map((f) => f.client), ...targets.flat()]) e.released = true;
     await Promise.all(flows.map((f) => f.client.done));
     await Promise.all(targets.flat().map((t) => t.done));
     for (const [i, f] of flows.entries()) {
       const t = targets[i]![0]!;
-      expect(f.client.received).toBe(TOTAL);
-      expect(t.received).toBe(TOTAL);
+      expect(f.client.received).toBeGreaterThanOrEqual(TOTAL);
+      expect(t.received).toBeGreaterThanOrEqual(TOTAL);
       expect(t.in.digest('hex')).toBe(f.client.out.digest('hex'));
       expect(f.client.in.digest('hex')).toBe(t.out.digest('hex'));
       expect(Math.max(f.client.maxGapMs, t.maxGapMs)).toBeLessThan(1000);
