@@ -52,6 +52,8 @@ export interface Config {
   relayEngine: RelayEngineName;
   /** Accept original-protocol hidden servers that send no TAAS-Cookie line. */
   allowCookieless: boolean;
+  /** PROXY protocol version of the header sent first to a cookie-speaking responder when it is paired. */
+  proxyProtocol: 'v1' | 'v2';
   /** Only the registering address may connect to its allocated port. */
   checkSourceAddress: boolean;
   /** Seconds an allocated port waits for its hidden server. */
@@ -138,6 +140,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   logLevel: { kind: 'enum', values: LEVELS, default: 'info' },
   relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto' },
   allowCookieless: { kind: 'bool', default: false },
+  proxyProtocol: { kind: 'enum', values: ['v2', 'v1'], default: 'v2' },
   checkSourceAddress: { kind: 'bool', default: true },
   registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600 },
   clientPortIdle: { kind: 'number', default: 300, min: 0.05, max: 86400 },

@@ -13,6 +13,7 @@ import type { ClientRefusal, RelayCore } from './context.js';
 import type { PairingResult, RelayEngine } from './engine.js';
 import type { HeldSocket } from './held-socket.js';
 import { LivePairing } from './live-pairing.js';
+import { sendPairingSignal } from './pairing-signal.js';
 import type { PathBook } from './path-book.js';
 import type { LabelPool, LabelPools, Waiter } from './pool.js';
 
@@ -103,6 +104,7 @@ export class Pairing {
     const live = new LivePairing(pool, cid, client.socket, responder.socket, this.ctx.connLimit, this.ctx.paths, this.pairingEnded);
     pool.active++;
     core.emit('paired', { label: pool.label, waitMs: live.start - w.arrived });
+    sendPairingSignal(core.config.proxyProtocol, client.socket, responder.socket);
     this.ctx.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live });
   }
 

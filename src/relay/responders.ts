@@ -11,6 +11,7 @@ import type { ConnLimit } from './conn-limit.js';
 import type { RelayCore } from './context.js';
 import { setTcpUserTimeout } from './engines/splice.js';
 import { HeldSocket } from './held-socket.js';
+import { expectsPairingSignal } from './pairing-signal.js';
 import type { LabelPool, LabelPools } from './pool.js';
 import type { PortAllocator } from './ports.js';
 import { Registration } from './registration.js';
@@ -69,6 +70,7 @@ export class Responders {
       accepted: (socket, head, cookieless) => {
         settle();
         if (cookieless) core.logger.info({ label: reg.label, port: r.port }, 'original-protocol responder accepted without cookie');
+        else expectsPairingSignal(socket);
         this.addResponder(reg.label, socket, head, reg.id);
       },
       refused: (why, remoteAddress) => core.emit('responder-refused', { label: reg.label, port: r.port, remoteAddress, why }),

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closed, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { idleCount, ROOT, run, spawnProc, stopAll, tempDir } from '../helpers/daemon.js';
-import { agentFile, certs, FakeRegistrar, Target } from './fixtures.js';
+import { agentFile, certs, FakeRegistrar, pairingSignal, Target } from './fixtures.js';
 
 let closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -101,7 +101,7 @@ describe('taas-agent command line', () => {
     await r.until(() => r.accepted.length === 1);
     const relay = r.accepted[0]!.socket;
     relay.resume();
-    await writeFlushed(relay, 'one');
+    await writeFlushed(relay, Buffer.concat([pairingSignal(), Buffer.from('one')]));
     expect((await readExactly(relay, 3)).toString()).toBe('one');
 
     p.child.kill('SIGTERM');
