@@ -4,7 +4,7 @@
 # tests), chromium (the admin page's browser tests), iproute2 (network namespaces), systemd
 # (systemd-analyze verify of the unit files).
 set -euo pipefail
-pkgs=(curl openssl redis-server redis-sentinel redis-tools chromium iproute2 procps ca-certificates systemd)
+pkgs=(curl openssl redis-server redis-sentinel redis-tools chromium iproute2 procps ca-certificates systemd openssh-server openssh-client nginx)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

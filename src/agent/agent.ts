@@ -313,7 +313,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       uncount();
       pool.markPaired(r);
       this.backoff.reset();
-      this.log.info({ label, client: formatProxyClient(client), idle: pool.idle.size }, 'paired with a mobile client');
+      this.log.info({ label, client: formatProxyClient(client), idleMs: Date.now() - r.idleSince, idle: pool.idle.size }, 'paired with a mobile client');
       this.emit('paired', label, client);
       this.wake();
     });

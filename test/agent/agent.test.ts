@@ -192,6 +192,35 @@ describe('Agent: pairing and forwarding', () => {
     await pollUntil(() => a.snapshot()[0]!.paired === 0);
   });
 
+  it.each([
+    ['v1', 'PROXY TCP4 203.0.113.7 198.51.100.1 51234 20001\r\n'],
+    ['v2', pairingSignal('v2').toString('latin1')],
+  ] as const)('--proxy-protocol %s: the target gets the header in that version before the client octets (the relay sent v2)', async (version, expected) => {
+    const r = await registrar();
+    const t = await target();
+    agent(agentFile(r.port), t, { proxyProtocol: version });
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    relay.end(Buffer.concat([pairingSignal('v2'), Buffer.from('client octets')]));
+    await pollUntil(() => t.conns.length === 1);
+    const got = await readAll(t.conns[0]!);
+    expect(got.data.toString('latin1')).toBe(expected + 'client octets');
+  });
+
+  it('a relay that pairs without the signal: the pairing is closed with one warning, nothing reaches the target', async () => {
+    const r = await registrar();
+    const t = await target();
+    const a = agent(agentFile(r.port), t);
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    relay.write('GET / HTTP/1.1\r\n\r\n'); // an old relay: the client's octets straight away
+    await closed(relay, 5000);
+    await pollUntil(() => a.snapshot()[0]!.idle === 1);
+    expect(t.conns).toHaveLength(0);
+  });
+
   it('a reset on the target closes the client side', async () => {
     const r = await registrar();
     const t = await target((s) => s.once('data', () => s.resetAndDestroy()));
