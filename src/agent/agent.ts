@@ -198,7 +198,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.emit('registration', pool.label, resultName(outcome));
       // A request that never left, or a certificate refused before it was sent, spent no code.
       if ((outcome.kind === 'unreachable' && outcome.unsent) || outcome.kind === 'untrusted') this.credentials.refund(auth);
-      await this.act(pool, auth, outcome, node);
+      try {
+        await this.act(pool, auth, outcome, node);
+      } finally {
+        if (node) this.nodes.inflight(node, -1);
+      }
     } catch (e) {
       if (!this.stopping) throw e;
     } finally {
@@ -213,6 +217,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async registerAnywhere(label: string, auth: Authorization): Promise<{ outcome: RegisterOutcome; node: RegistrarTarget | null }> {
     let outcome: RegisterOutcome = { kind: 'unreachable', reason: 'no server' };
     for (const target of this.nodes.order()) {
+      this.nodes.inflight(target, 1);
       outcome = await register({
         target,
         label,
@@ -221,11 +226,16 @@ export class Agent extends EventEmitter<AgentEvents> {
         timeoutMs: this.opts.requestTimeoutMs,
         signal: this.abort.signal,
         agent: this.http,
+      }).catch((e: unknown) => {
+        this.nodes.inflight(target, -1);
+        throw e;
       });
+      // The node that answered stays counted in flight until its responder is idle (registerOne).
       if (outcome.kind !== 'unreachable') {
         this.nodes.markUp(target);
         return { outcome, node: target };
       }
+      this.nodes.inflight(target, -1);
       this.nodes.markDown(target, this.opts.retryCapMs);
       this.log.warn({ label, server: `${target.host}:${target.port}`, err: outcome.reason }, 'relay unreachable');
       // A TOTP code that may have reached a node is spent there (and, with a shared store,

@@ -1,7 +1,7 @@
 /**
  * The relay nodes an agent file lists (`server`, then `servers`), and which of them answer.
  * Registrations go to the answering node holding the fewest of this agent's idle responders
- * (ties in turn), so a pool spreads evenly over the nodes; a node that stopped answering is
+ * and registrations in flight (ties in turn), so a pool spreads evenly over the nodes; a node that stopped answering is
  * tried only after every answering one until its pause has passed, so the pool moves to the
  * others and comes back when it answers again.
  */
@@ -11,6 +11,8 @@ interface NodeState {
   target: RegistrarTarget;
   /** Idle responders this agent holds on the node. */
   idle: number;
+  /** Registrations being made there now: counted so that concurrent ones spread too. */
+  inflight: number;
   /** Epoch ms until which the node counts as not answering (0: answering). */
   downUntil: number;
 }
@@ -20,7 +22,7 @@ export class RelayNodes {
   private turn = 0;
 
   constructor(targets: RegistrarTarget[]) {
-    this.nodes = targets.map((target) => ({ target, idle: 0, downUntil: 0 }));
+    this.nodes = targets.map((target) => ({ target, idle: 0, inflight: 0, downUntil: 0 }));
   }
 
   get size(): number {
@@ -31,9 +33,15 @@ export class RelayNodes {
   order(now = Date.now()): RegistrarTarget[] {
     const start = this.turn++ % this.nodes.length;
     const turned = [...this.nodes.slice(start), ...this.nodes.slice(0, start)];
-    const up = turned.filter((n) => n.downUntil <= now).sort((a, b) => a.idle - b.idle);
+    const up = turned.filter((n) => n.downUntil <= now).sort((a, b) => a.idle + a.inflight - (b.idle + b.inflight));
     const down = turned.filter((n) => n.downUntil > now).sort((a, b) => a.downUntil - b.downUntil);
     return [...up, ...down].map((n) => n.target);
+  }
+
+  /** A registration to the node starts (+1) or has its answer (-1). */
+  inflight(t: RegistrarTarget, delta: 1 | -1): void {
+    const n = this.find(t);
+    if (n) n.inflight = Math.max(0, n.inflight + delta);
   }
 
   /** The node did not answer: tried after the answering ones for `ms`. */

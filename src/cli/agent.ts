@@ -20,6 +20,14 @@ function endpoint(v: string) {
   return ep;
 }
 
+/** HOST:PORT to listen on; port 0 lets the system choose (the start-up line says which). */
+function listenAddress(v: string) {
+  const any = /^(.*):0$/.exec(v);
+  const ep = parseEndpoint(any ? `${any[1]}:1` : v);
+  if (!ep) throw new InvalidArgumentError('expected HOST:PORT to listen on (IPv6 in brackets), e.g. 127.0.0.1:9464');
+  return any ? { host: ep.host, port: 0 } : ep;
+}
+
 function intIn(lo: number, hi: number) {
   return (v: string) => {
     const n = Number(v);
@@ -66,7 +74,7 @@ function program(): Command {
     .option('--tls', 'terminate TLS here with the certificate from the agent file and forward plaintext to the target')
     .option('--server-first', 'no effect, kept for old command lines: the target is connected when a client is paired, and its banner (SSH, SMTP) reaches the client as it is')
     .addOption(new Option('--proxy-protocol <version>', "pass the client's address on to the target as a PROXY protocol header (nginx proxy_protocol, HAProxy accept-proxy); without it the header is stripped").choices(['v1', 'v2']))
-    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', endpoint)
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', listenAddress)
     .addOption(new Option('--engine <engine>', 'how octets are moved in raw mode: splice (native, zero-copy), stream (JavaScript), auto (splice where it loads)').choices(['auto', 'splice', 'stream']).default('auto'))
     .option('--recycle <seconds>', 'replace idle registrations older than this', secondsIn(1, 86400), AGENT_DEFAULTS.recycleMs / 1000)
     .option('--retry-max <seconds>', 'cap of the exponential backoff while the relay is down or refusing', secondsIn(1, 3600), AGENT_DEFAULTS.retryCapMs / 1000)
