@@ -12,16 +12,25 @@ export async function bulk(v, { streams, seconds, nice = 0 }) {
   // not the pairing's set-up and teardown (which the pairing rows measure).
   let cpu0 = NaN;
   let cpu1 = NaN;
+  // A row with an agent in the path (taas splice + agent) has its CPU counted apart.
+  let agent0 = NaN;
+  let agent1 = NaN;
   const r = await loadgenSynced(['bulk', '--seconds', String(seconds), '--streams', String(streams), ...args], {
     nice,
-    onReady: () => void (cpu0 = v.pid ? cpuSeconds(v.pid) : NaN),
+    onReady: () => {
+      cpu0 = v.pid ? cpuSeconds(v.pid) : NaN;
+      agent0 = v.agentPid ? cpuSeconds(v.agentPid) : NaN;
+    },
     onEnd: async () => {
       // A forking relay (socat) must first reap its per-connection children to count their CPU.
       if (v.multiProcess) await settle(300);
       cpu1 = v.pid ? cpuSeconds(v.pid) : NaN;
+      agent1 = v.agentPid ? cpuSeconds(v.agentPid) : NaN;
     },
   });
-  return { gbps: r.gbps, bytes: r.bytes, cpuPerGB: (cpu1 - cpu0) / (r.bytes / 1e9) };
+  const out = { gbps: r.gbps, bytes: r.bytes, cpuPerGB: (cpu1 - cpu0) / (r.bytes / 1e9) };
+  if (v.agentPid) out.agentCpuPerGB = (agent1 - agent0) / (r.bytes / 1e9);
+  return out;
 }
 
 /** Ping-pong round trip (µs), p50 and p99; pinned = loadgen and every relay thread on CPU 0. */

@@ -104,10 +104,20 @@ export class Responder extends EventEmitter {
   /** Reads the pairing signal; what follows it is the client's. */
   private waitSignal(relay: net.Socket): void {
     let buf: Buffer = Buffer.alloc(0);
+    // The relay writes the header in one write: a part of one that stays a part is a broken relay.
+    let partial: NodeJS.Timeout | null = null;
     const onData = (c: Buffer) => {
       buf = buf.length === 0 ? c : Buffer.concat([buf, c]);
       const h = parseProxyHeader(buf);
-      if (h.kind === 'need-more') return;
+      if (h.kind === 'need-more') {
+        partial ??= setTimeout(() => {
+          this.markPaired(null);
+          this.opts.log.warn({ label: this.opts.label }, `the pairing signal was not complete within ${this.opts.connectTimeoutMs} ms; closing the pairing`);
+          relay.destroy();
+        }, this.opts.connectTimeoutMs);
+        return;
+      }
+      if (partial) clearTimeout(partial);
       relay.off('data', onData);
       relay.pause(); // nothing read may be lost until the target is connected
       if (h.kind === 'invalid') {
@@ -124,6 +134,7 @@ export class Responder extends EventEmitter {
     };
     // The parser bounds the header (PROXY_V2_MAX, PROXY_V1_MAX): past that it says 'invalid'.
     relay.on('data', onData);
+    relay.once('close', () => partial && clearTimeout(partial));
   }
 
   /** No signal (original protocol): the first octet from the relay is the client's. */

@@ -208,6 +208,19 @@ describe('Agent: pairing and forwarding', () => {
     expect(got.data.toString('latin1')).toBe(expected + 'client octets');
   });
 
+  it('a signal cut short is not waited for forever: the pairing is closed after the connect timeout', async () => {
+    const r = await registrar();
+    const t = await target();
+    const a = agent(agentFile(r.port), t, { connectTimeoutMs: 300 });
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    relay.write(pairingSignal().subarray(0, 10));
+    await closed(relay, 5000);
+    await pollUntil(() => a.snapshot()[0]!.idle === 1);
+    expect(t.conns).toHaveLength(0);
+  });
+
   it('a relay that pairs without the signal: the pairing is closed with one warning, nothing reaches the target', async () => {
     const r = await registrar();
     const t = await target();
