@@ -377,9 +377,9 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.engine.shutdown();
   }
 
-  /** One line of state for the log (SIGUSR1): pools, nodes, engine. */
+  /** One line of state for the log (SIGUSR1): pools, nodes, engine ('pipe': --tls copies in JavaScript). */
   status(): { engine: string; stopping: boolean; pools: ReturnType<LabelPool['snapshot']>[]; nodes: ReturnType<RelayNodes['snapshot']> } {
-    return { engine: this.engine.name, stopping: this.stopping, pools: this.snapshot(), nodes: this.nodes.snapshot() };
+    return { engine: this.opts.tls ? 'pipe' : this.engine.name, stopping: this.stopping, pools: this.snapshot(), nodes: this.nodes.snapshot() };
   }
 }
 
