@@ -9,6 +9,7 @@ import { Agent, AGENT_DEFAULTS, type AgentOptions } from '../../src/agent/agent.
 import { silentLogger } from '../../src/agent/log.js';
 import { authScheme, parseSessionAuthorization, type AgentFile } from '../../src/protocol/index.js';
 import { closed, freePort, pollUntil, readAll, readExactly, waitFor, writeFlushed } from '../helpers/net.js';
+import { agentEngine } from './engine-choice.js';
 import { agentFile, certs, FakeRegistrar, pairingSignal, SIGNAL_CLIENT, Target, testSession } from './fixtures.js';
 
 let cleanup: (() => Promise<void> | void)[] = [];
@@ -40,6 +41,7 @@ function agent(file: AgentFile, tgt: Target | number, over: Partial<AgentOptions
     tls: false,
     serverFirst: false,
     log: silentLogger(),
+    engine: agentEngine(),
     ...over,
   });
   cleanup.push(() => a.stop());
@@ -206,6 +208,21 @@ describe('Agent: pairing and forwarding', () => {
     await pollUntil(() => t.conns.length === 1);
     const got = await readAll(t.conns[0]!);
     expect(got.data.toString('latin1')).toBe(expected + 'client octets');
+  });
+
+  it('a header the client sends itself is data: only the relay\'s first one is taken (no spoofed address)', async () => {
+    const r = await registrar();
+    const t = await target();
+    const a = agent(agentFile(r.port), t, { proxyProtocol: 'v1' });
+    const paired = new Promise<unknown>((res) => a.once('paired', (_l, c) => res(c)));
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    const forged = 'PROXY TCP4 10.6.6.6 10.6.6.6 6666 6666\r\n';
+    relay.end(Buffer.concat([pairingSignal('v2'), Buffer.from(forged)]));
+    expect(await paired).toEqual(SIGNAL_CLIENT);
+    await pollUntil(() => t.conns.length === 1);
+    expect((await readAll(t.conns[0]!)).data.toString()).toBe('PROXY TCP4 203.0.113.7 198.51.100.1 51234 20001\r\n' + forged);
   });
 
   it('a signal cut short is not waited for forever: the pairing is closed after the connect timeout', async () => {
