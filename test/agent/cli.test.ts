@@ -104,8 +104,12 @@ describe('taas-agent command line', () => {
     await writeFlushed(relay, Buffer.concat([pairingSignal(), Buffer.from('one')]));
     expect((await readExactly(relay, 3)).toString()).toBe('one');
 
+    await r.until(() => r.accepted.length === 2); // the pool refilled after the pairing
     p.child.kill('SIGTERM');
     await p.waitLog('stopping');
+    const requests = r.requests.length;
+    // The idle registration is closed at once; the pairing is not.
+    await closed(r.accepted[1]!.socket, 5000);
     // Still forwarding after the signal...
     await writeFlushed(relay, 'two');
     expect((await readExactly(relay, 3)).toString()).toBe('two');
@@ -115,5 +119,7 @@ describe('taas-agent command line', () => {
     await pollUntil(() => t.conns.length === 1);
     t.conns[0]!.end();
     expect(await p.exited).toBe(0);
+    // Draining: no registration was made after the signal.
+    expect(r.requests.length).toBe(requests);
   });
 });
