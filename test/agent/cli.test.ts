@@ -32,7 +32,7 @@ describe('taas-agent command line', () => {
   it('--help exits 0 and names every flag', async () => {
     const r = await run('agent', ['--help']);
     expect(r.code).toBe(0);
-    for (const f of ['--config', '--target', '--pool', '--tls', '--server-first', '--recycle', '--log-level']) expect(r.stdout).toContain(f);
+    for (const f of ['--config', '--target', '--pool', '--tls', '--server-first', '--proxy-protocol', '--metrics', '--engine', '--recycle', '--log-level']) expect(r.stdout).toContain(f);
   });
 
   it.each([
