@@ -73,7 +73,8 @@ describe('sshd behind taas-agent', () => {
   it('a client paired after 20 s idle gets the whole LoginGraceTime (10 s)', async () => {
     sshd = await startSshd(['LoginGraceTime 10']);
     const { agentFile, port } = await fixedPortEntry('grace');
-    agent = await startAgent(agentFile, `127.0.0.1:${sshd.port}`, [], { pool: 1 });
+    // --server-first as a user of the old agent would run it: it must not pre-connect now.
+    agent = await startAgent(agentFile, `127.0.0.1:${sshd.port}`, ['--server-first'], { pool: 1 });
     // The behaviour under test is the idle period itself: the one deliberate wait of the test.
     await new Promise((r) => setTimeout(r, 20_000));
     expect(connectionsAt(sshd)).toBe(0);
