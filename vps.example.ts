@@ -24,6 +24,8 @@ const config: Partial<Config> = {
   adminPort: 8893,
   logLevel: 'info',
   relayEngine: 'auto',
+  // The pairing signal: a PROXY protocol header (v2, or 'v1') sent to an agent before each client.
+  proxyProtocol: 'v2',
   // Several nodes share entries and state through Redis (see README, "Many nodes"):
   // redis: 'rediss://:password@redis.internal:6380',
 };

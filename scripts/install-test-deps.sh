@@ -8,7 +8,7 @@
 #   scripts/install-test-deps.sh            installs what is missing (root, or sudo)
 #   scripts/install-test-deps.sh --missing  prints the missing packages on one line, installs nothing
 set -euo pipefail
-pkgs=(curl openssl redis-server redis-sentinel redis-tools chromium libnss3-tools iproute2 procps ca-certificates systemd gcc g++ make python3 valgrind)
+pkgs=(curl openssl redis-server redis-sentinel redis-tools chromium libnss3-tools iproute2 procps ca-certificates systemd gcc g++ make python3 valgrind openssh-server openssh-client nginx)
 missing=()
 # One dpkg-query for all of them (a few ms): an installed package's status reads "ii" or "hi".
 installed=" $(dpkg-query -W -f='${db:Status-Abbrev}|${Package}\n' "${pkgs[@]}" 2>/dev/null | awk -F'|' '$1 ~ /^.i/ { printf "%s ", $2 }' || true) "

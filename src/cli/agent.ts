@@ -1,11 +1,14 @@
 /**
- * `taas-agent`: flags only. Reads the agent file, builds the Agent, runs until SIGINT/SIGTERM.
- * Every mistake a user can make on the command line ends in one line and a non-zero exit.
+ * `taas-agent`: flags only. Reads the agent file, picks the engine once, builds the Agent, runs
+ * until SIGINT/SIGTERM (drain), logs one status line on SIGUSR1, serves --metrics. Every
+ * mistake a user can make on the command line ends in one line and a non-zero exit.
  */
 import fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { Agent, AGENT_DEFAULTS } from '../agent/agent.js';
 import { agentLogger } from '../agent/log.js';
+import { serveAgentMetrics, type AgentMetrics } from '../agent/metrics.js';
+import { selectEngine, type EngineChoice } from '../relay/engines/select.js';
 import { oneLine } from '../errors.js';
 import { parseAgentFile, parseEndpoint, type AgentFile } from '../protocol/index.js';
 
@@ -15,6 +18,14 @@ function endpoint(v: string) {
   const ep = parseEndpoint(v);
   if (!ep) throw new InvalidArgumentError('expected HOST:PORT (IPv6 in brackets), e.g. 127.0.0.1:8080');
   return ep;
+}
+
+/** HOST:PORT to listen on; port 0 lets the system choose (the start-up line says which). */
+function listenAddress(v: string) {
+  const any = /^(.*):0$/.exec(v);
+  const ep = parseEndpoint(any ? `${any[1]}:1` : v);
+  if (!ep) throw new InvalidArgumentError('expected HOST:PORT to listen on (IPv6 in brackets), e.g. 127.0.0.1:9464');
+  return any ? { host: ep.host, port: 0 } : ep;
 }
 
 function intIn(lo: number, hi: number) {
@@ -44,6 +55,9 @@ interface Flags {
   label?: string[];
   tls?: boolean;
   serverFirst?: boolean;
+  proxyProtocol?: 'v1' | 'v2';
+  metrics?: { host: string; port: number };
+  engine: EngineChoice;
   recycle: number;
   retryMax: number;
   drain: number;
@@ -59,7 +73,10 @@ function program(): Command {
     .option('-p, --pool <n>', 'registrations kept open per label', intIn(1, 1000), AGENT_DEFAULTS.pool)
     .option('-l, --label <label>', 'label to register (repeatable; default: every label in the file)', collect)
     .option('--tls', 'terminate TLS here with the certificate from the agent file and forward plaintext to the target')
-    .option('--server-first', 'connect to the target as soon as a registration is open, so its banner (SSH, SMTP) is waiting for the client')
+    .option('--server-first', 'no effect, kept for old command lines: the target is connected when a client is paired, and its banner (SSH, SMTP) reaches the client as it is')
+    .addOption(new Option('--proxy-protocol <version>', "pass the client's address on to the target as a PROXY protocol header (nginx proxy_protocol, HAProxy accept-proxy); without it the header is stripped").choices(['v1', 'v2']))
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', listenAddress)
+    .addOption(new Option('--engine <engine>', 'how octets are moved in raw mode: splice (native, zero-copy), stream (JavaScript), auto (splice where it loads)').choices(['auto', 'splice', 'stream']).default('auto'))
     .option('--recycle <seconds>', 'replace idle registrations older than this', secondsIn(1, 86400), AGENT_DEFAULTS.recycleMs / 1000)
     .option('--retry-max <seconds>', 'cap of the exponential backoff while the relay is down or refusing', secondsIn(1, 3600), AGENT_DEFAULTS.retryCapMs / 1000)
     .option('--drain <seconds>', 'on SIGINT/SIGTERM, time given to pairings in progress', secondsIn(0, 3600), 10)
@@ -87,8 +104,12 @@ export async function main(argv: string[]): Promise<void> {
   let agent: Agent;
   let file: AgentFile;
   const log = agentLogger(f.logLevel);
+  let engineNote: string | undefined;
   try {
     file = parseAgentFile(text, f.config);
+    // Chosen once, like the daemon's: --tls copies plaintext in JavaScript and needs no engine.
+    const chosen = await selectEngine(f.tls === true ? 'stream' : f.engine, { info: () => {} });
+    engineNote = chosen.note;
     agent = new Agent({
       ...AGENT_DEFAULTS,
       file,
@@ -97,6 +118,8 @@ export async function main(argv: string[]): Promise<void> {
       pool: f.pool,
       tls: f.tls === true,
       serverFirst: f.serverFirst === true,
+      proxyProtocol: f.proxyProtocol ?? null,
+      engine: chosen.engine,
       recycleMs: f.recycle * 1000,
       retryCapMs: Math.max(AGENT_DEFAULTS.retryBaseMs, f.retryMax * 1000),
       stateFile: f.state ?? `${f.config}.state`,
@@ -106,6 +129,15 @@ export async function main(argv: string[]): Promise<void> {
     die(oneLine(e));
   }
 
+  let metrics: AgentMetrics | null = null;
+  if (f.metrics) {
+    try {
+      metrics = await serveAgentMetrics(agent, f.metrics.host, f.metrics.port);
+    } catch (e) {
+      die(`cannot serve --metrics on ${f.metrics.host}:${f.metrics.port}: ${(e as NodeJS.ErrnoException).code ?? oneLine(e)}`);
+    }
+  }
+
   let stopping = false;
   const onSignal = (sig: string) => {
     if (stopping) process.exit(1); // a second signal: do not wait for pairings
@@ -113,7 +145,8 @@ export async function main(argv: string[]): Promise<void> {
     log.info({ signal: sig }, 'stopping');
     const exit = (code: number) => log.flush(() => process.exit(code)); // the logger writes asynchronously
     agent.stop(f.drain * 1000).then(
-      () => {
+      async () => {
+        await metrics?.close();
         log.info('stopped');
         exit(0);
       },
@@ -125,6 +158,25 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
-  log.info({ id: file.id, labels: agent.pools.map((p) => p.label), pool: f.pool, target: `${f.target.host}:${f.target.port}`, tls: f.tls === true, serverFirst: f.serverFirst === true }, 'starting');
+  process.on('SIGUSR1', () => log.info(agent.status(), 'status'));
+  const engine = f.tls === true ? 'pipe' : agent.engine.name;
+  if (engineNote && f.tls !== true) log.info({ engine }, engineNote);
+  log.info(
+    {
+      id: file.id,
+      labels: agent.pools.map((p) => p.label),
+      pool: f.pool,
+      target: `${f.target.host}:${f.target.port}`,
+      tls: f.tls === true,
+      engine,
+      ...(f.tls === true ? { copy: '--tls terminates TLS in JavaScript' } : {}),
+      proxyProtocol: f.proxyProtocol ?? 'strip',
+      nodes: agent.nodes.size,
+      ...(metrics ? { metrics: `${metrics.address.host}:${metrics.address.port}` } : {}),
+    },
+    // A stable message (tests and log queries match it); the engine and what --tls changes are fields.
+    'starting',
+  );
+  if (f.serverFirst === true) log.info('--server-first has no effect: the target is connected when a client is paired');
   agent.start();
 }

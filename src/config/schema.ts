@@ -67,6 +67,8 @@ export interface Config {
    * again, from the address bucket that first used it (an original hidden server's pool); 0 = none.
    */
   codeReusePerStep: number;
+  /** PROXY protocol version of the header sent first to a cookie-speaking responder when it is paired. */
+  proxyProtocol: 'v1' | 'v2';
   /** Only the registering address may connect to its allocated port. */
   checkSourceAddress: boolean;
   /** Seconds an allocated port waits for its hidden server. */
@@ -157,6 +159,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   // 16: with the first use, 17 registrations per step from one code: a pool of 16 (original hidden
   // servers keep up to 15) filled within one step, plus one retried.
   codeReusePerStep: { kind: 'int', default: 16, min: 0, max: 1000 },
+  proxyProtocol: { kind: 'enum', values: ['v2', 'v1'], default: 'v2' },
   checkSourceAddress: { kind: 'bool', default: true },
   registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600 },
   clientPortIdle: { kind: 'number', default: 300, min: 0.05, max: 86400 },

@@ -11,6 +11,7 @@ import type { ConnLimit } from './conn-limit.js';
 import type { RelayCore } from './core.js';
 import { setTcpUserTimeout } from './engines/socket-options.js';
 import type { LabelQueue, LabelQueues } from './label-queue.js';
+import { expectsPairingSignal } from './pairing-signal.js';
 import type { PortAllocator } from './ports.js';
 import { Registration } from './registration.js';
 import type { Revocation } from './revocation.js';
@@ -65,6 +66,7 @@ export class Responders {
       accepted: (socket, head, cookieless) => {
         settle();
         if (cookieless) core.logger.info({ label: reg.label, port: r.port }, 'original-protocol responder accepted without cookie');
+        else expectsPairingSignal(socket);
         this.addResponder(q, socket, head, reg.id);
       },
       refused: (why, remoteAddress) => core.emit('responder-refused', { label: reg.label, port: r.port, remoteAddress, why }),

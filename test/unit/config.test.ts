@@ -28,6 +28,7 @@ describe('config validation', () => {
     [{ logLevel: 'loud' }, /logLevel: "loud" is not allowed; expected fatal \| error/],
     [{ taasport: 1 }, /taasport is unknown; did you mean taasPort\?/],
     [{ relayEngine: 'fast' }, /relayEngine/],
+    [{ proxyProtocol: 'v3' }, /proxyProtocol/],
     [{ keyFile: 'k' }, /certFile/],
     [{ redis: 'http://x' }, /redis/],
   ])('refuses %j naming the key, the value and what is allowed', (raw, msg) => {
