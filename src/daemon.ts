@@ -12,7 +12,7 @@ import { TaasError, oneLine } from './errors.js';
 import { Authenticator } from './auth/guard.js';
 import { openSecretBox, openStore } from './store/open.js';
 import { EntryService } from './store/entries.js';
-import type { Store } from './store/types.js';
+import { ResilientStore } from './store/resilient-store.js';
 import { RelayTls } from './tls/relay-tls.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
@@ -34,6 +34,9 @@ export interface RuntimeInfo {
   admin: { host: string; port: number; url: string } | null;
   startedAt: string;
 }
+
+/** Documents read at start, so that they serve through a store outage: API keys (a scrape of /metrics needs one). */
+const PRELOADED_DOCS = ['apikeys'];
 
 /** After drainTimeout, how long closed pairings get to report their end (the engine is quick). */
 const DRAIN_CLOSE_WAIT_MS = 2000;
@@ -71,7 +74,7 @@ export class Daemon {
     private config: Readonly<Config>,
     readonly configFile: string | null,
     readonly logger: Logger,
-    readonly store: Store,
+    readonly store: ResilientStore,
     readonly engine: RelayEngine,
     readonly relay: Relay,
     readonly auth: Authenticator,
@@ -86,7 +89,8 @@ export class Daemon {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
-    const store = await openStore(config, box, logger);
+    // The daemon's store serves from what it knows through an outage of the real one (issue 17).
+    const store = await ResilientStore.open(await openStore(config, box, logger), logger, { preloadDocs: PRELOADED_DOCS });
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
     const nodeId = config.nodeId ?? defaultNodeId(config);
@@ -119,6 +123,7 @@ export class Daemon {
   }
 
   private async wire(): Promise<void> {
+    // During a store outage the record waits in the store's outbox: only a fault is logged here.
     this.relay.on('pairing-end', (rec) => {
       this.store.addPairing(rec).catch((e) => this.logger.warn({ err: oneLine(e) }, 'pairing not recorded'));
     });
@@ -146,7 +151,8 @@ export class Daemon {
       draining: () => this.drainingFlag,
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
-    this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: () => this.config, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
+    // The directory talks to Redis itself: its view of other nodes is no entry to cache.
+    this.link = await NodeLink.open({ store: this.store.inner, relay: this.relay, config: () => this.config, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
     this.admin = await this.startAdmin();

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
-import { TaasError } from '../errors.js';
+import { TaasError, isTaasError } from '../errors.js';
 import { authScheme, parseSessionAuthorization, verifySessionToken } from '../protocol/session.js';
 import { parseTotpAuthorization } from '../protocol/totp-header.js';
 import type { AuthState, Entry, Store } from '../store/types.js';
@@ -56,6 +56,12 @@ export class AuthFailure extends TaasError {
   }
 }
 
+/** While the store is unreachable the auth state is unknown: no failures, no lock (sessions only). */
+function outageState(e: unknown): AuthState {
+  if (isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) return { failures: 0, lockedUntil: 0 };
+  throw e;
+}
+
 export class Authenticator {
   /** Addresses over their failure limit, until the end of the window (local fast path). */
   private blocked = new Map<string, number>();
@@ -88,7 +94,10 @@ export class Authenticator {
       if (blockedUntil > now) throw new AuthFailure('rate-limited', cred.id, 'TAAS_RATE_LIMITED', Math.ceil((blockedUntil - now) / 1000));
       this.blocked.delete(bucket);
     }
-    const state = await this.store.getAuthState(cred.id);
+    // A session token needs no shared state to be checked (its MAC and the entry's secret), so
+    // it is accepted through a store outage, with the entry as this node last read it; a bad one
+    // is refused with the outage's 503 when its failure cannot be counted (SECURITY.md).
+    const state = scheme === 'session' ? await this.store.getAuthState(cred.id).catch(outageState) : await this.store.getAuthState(cred.id);
     const entry = await this.store.getEntry(cred.id);
     if (scheme === 'session') return this.session(cred.id, cred.token, entry, state, address, bucket, now);
     if (state.lockedUntil > now) throw new AuthFailure('locked', cred.id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));

@@ -7,7 +7,7 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import { labelHost, nodeHost } from '../protocol/endpoint.js';
-import { openDirectory, type ClientHint, type Directory } from '../store/directory.js';
+import { openDirectory, type ClientHint, type Directory, type NodeInfo, type NodeLiveState } from '../store/directory.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
 
@@ -20,6 +20,9 @@ export class NodeLink {
   private advertised = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
+  /** The directory as last read, for use while Redis is unreachable (see peers, liveStates). */
+  private lastNodes: NodeInfo[] = [];
+  private lastLive: { at: number; states: NodeLiveState[] } = { at: 0, states: [] };
 
   private constructor(
     private readonly directory: Directory,
@@ -116,7 +119,12 @@ export class NodeLink {
    * are left out: nobody can be sent to 0.0.0.0.
    */
   async peers(): Promise<{ registrar: { host: string; port: number }; clientHost: string }[]> {
-    const nodes = await this.directory.listNodes().catch(() => []);
+    // While Redis is unreachable, the last view: a registrar list in an agent file is only a
+    // list of places to try, so a stale one is safe (the agent skips a node that is gone).
+    const nodes = await this.directory.listNodes().then(
+      (n) => (this.lastNodes = n),
+      () => this.lastNodes,
+    );
     return nodes.filter((n) => n.id !== this.directory.self.id && !isWildcard(n.registrar.host)).map((n) => ({ registrar: n.registrar, clientHost: n.clientHost }));
   }
 
@@ -124,8 +132,21 @@ export class NodeLink {
     this.directory.setDraining(draining);
   }
 
-  liveStates(): ReturnType<Directory['listLiveStates']> {
-    return this.directory.listLiveStates();
+  /**
+   * Every node's live state. While Redis is unreachable: this node's own state, and the other
+   * nodes' as last read, marked with `staleSince`. Only shown, never acted on: no client is
+   * sent to another node on a stale view (that needs the node's answer, through Redis).
+   */
+  async liveStates(): Promise<NodeLiveState[]> {
+    try {
+      const states = await this.directory.listLiveStates();
+      this.lastLive = { at: Date.now(), states };
+      return states;
+    } catch {
+      const self = { nodeId: this.directory.self.id, labels: this.relay.snapshot() };
+      const others = this.lastLive.states.filter((s) => s.nodeId !== self.nodeId).map((s) => ({ ...s, staleSince: this.lastLive.at }));
+      return [self, ...others];
+    }
   }
 
   async close(): Promise<void> {

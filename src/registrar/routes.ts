@@ -17,6 +17,7 @@ import { parseRegistrarPath } from '../protocol/paths.js';
 import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
+import { LogBudget } from '../observe/log-budget.js';
 import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
 
 /** Where a label's responders live when not here (multi-node); null when nowhere. */
@@ -39,7 +40,14 @@ export interface RoutesDeps {
 /** Seconds a client is told to wait when no responder is idle: agents refill within moments. */
 const NO_RESPONDER_RETRY_S = 5;
 
+/** 5xx answers that are the relay working as documented, not a fault: logged at info. */
+const EXPECTED_5XX: ReadonlySet<string> = new Set(['TAAS_NO_RESPONDER', 'TAAS_STORE_UNAVAILABLE', 'TAAS_DRAINING', 'TAAS_NO_PORT', 'TAAS_LIMIT_REACHED']);
+/** 5xx lines logged per error code and minute; the rest go to debug (counted by metrics). */
+const FAILURES_LOGGED_PER_MINUTE = 10;
+
 export class RegistrarRoutes extends EventEmitter {
+  private readonly logBudget = new LogBudget(FAILURES_LOGGED_PER_MINUTE, 60_000);
+
   constructor(private readonly d: RoutesDeps) {
     super();
   }
@@ -49,11 +57,23 @@ export class RegistrarRoutes extends EventEmitter {
       await this.route(req, res);
     } catch (e) {
       const err = isTaasError(e) ? e : new TaasError('TAAS_INTERNAL', 'internal error');
-      if (!isTaasError(e)) this.d.logger.error({ err: e }, 'registrar request failed');
-      else if (err.status >= 500) this.d.logger.warn({ code: err.code, msg: err.message }, 'registrar answered 5xx');
+      this.logFailure(e, err);
       if (!res.headersSent) sendError(res, err, e instanceof MethodNotAllowed ? { allow: e.allow } : {});
       else res.destroy();
     }
+  }
+
+  /**
+   * A 5xx in the log, within a budget per code and minute (metrics count every one): an
+   * expected refusal (no responder, store away, draining, full) is news at info, and anyone can
+   * cause one per request; a fault of ours is an error. Past the budget, debug.
+   */
+  private logFailure(e: unknown, err: TaasError): void {
+    if (err.status < 500) return;
+    const expected = EXPECTED_5XX.has(err.code);
+    const level = this.logBudget.allow(err.code) ? (expected ? 'info' : 'error') : 'debug';
+    if (!isTaasError(e)) this.d.logger[level]({ err: e }, 'registrar request failed');
+    else this.d.logger[level]({ errorCode: err.code, msg: err.message }, expected ? 'registrar refused a request (5xx)' : 'registrar answered 5xx');
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
