@@ -13,6 +13,8 @@ import type { Relay } from '../relay/relay.js';
 
 /** Idle counts are re-read from the relay at least this often, besides on every pool event. */
 const SYNC_MS = 1000;
+/** The other nodes' view is re-read this many sync ticks apart, so an outage finds a recent one. */
+const VIEW_EVERY_TICKS = 5;
 /** How long node A waits for node B to open a client port before trying the next node. */
 const REQUEST_TIMEOUT_MS = 1000;
 
@@ -51,10 +53,15 @@ export class NodeLink {
     for (const ev of ['responder-ready', 'paired', 'pairing-end', 'registration-expired', 'responder-refused']) {
       this.relay.on(ev, () => this.schedule());
     }
-    this.timer = setInterval(() => this.sync(), SYNC_MS);
+    let ticks = 0;
+    this.timer = setInterval(() => {
+      this.sync();
+      if (++ticks % VIEW_EVERY_TICKS === 0) void this.liveStates();
+    }, SYNC_MS);
     this.timer.unref();
     this.sync();
     await this.directory.start();
+    await this.liveStates();
   }
 
   private schedule(): void {
