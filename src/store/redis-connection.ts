@@ -52,8 +52,6 @@ const FAIL_FAST: IORedisOptions = {
   retryStrategy: backoff,
   // Sentinels are asked in turn; after a full round without an answer, wait and go again.
   sentinelRetryStrategy: backoff,
-  // After a failover the sentinels may still name the dead master for a moment: ask again soon.
-  failoverDetector: true,
   sentinelMaxConnections: 3,
   disableClientInfo: true,
   // A master demoted to replica (Sentinel switchover, managed failover behind one DNS name)

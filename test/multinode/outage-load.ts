@@ -105,13 +105,32 @@ export class ClientLoad {
     }
   }
 
+  /** Holds every worker before its next client (see pause). */
+  private gate: Promise<void> | null = null;
+  private openGate: (() => void) | null = null;
+  private inFlight = 0;
+
+  /** Stops sending new clients; resolves when none is in flight. */
+  async pause(): Promise<void> {
+    this.gate ??= new Promise((r) => (this.openGate = r));
+    while (this.inFlight > 0) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  resume(): void {
+    this.openGate?.();
+    this.gate = null;
+  }
+
   private async loop(targets: Target[], ca: string, labels: () => string[], agent: https.Agent): Promise<void> {
     while (this.running) {
+      if (this.gate) await this.gate;
+      this.inFlight++;
       const i = this.n++;
       const ls = labels();
       const label = ls[i % ls.length]!;
       const t = targets[Math.floor(i / ls.length) % targets.length]!;
       this.results.push(await oneClient(t, ca, label, agent));
+      this.inFlight--;
       for (const w of this.waiters.splice(0)) w();
       await new Promise((r) => setTimeout(r, PACE_MS));
     }
@@ -137,6 +156,7 @@ export class ClientLoad {
 
   async stop(): Promise<void> {
     this.running = false;
+    this.resume();
     await Promise.all(this.workers);
     for (const a of this.agents) a.destroy();
   }

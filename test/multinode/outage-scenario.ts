@@ -95,7 +95,7 @@ export interface OutageFigures {
  */
 export async function runOutage(
   relay: Relay,
-  opts: { stop: () => Promise<void>; back: () => Promise<void>; records: () => number; quiesce?: () => Promise<void> },
+  opts: { stop: () => Promise<void>; back: () => Promise<void>; records: () => number; quiesce?: (paired: () => Promise<number>) => Promise<void> },
 ): Promise<OutageFigures> {
   const { nodes, ca } = relay;
   let labels = WARM;
@@ -103,11 +103,15 @@ export async function runOutage(
   const poller = new MetricsPoller(nodes);
   try {
     await load.untilSucceeded(20);
-    // Everything paired so far is in the store before the outage (a Sentinel test also waits for the replica).
-    await opts.quiesce?.();
+    // With Sentinel: no record in flight at the kill, and the replica holds every one (see the Sentinel test).
+    if (opts.quiesce) {
+      await load.pause();
+      await opts.quiesce(() => pairingsEnded(nodes));
+    }
     const tStop = performance.now();
     const wallStop = Date.now();
     await opts.stop();
+    load.resume();
     // From the stop on, clients for labels nobody asked for before come too.
     labels = ALL_LABELS;
     // Both nodes see the outage (their probe, or a request that failed), and say so in /metrics.
@@ -145,7 +149,7 @@ export async function runOutage(
     const failed = window.filter((r) => !r.ok);
     const successRatio = (window.length - failed.length) / window.length;
     if (successRatio < 0.99) console.error(`failed clients: ${JSON.stringify(failed.slice(0, 20))}`);
-    expect(window.length).toBeGreaterThan(50);
+    expect(window.length).toBeGreaterThan(30);
     expect(successRatio).toBeGreaterThanOrEqual(0.99);
     // Labels nobody asked for before the outage were served during it.
     for (const l of ALL_LABELS.filter((x) => x.startsWith('ocold'))) expect(window.some((r) => r.label === l && r.ok && r.at < tBack)).toBe(true);
@@ -160,8 +164,7 @@ export async function runOutage(
     // counters hold exactly the pairings the clients made.
     // (What the relays ended, by their own counters: a client that failed may still have been paired.)
     for (const n of nodes) await pollUntil(async () => (await metricsOf(n.daemon)).get('taas_active_pairings') === 0, 10_000, 100, `pairings at ${n.name} ended`);
-    let paired = 0;
-    for (const n of nodes) for (const [k, v] of await metricsOf(n.daemon)) if (k.startsWith('taas_pairing_ends_total')) paired += v;
+    const paired = await pairingsEnded(nodes);
     expect(paired).toBeGreaterThanOrEqual(load.succeeded);
     await pollUntil(() => opts.records() >= paired, 15_000, 100, `${paired} pairings recorded`);
     for (const n of nodes) await pollUntil(async () => (await metricsOf(n.daemon)).get('taas_store_outbox_records') === 0, 10_000, 100, `outbox of ${n.name} empty`);
@@ -177,10 +180,23 @@ export async function runOutage(
       expect(loud.length, JSON.stringify(loud.slice(0, 5))).toBeLessThanOrEqual(3);
     }
     return { clients: window.length, failed: failed.length, successRatio, registrationMs, directoryAgreeMs, pairings: paired };
+  } catch (e) {
+    for (const n of nodes) {
+      const quiet = n.daemon.proc.stdout.split('\n').filter((l) => !/"msg":"(pairing started|pairing ended|registration accepted)"/.test(l));
+      console.error(`${n.name} log tail:\n${quiet.slice(-25).join('\n')}`);
+    }
+    throw e;
   } finally {
     await load.stop();
     await poller.stop();
   }
+}
+
+/** Pairings the nodes ended, by their own counters. */
+async function pairingsEnded(nodes: Target[]): Promise<number> {
+  let n = 0;
+  for (const t of nodes) for (const [k, v] of await metricsOf(t.daemon)) if (k.startsWith('taas_pairing_ends_total')) n += v;
+  return n;
 }
 
 /** The store's pairing count over every label of the scenario (daily counters in Redis). */
