@@ -11,7 +11,7 @@ import type { AgentFile } from '../../src/protocol/index.js';
 import { startAgent, type Daemon, type Proc } from '../helpers/daemon.js';
 import { closeServer, pollUntil } from '../helpers/net.js';
 import { readAgentFile } from '../e2e/util.js';
-import { KEYS, echoServer, hostOf, type Shared } from './nodes.js';
+import { KEYS, echoServer, hostOf } from './nodes.js';
 import { metrics as metricsOf } from '../ops/util.js';
 import { ClientLoad, MetricsPoller, dailyPairings, directoryView, firstRegistration, registerOnce, type Target } from './outage-load.js';
 
@@ -50,25 +50,28 @@ function agentFileFor(src: string, nodes: Daemon[]): string {
   return src;
 }
 
-/** Entries, agents and the hidden server on two started nodes; resolves when every label has idle responders on both. */
-export async function setUpRelay(a: Daemon, b: Daemon, shared: Shared, idleOn: (node: string, label: string) => number): Promise<Relay> {
-  const nodes: Target[] = [
-    { name: 'node-a', daemon: a, host: hostOf(a) },
-    { name: 'node-b', daemon: b, host: hostOf(b) },
-  ];
+/**
+ * Entries, agents and the hidden server on started nodes (node-a, node-b, ...); resolves when
+ * every label has idle responders on every node. `idleOn` reads a node's idle count for a label.
+ */
+export async function setUpRelay(daemons: Daemon[], certFile: string, idleOn: (node: string, label: string) => number | Promise<number>): Promise<Relay> {
+  const nodes: Target[] = daemons.map((d, i) => ({ name: `node-${'ab'[i]}`, daemon: d, host: hostOf(d) }));
+  const [a] = daemons as [Daemon];
   const hidden = await echoServer();
   const agents: Proc[] = [];
   for (const labels of ENTRY_LABELS) {
     const file = await a.addEntry(labels);
-    agents.push(await startAgent(agentFileFor(file, [a, b]), `127.0.0.1:${hidden.port}`, [], { pool: POOL }));
+    agents.push(await startAgent(agentFileFor(file, daemons), `127.0.0.1:${hidden.port}`, [], { pool: POOL }));
   }
-  const regFiles = [readAgentFile(await a.addEntry(['oreg0'])), readAgentFile(await b.addEntry(['oreg1']))];
-  await pollUntil(() => nodes.every((n) => ALL_LABELS.every((l) => idleOn(n.name, l) >= 1)), 20_000, 50, 'idle responders advertised for every label on both nodes').catch((e) => {
-    throw new Error(`${(e as Error).message}: ${JSON.stringify(nodes.map((n) => ALL_LABELS.map((l) => idleOn(n.name, l))))}`);
+  const regFiles: AgentFile[] = [];
+  for (const [i, d] of daemons.entries()) regFiles.push(readAgentFile(await d.addEntry([`oreg${i}`])));
+  const idle = async (): Promise<number[][]> => Promise.all(nodes.map(async (n) => Promise.all(ALL_LABELS.map(async (l) => idleOn(n.name, l)))));
+  await pollUntil(async () => (await idle()).every((row) => row.every((x) => x >= 1)), 20_000, 50, 'idle responders for every label on every node').catch(async (e) => {
+    throw new Error(`${(e as Error).message}: ${JSON.stringify(await idle())}`);
   });
   return {
     nodes,
-    ca: fs.readFileSync(shared.certFile, 'utf8'),
+    ca: fs.readFileSync(certFile, 'utf8'),
     regFiles,
     agents,
     hidden: hidden.server,
@@ -95,9 +98,10 @@ export interface OutageFigures {
  */
 export async function runOutage(
   relay: Relay,
-  opts: { stop: () => Promise<void>; back: () => Promise<void>; records: () => number; quiesce?: (paired: () => Promise<number>) => Promise<void> },
+  opts: { stop: () => Promise<void>; back: () => Promise<void>; records: () => number; nodeIds?: string[]; quiesce?: (paired: () => Promise<number>) => Promise<void> },
 ): Promise<OutageFigures> {
   const { nodes, ca } = relay;
+  const nodeIds = opts.nodeIds ?? nodes.map((n) => n.name);
   let labels = WARM;
   const load = new ClientLoad(nodes, ca, () => labels);
   const poller = new MetricsPoller(nodes);
@@ -118,8 +122,9 @@ export async function runOutage(
     await pollUntil(() => nodes.every((n) => poller.samples.some((s) => s.node === n.name && s.at > tStop && s.storeUp === 0)), 10_000, 50, 'taas_store_up 0 on both nodes');
     // Registrations by TOTP are refused with 503 during the outage, on every node.
     for (const [i, n] of nodes.entries()) expect(await registerOnce(n, ca, relay.regFiles[i]!, `oreg${i}`)).toBe(503);
+    // Each node shows the others as last seen, marked stale (one node alone has no others).
     const during = await Promise.all(nodes.map((n) => directoryView(n)));
-    for (const v of during) expect(v.stale).toBe(true);
+    for (const v of during) expect(v.stale).toBe(nodes.length > 1);
 
     await opts.back();
     const tBack = performance.now();
@@ -134,7 +139,7 @@ export async function runOutage(
     await pollUntil(
       async () => {
         const views = await Promise.all(nodes.map((n) => directoryView(n)));
-        return views.every((v) => !v.stale && v.nodes.join() === 'node-a,node-b');
+        return views.every((v) => !v.stale && v.nodes.join() === nodeIds.join());
       },
       10_000,
       50,

@@ -28,7 +28,7 @@ beforeAll(async () => {
   const redis = { sentinels: setup.sentinels, name: setup.name, password: PASSWORD };
   a = await startNode(redis, shared, '127.0.0.1', 'node-a');
   b = await startNode(redis, shared, '127.0.0.2', 'node-b');
-  relay = await setUpRelay(a, b, shared, (node, label) => Number(setup.master.cli('hget', KEYS.nodeIdle(node), label) || 0));
+  relay = await setUpRelay([a, b], shared.certFile, (node, label) => Number(setup.master.cli('hget', KEYS.nodeIdle(node), label) || 0));
 });
 afterAll(async () => {
   await relay?.close();

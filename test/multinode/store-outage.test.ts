@@ -23,7 +23,7 @@ beforeAll(async () => {
   [redis, shared] = await Promise.all([startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] }), sharedFiles()]);
   a = await startNode(redis, shared, '127.0.0.1', 'node-a');
   b = await startNode(redis, shared, '127.0.0.2', 'node-b');
-  relay = await setUpRelay(a, b, shared, (node, label) => advertisedIdle(redis, node, label));
+  relay = await setUpRelay([a, b], shared.certFile, (node, label) => advertisedIdle(redis, node, label));
 });
 afterAll(async () => {
   await relay?.close();
