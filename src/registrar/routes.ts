@@ -17,7 +17,7 @@ import { parseRegistrarPath } from '../protocol/paths.js';
 import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
-import { LogBudget } from '../observe/log-budget.js';
+import { FailureLog } from '../observe/failure-log.js';
 import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
 
 /** Where a label's responders live when not here (multi-node); null when nowhere. */
@@ -40,13 +40,8 @@ export interface RoutesDeps {
 /** Seconds a client is told to wait when no responder is idle: agents refill within moments. */
 const NO_RESPONDER_RETRY_S = 5;
 
-/** 5xx answers that are the relay working as documented, not a fault: logged at info. */
-const EXPECTED_5XX: ReadonlySet<string> = new Set(['TAAS_NO_RESPONDER', 'TAAS_STORE_UNAVAILABLE', 'TAAS_DRAINING', 'TAAS_NO_PORT', 'TAAS_LIMIT_REACHED']);
-/** 5xx lines logged per error code and minute; the rest go to debug (counted by metrics). */
-const FAILURES_LOGGED_PER_MINUTE = 10;
-
 export class RegistrarRoutes extends EventEmitter {
-  private readonly logBudget = new LogBudget(FAILURES_LOGGED_PER_MINUTE, 60_000);
+  private readonly failures = new FailureLog();
 
   constructor(private readonly d: RoutesDeps) {
     super();
@@ -63,17 +58,12 @@ export class RegistrarRoutes extends EventEmitter {
     }
   }
 
-  /**
-   * A 5xx in the log, within a budget per code and minute (metrics count every one): an
-   * expected refusal (no responder, store away, draining, full) is news at info, and anyone can
-   * cause one per request; a fault of ours is an error. Past the budget, debug.
-   */
+  /** A 5xx in the log, at the level and within the budget of observe/failure-log.ts. */
   private logFailure(e: unknown, err: TaasError): void {
     if (err.status < 500) return;
-    const expected = EXPECTED_5XX.has(err.code);
-    const level = this.logBudget.allow(err.code) ? (expected ? 'info' : 'error') : 'debug';
+    const level = this.failures.level(err.code);
     if (!isTaasError(e)) this.d.logger[level]({ err: e }, 'registrar request failed');
-    else this.d.logger[level]({ errorCode: err.code, msg: err.message }, expected ? 'registrar refused a request (5xx)' : 'registrar answered 5xx');
+    else this.d.logger[level]({ errorCode: err.code, errorMsg: err.message }, FailureLog.expected(err.code) ? 'registrar refused a request (5xx)' : 'registrar answered 5xx');
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
