@@ -128,6 +128,7 @@ export async function runOutage(
 
     await opts.back();
     const tBack = performance.now();
+    const wallBack = Date.now();
     // TOTP registrations succeed again within 2 s of the store's return, on every node.
     const regs = await Promise.all(nodes.map((n, i) => firstRegistration(n, ca, relay.regFiles[i]!, `oreg${i}`)));
     const registrationMs: Record<string, number> = {};
@@ -181,6 +182,9 @@ export async function runOutage(
       expect(lines.filter((l) => String(l.msg).startsWith('store unreachable')).length).toBe(1);
       expect(lines.filter((l) => l.msg === 'store reachable again').length).toBe(1);
       expect(lines.filter((l) => l.msg === 'pairing not recorded').length).toBe(0);
+      // Agents kept their pools full through the outage with session tokens (SECURITY.md).
+      const bySession = lines.filter((l) => l.msg === 'registration accepted' && l.via === 'session' && Date.parse(String(l.time)) < wallBack);
+      expect(bySession.length, `session registrations at ${n.name} during the outage`).toBeGreaterThan(0);
       const loud = lines.filter((l) => Number(l.level) >= 40);
       expect(loud.length, JSON.stringify(loud.slice(0, 5))).toBeLessThanOrEqual(3);
     }
