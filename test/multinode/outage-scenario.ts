@@ -107,6 +107,8 @@ export async function runOutage(
   const poller = new MetricsPoller(nodes);
   try {
     await load.untilSucceeded(20);
+    // Every node's view of the relay is complete before the outage (the view it will show, stale, during it).
+    await pollUntil(async () => (await Promise.all(nodes.map((n) => directoryView(n)))).every((v) => v.nodes.join() === nodeIds.join()), 10_000, 50, 'directory views complete');
     // With Sentinel: no record in flight at the kill, and the replica holds every one (see the Sentinel test).
     if (opts.quiesce) {
       await load.pause();
