@@ -87,6 +87,7 @@ export function createMetrics(d: MetricsDeps): Metrics {
   storeStat('taas_store_outbox_records', 'Records (pairings, attempts) waiting to be written to the store', (s) => s.outboxSize);
   storeStat('taas_store_outbox_written_total', 'Records written to the store after waiting in the outbox', (s) => s.outboxDelivered, true);
   storeStat('taas_store_outbox_dropped_total', `Records dropped because the outbox was full (${OUTBOX_LIMIT}); the oldest go first`, (s) => s.outboxDropped, true);
+  storeStat('taas_store_outbox_refused_total', 'Records the store refused for good when written from the outbox (a fault, logged at the outage end)', (s) => s.outboxRefused, true);
   storeStat('taas_store_entries_cached', 'Entries in the copy a node serves from during an outage', (s) => s.cachedEntries);
   new Gauge({ name: 'taas_relay_engine_info', help: 'The relay engine in use (value always 1)', labelNames: ['engine'], registers }).set({ engine: d.engine }, 1);
 

@@ -40,6 +40,9 @@ export class RecordOutbox {
   delivered = 0;
   /** Uncertain records found already in the store (not written twice), since start. */
   deduplicated = 0;
+  /** Records the store refused for good (not an outage), since start, and the last such refusal. */
+  failed = 0;
+  lastFault: unknown = null;
 
   constructor(private readonly limit = OUTBOX_LIMIT) {}
 
@@ -57,23 +60,30 @@ export class RecordOutbox {
   }
 
   /**
-   * Writes every record, oldest first, stopping at the first failure (the record stays first).
-   * Resolves true when the outbox is empty. One flush at a time: a second call joins the first.
+   * Writes every record, oldest first, stopping at the first failure that `transient` says will
+   * pass (the store away again: the record stays first). A record the store refuses for good
+   * (a fault, not an outage) is dropped and counted in `failed`, so one bad record cannot hold
+   * back the others for ever. Resolves true when the outbox is empty. One flush at a time: a
+   * second call joins the first.
    */
-  flush(target: OutboxTarget): Promise<boolean> {
-    this.flushing ??= this.drain(target).finally(() => (this.flushing = null));
+  flush(target: OutboxTarget, transient: (e: unknown) => boolean = () => true): Promise<boolean> {
+    this.flushing ??= this.drain(target, transient).finally(() => (this.flushing = null));
     return this.flushing;
   }
 
-  private async drain(target: OutboxTarget): Promise<boolean> {
+  private async drain(target: OutboxTarget, transient: (e: unknown) => boolean): Promise<boolean> {
     while (this.size > 0) {
       const item = this.items[this.head]!;
       try {
         if (item.uncertain && (await this.landed(target, item))) this.deduplicated++;
         else if (item.kind === 'pairing') await target.addPairing(item.rec);
         else await target.addAttempt(item.id, item.rec);
-      } catch {
-        return false;
+      } catch (e) {
+        if (transient(e)) return false;
+        if (this.items[this.head] === item) this.head++;
+        this.failed++;
+        this.lastFault = e;
+        continue;
       }
       // Dropped past the limit meanwhile? Then head already moved past it.
       if (this.items[this.head] === item) {

@@ -60,6 +60,8 @@ export interface OutageStats {
   outboxDropped: number;
   outboxDelivered: number;
   outboxDeduplicated: number;
+  /** Records the store refused for good when they were written from the outbox (a fault, not an outage). */
+  outboxRefused: number;
   /** Entries in the cache, and when they were read (epoch ms, 0 if never). */
   cachedEntries: number;
   entriesReadAt: number;
@@ -72,6 +74,7 @@ interface Outage {
   refused: number;
   queued: number;
   dropped: number;
+  failed: number;
 }
 
 const unavailable = (): TaasError => new TaasError('TAAS_STORE_UNAVAILABLE', 'the store cannot be reached right now', { retryAfter: RETRY_AFTER_S });
@@ -85,6 +88,9 @@ function asUnavailable(e: unknown): TaasError | null {
   }
   return null;
 }
+
+/** For the outbox: a failure that passes when the store returns (else the record is refused for good). */
+const isTransient = (e: unknown): boolean => asUnavailable(e) !== null;
 
 function reasonOf(e: TaasError): string {
   const cause = (e as { cause?: unknown }).cause;
@@ -153,6 +159,7 @@ export class ResilientStore implements Store, StoreHealth {
       outboxDropped: this.outbox.dropped,
       outboxDelivered: this.outbox.delivered,
       outboxDeduplicated: this.outbox.deduplicated,
+      outboxRefused: this.outbox.failed,
       cachedEntries: this.cache.size,
       entriesReadAt: this.cache.readAt,
     };
@@ -162,7 +169,7 @@ export class ResilientStore implements Store, StoreHealth {
 
   private markDown(e: TaasError): void {
     if (this.outage || this.closed) return;
-    this.outage = { since: Date.now(), reason: reasonOf(e), cacheAnswers: 0, refused: 0, queued: 0, dropped: this.outbox.dropped };
+    this.outage = { since: Date.now(), reason: reasonOf(e), cacheAnswers: 0, refused: 0, queued: 0, dropped: this.outbox.dropped, failed: this.outbox.failed };
     this.outages++;
     this.logger.warn(
       { store: this.kind, reason: this.outage.reason, entries: this.cache.size, entriesAgeMs: this.cache.loaded ? Date.now() - this.cache.readAt : null },
@@ -180,7 +187,7 @@ export class ResilientStore implements Store, StoreHealth {
       const o = this.outage;
       this.outage = null;
       const queued = this.outbox.size;
-      const emptied = await this.outbox.flush(this.inner);
+      const emptied = await this.outbox.flush(this.inner, isTransient);
       this.logger.info(
         {
           store: this.kind,
@@ -190,6 +197,8 @@ export class ResilientStore implements Store, StoreHealth {
           recordsQueued: o.queued,
           recordsWritten: queued - this.outbox.size,
           recordsDropped: this.outbox.dropped - o.dropped,
+          recordsRefused: this.outbox.failed - o.failed,
+          ...(this.outbox.failed > o.failed ? { lastRefusal: oneLine(this.outbox.lastFault) } : {}),
           entries: this.cache.size,
         },
         'store reachable again',
@@ -248,7 +257,7 @@ export class ResilientStore implements Store, StoreHealth {
   }
 
   private async flushOutbox(): Promise<void> {
-    if (!(await this.outbox.flush(this.inner)) && !this.outage) this.markDown(unavailable());
+    if (!(await this.outbox.flush(this.inner, isTransient)) && !this.outage) this.markDown(unavailable());
   }
 
   /** Runs a call that needs the store: refused at once during an outage; a failure starts one. */
@@ -465,14 +474,16 @@ export class ResilientStore implements Store, StoreHealth {
     } catch (e) {
       const u = asUnavailable(e) ?? new TaasError('TAAS_STORE_UNAVAILABLE', 'the store does not answer', { retryAfter: RETRY_AFTER_S });
       this.markDown(u);
-      throw u;
+      // The reason for /readyz: how long, and what is served meanwhile (no driver internals).
+      const s = Math.round((Date.now() - this.outage!.since) / 1000);
+      throw new TaasError('TAAS_STORE_UNAVAILABLE', `the ${this.kind} store has been unreachable for ${s} s; mobile clients are served from this node's copy, registrations by TOTP and admin writes are refused`, { retryAfter: RETRY_AFTER_S, cause: u });
     }
     if (this.outage) void this.recover();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.outbox.size > 0 && !this.outage) await Promise.race([this.outbox.flush(this.inner), new Promise((r) => setTimeout(r, CLOSE_FLUSH_MS).unref())]);
+    if (this.outbox.size > 0 && !this.outage) await Promise.race([this.outbox.flush(this.inner, isTransient), new Promise((r) => setTimeout(r, CLOSE_FLUSH_MS).unref())]);
     if (this.outbox.size > 0) this.logger.warn({ records: this.outbox.size }, 'records not written to the store: it is unreachable at shutdown');
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);

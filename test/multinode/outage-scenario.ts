@@ -12,7 +12,7 @@ import { startAgent, type Daemon, type Proc } from '../helpers/daemon.js';
 import { closeServer, pollUntil } from '../helpers/net.js';
 import { readAgentFile } from '../e2e/util.js';
 import { KEYS, echoServer, hostOf } from './nodes.js';
-import { metrics as metricsOf } from '../ops/util.js';
+import { admin, metrics as metricsOf } from '../ops/util.js';
 import { ClientLoad, MetricsPoller, dailyPairings, directoryView, firstRegistration, registerOnce, type Target } from './outage-load.js';
 
 /**
@@ -124,6 +124,13 @@ export async function runOutage(
     await pollUntil(() => nodes.every((n) => poller.samples.some((s) => s.node === n.name && s.at > tStop && s.storeUp === 0)), 10_000, 50, 'taas_store_up 0 on both nodes');
     // Registrations by TOTP are refused with 503 during the outage, on every node.
     for (const [i, n] of nodes.entries()) expect(await registerOnce(n, ca, relay.regFiles[i]!, `oreg${i}`)).toBe(503);
+    // /readyz says not ready, with the reason; /healthz answers.
+    for (const n of nodes) {
+      const r = await admin(n.daemon, '/readyz');
+      expect(r.status).toBe(503);
+      expect(await r.json()).toMatchObject({ errorCode: 'TAAS_STORE_UNAVAILABLE', errorMsg: expect.stringMatching(/unreachable for \d+ s/) });
+      expect((await admin(n.daemon, '/healthz')).status).toBe(200);
+    }
     // Each node shows the others as last seen, marked stale (one node alone has no others).
     const during = await Promise.all(nodes.map((n) => directoryView(n)));
     for (const v of during) expect(v.stale).toBe(nodes.length > 1);

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { isTaasError } from '../../src/errors.js';
+import { TaasError, isTaasError } from '../../src/errors.js';
 import { FileStore } from '../../src/store/file-store.js';
 import { RecordOutbox } from '../../src/store/outbox.js';
 import { RedisStore } from '../../src/store/redis-store.js';
@@ -139,6 +139,28 @@ describe('RecordOutbox into the embedded store', () => {
     expect(await box3.flush(target)).toBe(true);
     expect((await target.listPairings('hist')).map((p) => p.path)).toEqual(['/5', '/4', '/3']);
     expect(box3.delivered).toBe(3);
+  });
+
+  it('drops a record the store refuses for good (a fault, not an outage) and writes the others', async () => {
+    const target = await fileStore();
+    // The embedded store itself, except that it refuses one label's records as a fault would.
+    const refusing = {
+      addPairing: (r: PairingRecord) => (r.label === 'bad' ? Promise.reject(new TaasError('TAAS_INTERNAL', 'refused')) : target.addPairing(r)),
+      addAttempt: target.addAttempt.bind(target),
+      listPairings: target.listPairings.bind(target),
+      listAttempts: target.listAttempts.bind(target),
+    };
+    const ob = new RecordOutbox();
+    ob.push({ kind: 'pairing', rec: pairing(1), uncertain: false });
+    ob.push({ kind: 'pairing', rec: pairing(2, 'bad'), uncertain: false });
+    ob.push({ kind: 'pairing', rec: pairing(3), uncertain: false });
+    expect(await ob.flush(refusing, (e) => isTaasError(e, 'TAAS_STORE_UNAVAILABLE'))).toBe(true);
+    expect((await target.listPairings('hist')).map((p) => p.path)).toEqual(['/3', '/1']);
+    expect(ob).toMatchObject({ failed: 1, delivered: 2, size: 0 });
+    // An outage, by contrast, stops the flush with the record kept first.
+    ob.push({ kind: 'pairing', rec: pairing(4, 'bad'), uncertain: false });
+    expect(await ob.flush(refusing, () => true)).toBe(false);
+    expect(ob.size).toBe(1);
   });
 
   it('writes an uncertain record only if the store does not hold it already', async () => {
