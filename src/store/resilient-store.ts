@@ -17,9 +17,11 @@
  *   when it starts, one when it ends with what happened in between (counts).
  */
 import type { Logger } from 'pino';
-import { TaasError, isTaasError, oneLine } from '../errors.js';
+import { type TaasError, oneLine } from '../errors.js';
+import { DocCache } from './doc-cache.js';
 import { EntryCache } from './entry-cache.js';
 import { StoreListeners } from './listeners.js';
+import { asUnavailable, StoreOutage, unavailable } from './outage.js';
 import { type OutboxItem, RecordOutbox } from './outbox.js';
 import type { AttemptRecord, AuthState, DailyCount, Entry, PairingRecord, Store, StoreEvent } from './types.js';
 
@@ -29,15 +31,8 @@ const PROBE_UP_MS = 1000;
 const PROBE_DOWN_MS = 200;
 /** A ping slower than this counts as down (a hung server would hold every request). */
 const PROBE_TIMEOUT_MS = 1500;
-/** Documents kept for outages (API keys, sessions): far more than an admin plane holds. */
-const DOC_CACHE_LIMIT = 10_000;
-/** What a 503 refused during an outage tells the client. */
-const RETRY_AFTER_S = 2;
 /** At shutdown, how long records still waiting get to be written. */
 const CLOSE_FLUSH_MS = 2000;
-
-/** File-system errors that mean "the data dir cannot be written now", not a bug. */
-const FS_UNAVAILABLE = new Set(['ENOSPC', 'EROFS', 'EDQUOT', 'EIO', 'EACCES', 'EPERM', 'ENOENT']);
 
 /** What health reports and metrics read: local state only, never a round trip. */
 export interface StoreHealth {
@@ -67,50 +62,21 @@ export interface OutageStats {
   entriesReadAt: number;
 }
 
-interface Outage {
-  since: number;
-  reason: string;
-  cacheAnswers: number;
-  refused: number;
-  queued: number;
-  dropped: number;
-  failed: number;
-}
-
-const unavailable = (): TaasError => new TaasError('TAAS_STORE_UNAVAILABLE', 'the store cannot be reached right now', { retryAfter: RETRY_AFTER_S });
-
-/** The error as store unavailability (a TaasError 503, or a file-system refusal), or null for anything else. */
-function asUnavailable(e: unknown): TaasError | null {
-  if (isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) return e as TaasError;
-  const code = (e as NodeJS.ErrnoException)?.code;
-  if (!isTaasError(e) && typeof code === 'string' && FS_UNAVAILABLE.has(code)) {
-    return new TaasError('TAAS_STORE_UNAVAILABLE', 'the data dir cannot be written right now', { retryAfter: RETRY_AFTER_S, cause: e });
-  }
-  return null;
-}
-
 /** For the outbox: a failure that passes when the store returns (else the record is refused for good). */
 const isTransient = (e: unknown): boolean => asUnavailable(e) !== null;
-
-function reasonOf(e: TaasError): string {
-  const cause = (e as { cause?: unknown }).cause;
-  return cause ? oneLine(cause) : e.message;
-}
 
 export class ResilientStore implements Store, StoreHealth {
   readonly kind: Store['kind'];
   private readonly cache = new EntryCache();
   private readonly outbox = new RecordOutbox();
-  private readonly docs = new Map<string, unknown>();
-  private readonly docLists = new Map<string, { key: string; value: unknown }[]>();
+  private readonly docs = new DocCache();
   private readonly listeners: StoreListeners;
-  private outage: Outage | null = null;
-  private outages = 0;
-  private cacheAnswers = 0;
-  private refused = 0;
+  private readonly outage: StoreOutage;
   private refreshSeq = 0;
   private appliedSeq = 0;
   private recovering = false;
+  /** Records dropped from the outbox before the current outage (the end line says how many during it). */
+  private droppedBefore = 0;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly unwatch: () => void;
@@ -122,6 +88,7 @@ export class ResilientStore implements Store, StoreHealth {
   ) {
     this.kind = inner.kind;
     this.listeners = new StoreListeners(logger);
+    this.outage = new StoreOutage(inner.kind, logger);
     this.unwatch = inner.watch(() => void this.changed());
   }
 
@@ -145,16 +112,14 @@ export class ResilientStore implements Store, StoreHealth {
   }
 
   get up(): boolean {
-    return this.outage === null;
+    return !this.outage.down;
   }
 
   stats(): OutageStats {
     return {
       up: this.up,
-      outages: this.outages,
-      downSince: this.outage?.since ?? null,
-      cacheAnswers: this.cacheAnswers,
-      refused: this.refused,
+      ...this.outage.totals,
+      downSince: this.outage.since,
       outboxSize: this.outbox.size,
       outboxDropped: this.outbox.dropped,
       outboxDelivered: this.outbox.delivered,
@@ -168,48 +133,37 @@ export class ResilientStore implements Store, StoreHealth {
   // ---- outage state --------------------------------------------------------------------
 
   private markDown(e: TaasError): void {
-    if (this.outage || this.closed) return;
-    this.outage = { since: Date.now(), reason: reasonOf(e), cacheAnswers: 0, refused: 0, queued: 0, dropped: this.outbox.dropped, failed: this.outbox.failed };
-    this.outages++;
-    this.logger.warn(
-      { store: this.kind, reason: this.outage.reason, entries: this.cache.size, entriesAgeMs: this.cache.loaded ? Date.now() - this.cache.readAt : null },
-      'store unreachable: serving mobile clients from what this node knows; registrations by TOTP and admin writes get 503 until it returns',
-    );
+    if (this.closed) return;
+    const entriesAgeMs = this.cache.loaded ? Date.now() - this.cache.readAt : null;
+    if (!this.outage.start(e, { entries: this.cache.size, entriesAgeMs })) return;
+    this.droppedBefore = this.outbox.dropped;
     this.schedule();
   }
 
   /** The store answered a ping during an outage: re-read entries, write what waited, tell listeners. */
   private async recover(): Promise<void> {
-    if (this.recovering || !this.outage || this.closed) return;
+    if (this.recovering || !this.outage.down || this.closed) return;
     this.recovering = true;
     try {
       await this.refresh();
-      const o = this.outage;
-      this.outage = null;
-      const queued = this.outbox.size;
+      const failedBefore = this.outbox.failed;
+      // Up from here: registrations are taken while the records that waited are written (new
+      // ones queue behind them, so the store receives all in order).
+      this.outage.end((during) => ({
+        recordsQueued: during.queued,
+        recordsWaiting: this.outbox.size,
+        recordsDropped: this.outbox.dropped - this.droppedBefore,
+        entries: this.cache.size,
+      }));
       const emptied = await this.outbox.flush(this.inner, isTransient);
-      this.logger.info(
-        {
-          store: this.kind,
-          downMs: Date.now() - o.since,
-          servedFromCache: o.cacheAnswers,
-          refused: o.refused,
-          recordsQueued: o.queued,
-          recordsWritten: queued - this.outbox.size,
-          recordsDropped: this.outbox.dropped - o.dropped,
-          recordsRefused: this.outbox.failed - o.failed,
-          ...(this.outbox.failed > o.failed ? { lastRefusal: oneLine(this.outbox.lastFault) } : {}),
-          entries: this.cache.size,
-        },
-        'store reachable again',
-      );
+      const refused = this.outbox.failed - failedBefore;
+      if (refused > 0) this.logger.error({ records: refused, err: oneLine(this.outbox.lastFault) }, 'records refused by the store after its outage; dropped');
       if (!emptied) this.markDown(unavailable());
       // Entries, fixed ports and revocations changed elsewhere during the outage take effect now.
       this.listeners.emit({ type: 'entries' });
     } catch (e) {
       // Still away (or away again): the probe tries again.
-      const u = asUnavailable(e);
-      if (!u) this.logger.error({ err: oneLine(e) }, 'store recovery failed');
+      if (!asUnavailable(e)) this.logger.error({ err: oneLine(e) }, 'store recovery failed');
     } finally {
       this.recovering = false;
     }
@@ -218,7 +172,7 @@ export class ResilientStore implements Store, StoreHealth {
   private schedule(): void {
     if (this.closed) return;
     if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.probe(), this.outage ? PROBE_DOWN_MS : PROBE_UP_MS);
+    this.timer = setTimeout(() => void this.probe(), this.outage.down ? PROBE_DOWN_MS : PROBE_UP_MS);
     this.timer.unref();
   }
 
@@ -226,11 +180,10 @@ export class ResilientStore implements Store, StoreHealth {
     this.timer = null;
     try {
       await pingWithin(this.inner, PROBE_TIMEOUT_MS);
-      if (this.outage) await this.recover();
+      if (this.outage.down) await this.recover();
       else if (this.outbox.size > 0) void this.flushOutbox();
     } catch (e) {
-      const u = asUnavailable(e) ?? new TaasError('TAAS_STORE_UNAVAILABLE', oneLine(e));
-      this.markDown(u);
+      this.markDown(asUnavailable(e) ?? unavailable(oneLine(e)));
     }
     this.schedule();
   }
@@ -248,7 +201,7 @@ export class ResilientStore implements Store, StoreHealth {
   private async changed(): Promise<void> {
     try {
       await this.refresh();
-      if (this.outage) void this.recover();
+      if (this.outage.down) void this.recover();
     } catch (e) {
       const u = asUnavailable(e);
       if (u) this.markDown(u);
@@ -257,16 +210,12 @@ export class ResilientStore implements Store, StoreHealth {
   }
 
   private async flushOutbox(): Promise<void> {
-    if (!(await this.outbox.flush(this.inner, isTransient)) && !this.outage) this.markDown(unavailable());
+    if (!(await this.outbox.flush(this.inner, isTransient)) && !this.outage.down) this.markDown(unavailable());
   }
 
   /** Runs a call that needs the store: refused at once during an outage; a failure starts one. */
   private async call<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.outage) {
-      this.refused++;
-      this.outage.refused++;
-      throw unavailable();
-    }
+    if (this.outage.down) throw this.outage.refuse();
     try {
       return await fn();
     } catch (e) {
@@ -292,7 +241,7 @@ export class ResilientStore implements Store, StoreHealth {
 
   /** A read that can be answered from a copy during an outage (or when the store fails under it). */
   private async read<T>(fromStore: () => Promise<T>, fromCopy: () => T | undefined): Promise<T> {
-    if (!this.outage) {
+    if (!this.outage.down) {
       try {
         return await fromStore();
       } catch (e) {
@@ -302,13 +251,8 @@ export class ResilientStore implements Store, StoreHealth {
       }
     }
     const v = fromCopy();
-    if (v === undefined) {
-      this.refused++;
-      if (this.outage) this.outage.refused++;
-      throw unavailable();
-    }
-    this.cacheAnswers++;
-    if (this.outage) this.outage.cacheAnswers++;
+    if (v === undefined) throw this.outage.refuse();
+    this.outage.served();
     return v;
   }
 
@@ -376,9 +320,9 @@ export class ResilientStore implements Store, StoreHealth {
 
   private async record(item: OutboxItem): Promise<void> {
     // Behind records still waiting, never before them: the store receives them in order.
-    if (this.outage || this.outbox.size > 0) {
+    if (this.outage.down || this.outbox.size > 0) {
       this.queue(item);
-      if (!this.outage) void this.flushOutbox();
+      if (!this.outage.down) void this.flushOutbox();
       return;
     }
     try {
@@ -395,7 +339,7 @@ export class ResilientStore implements Store, StoreHealth {
 
   private queue(item: OutboxItem): void {
     this.outbox.push(item);
-    if (this.outage) this.outage.queued++;
+    this.outage.queued();
   }
 
   listPairings(label: string, limit?: number): Promise<PairingRecord[]> {
@@ -412,52 +356,36 @@ export class ResilientStore implements Store, StoreHealth {
 
   // ---- documents: reads from the last copy, writes refused -----------------------------
 
-  private docKey(ns: string, key: string): string {
-    return `${ns}\u0000${key}`;
-  }
-
-  private remember(ns: string, key: string, value: unknown): void {
-    const k = this.docKey(ns, key);
-    this.docs.delete(k);
-    if (value === null) return;
-    this.docs.set(k, value);
-    // Oldest first out: a Map iterates in insertion order.
-    if (this.docs.size > DOC_CACHE_LIMIT) this.docs.delete(this.docs.keys().next().value!);
-    this.docLists.delete(ns);
-  }
-
-  async getDoc<T = unknown>(ns: string, key: string): Promise<T | null> {
-    const k = this.docKey(ns, key);
+  getDoc<T = unknown>(ns: string, key: string): Promise<T | null> {
     return this.read(
       async () => {
         const v = await this.inner.getDoc<T>(ns, key);
-        this.remember(ns, key, v);
+        this.docs.set(ns, key, v);
         return v;
       },
-      () => (this.docs.has(k) ? (structuredClone(this.docs.get(k)) as T) : undefined),
+      () => this.docs.get<T>(ns, key),
     );
   }
 
   async putDoc(ns: string, key: string, value: unknown, ttlSeconds?: number): Promise<void> {
     await this.durable(() => this.inner.putDoc(ns, key, value, ttlSeconds));
-    this.remember(ns, key, structuredClone(value ?? null));
+    this.docs.set(ns, key, value ?? null);
   }
 
   async deleteDoc(ns: string, key: string): Promise<boolean> {
     const r = await this.durable(() => this.inner.deleteDoc(ns, key));
-    this.remember(ns, key, null);
+    this.docs.set(ns, key, null);
     return r;
   }
 
-  async listDocs<T = unknown>(ns: string): Promise<{ key: string; value: T }[]> {
+  listDocs<T = unknown>(ns: string): Promise<{ key: string; value: T }[]> {
     return this.read(
       async () => {
         const list = await this.inner.listDocs<T>(ns);
-        for (const d of list) this.remember(ns, d.key, structuredClone(d.value));
-        this.docLists.set(ns, structuredClone(list));
+        this.docs.setList(ns, list);
         return list;
       },
-      () => (this.docLists.has(ns) ? (structuredClone(this.docLists.get(ns)) as { key: string; value: T }[]) : undefined),
+      () => this.docs.list<T>(ns),
     );
   }
 
@@ -472,18 +400,16 @@ export class ResilientStore implements Store, StoreHealth {
     try {
       await pingWithin(this.inner, PROBE_TIMEOUT_MS);
     } catch (e) {
-      const u = asUnavailable(e) ?? new TaasError('TAAS_STORE_UNAVAILABLE', 'the store does not answer', { retryAfter: RETRY_AFTER_S });
+      const u = asUnavailable(e) ?? unavailable('the store does not answer');
       this.markDown(u);
-      // The reason for /readyz: how long, and what is served meanwhile (no driver internals).
-      const s = Math.round((Date.now() - this.outage!.since) / 1000);
-      throw new TaasError('TAAS_STORE_UNAVAILABLE', `the ${this.kind} store has been unreachable for ${s} s; mobile clients are served from this node's copy, registrations by TOTP and admin writes are refused`, { retryAfter: RETRY_AFTER_S, cause: u });
+      throw unavailable(this.outage.describe(), u);
     }
-    if (this.outage) void this.recover();
+    if (this.outage.down) void this.recover();
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    if (this.outbox.size > 0 && !this.outage) await Promise.race([this.outbox.flush(this.inner, isTransient), new Promise((r) => setTimeout(r, CLOSE_FLUSH_MS).unref())]);
+    if (this.outbox.size > 0 && !this.outage.down) await Promise.race([this.outbox.flush(this.inner, isTransient), new Promise((r) => setTimeout(r, CLOSE_FLUSH_MS).unref())]);
     if (this.outbox.size > 0) this.logger.warn({ records: this.outbox.size }, 'records not written to the store: it is unreachable at shutdown');
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
@@ -500,7 +426,7 @@ async function pingWithin(store: Store, ms: number): Promise<void> {
     await Promise.race([
       store.ping(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TaasError('TAAS_STORE_UNAVAILABLE', `the store did not answer within ${ms} ms`, { retryAfter: RETRY_AFTER_S })), ms);
+        timer = setTimeout(() => reject(unavailable(`the store did not answer within ${ms} ms`)), ms);
       }),
     ]);
   } finally {
