@@ -130,6 +130,10 @@ export async function runOutage(
       expect(r.status).toBe(503);
       expect(await r.json()).toMatchObject({ errorCode: 'TAAS_STORE_UNAVAILABLE', errorMsg: expect.stringMatching(/unreachable for \d+ s/) });
       expect((await admin(n.daemon, '/healthz')).status).toBe(200);
+      // Admin writes are refused; admin reads that authenticate (this key) still work.
+      const w = await admin(n.daemon, '/api/entries', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ labels: ['oduring'] }) });
+      expect(w.status).toBe(503);
+      expect((await w.json()).errorCode).toBe('TAAS_STORE_UNAVAILABLE');
     }
     // Each node shows the others as last seen, marked stale (one node alone has no others).
     const during = await Promise.all(nodes.map((n) => directoryView(n)));
