@@ -15,7 +15,7 @@ import { openSecretBox, openStore, secretKeyFile } from './store/open.js';
 import { checkSecretKey, openWithKey } from './store/key-check.js';
 import type { SecretBox } from './store/secret-box.js';
 import { EntryService } from './entries/entry-service.js';
-import type { Store } from './store/types.js';
+import { ResilientStore } from './store/resilient-store.js';
 import { RelayTls } from './tls/relay-tls.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
@@ -30,6 +30,9 @@ import { attachEventLog } from './observe/event-log.js';
 
 /** How often a secret key check that found the store unreachable at start is tried again. */
 const KEY_RECHECK_MS = 2000;
+
+/** Documents read at start, so that they serve through a store outage: API keys (a scrape of /metrics needs one). */
+const PRELOADED_DOCS = ['apikeys'];
 
 /** After drainTimeout, how long closed pairings get to report their end (the engine is quick). */
 const DRAIN_CLOSE_WAIT_MS = 2000;
@@ -53,7 +56,7 @@ export class Daemon {
     private readonly live: LiveConfig,
     readonly configFile: string | null,
     readonly logger: Logger,
-    readonly store: Store,
+    readonly store: ResilientStore,
     readonly engine: RelayEngine,
     readonly relay: Relay,
     readonly auth: Authenticator,
@@ -75,20 +78,22 @@ export class Daemon {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
-    const store = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));
+    const raw = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));
     let keyChecked = true;
     try {
-      await checkSecretKey(store, box, secretKeyFile(config), { write: true });
+      await checkSecretKey(raw, box, secretKeyFile(config), { write: true });
     } catch (e) {
       // The store being away at start is not a mismatch: the late-Redis start still works, and
       // the check is made again until the store answers (recheckKey).
       if (!isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) {
-        await store.close();
+        await raw.close();
         throw e;
       }
       keyChecked = false;
       logger.warn({ err: oneLine(e) }, 'secret key not checked against the store: it is unreachable; checking again until it answers');
     }
+    // The daemon's store serves from what it knows through an outage of the real one (issue 17).
+    const store = await ResilientStore.open(raw, logger, { preloadDocs: PRELOADED_DOCS });
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
     const nodeId = config.nodeId ?? defaultNodeId(config);
@@ -128,7 +133,7 @@ export class Daemon {
     const attempt = async () => {
       this.keyRecheck = null;
       try {
-        await checkSecretKey(this.store, box, file, { write: true });
+        await checkSecretKey(this.store.inner, box, file, { write: true });
         this.logger.info('secret key checked against the store');
       } catch (e) {
         if (isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) {
@@ -143,6 +148,7 @@ export class Daemon {
   }
 
   private async wire(): Promise<void> {
+    // During a store outage the record waits in the store's outbox: only a fault is logged here.
     this.relay.on('pairing-end', (rec) => {
       this.store.addPairing(rec).catch((e) => this.logger.warn({ err: oneLine(e) }, 'pairing not recorded'));
     });
@@ -170,7 +176,8 @@ export class Daemon {
       draining: () => this.drainingFlag,
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
-    this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
+    // The directory talks to Redis itself: its view of other nodes is no entry to cache.
+    this.link = await NodeLink.open({ store: this.store.inner, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
     this.admin = await this.startAdmin();

@@ -18,6 +18,7 @@ import { parseRegistrarPath } from '../protocol/paths.js';
 import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
+import { FailureLog } from '../observe/failure-log.js';
 import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
 
 /** Where a label's responders live when not here (multi-node); null when nowhere. */
@@ -41,6 +42,8 @@ export interface RoutesDeps {
 const NO_RESPONDER_RETRY_S = 5;
 
 export class RegistrarRoutes extends EventEmitter {
+  private readonly failures = new FailureLog();
+
   constructor(private readonly d: RoutesDeps) {
     super();
   }
@@ -50,11 +53,18 @@ export class RegistrarRoutes extends EventEmitter {
       await this.route(req, res);
     } catch (e) {
       const err = isTaasError(e) ? e : new TaasError('TAAS_INTERNAL', 'internal error');
-      if (!isTaasError(e)) this.d.logger.error({ err: e }, 'registrar request failed');
-      else if (err.status >= 500) this.d.logger.warn({ code: err.code, msg: err.message }, 'registrar answered 5xx');
+      this.logFailure(e, err);
       if (!res.headersSent) sendError(res, err, e instanceof MethodNotAllowed ? { allow: e.allow } : {});
       else res.destroy();
     }
+  }
+
+  /** A 5xx in the log, at the level and within the budget of observe/failure-log.ts. */
+  private logFailure(e: unknown, err: TaasError): void {
+    if (err.status < 500) return;
+    const level = this.failures.level(err.code);
+    if (!isTaasError(e)) this.d.logger[level]({ err: e }, 'registrar request failed');
+    else this.d.logger[level]({ errorCode: err.code, errorMsg: err.message }, FailureLog.expected(err.code) ? 'registrar refused a request (5xx)' : 'registrar answered 5xx');
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

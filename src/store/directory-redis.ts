@@ -89,7 +89,17 @@ export class RedisDirectory implements Directory {
     this.sub = createClient(store.spec, SUBSCRIBER);
     this.sub.on('error', () => undefined);
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    this.client.on('ready', this.onReconnect);
   }
+
+  /**
+   * The command connection is back after an outage: advertise at once rather than at the next
+   * heartbeat (the record may have expired meanwhile, or Redis restarted empty), so the nodes'
+   * views agree again within moments of Redis's return.
+   */
+  private readonly onReconnect = (): void => {
+    if (this.heartbeat && !this.closed) void this.advertise().catch(() => undefined);
+  };
 
   private get ttlMs(): number {
     return Math.ceil(this.opts.heartbeatInterval * 3 * 1000);
@@ -286,6 +296,7 @@ export class RedisDirectory implements Directory {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.client.off('ready', this.onReconnect);
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     for (const settle of [...this.pending.values()]) settle(null);

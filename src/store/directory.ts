@@ -45,6 +45,8 @@ export interface LabelLiveState {
 export interface NodeLiveState {
   nodeId: string;
   labels: LabelLiveState[];
+  /** Set on other nodes' states while Redis is unreachable: their last known state, of that epoch ms. */
+  staleSince?: number;
 }
 
 /** A node with idle responders for the label asked about. */

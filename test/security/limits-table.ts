@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { SCHEMA, type Config } from '../../src/config/schema.js';
 import * as P from '../../src/protocol/limits.js';
 import * as R from '../../src/relay/constants.js';
+import { OUTBOX_LIMIT } from '../../src/store/outbox.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -132,6 +133,7 @@ export function fixedBoundsTable(): string {
     ['attempt log per ID', `${P.ATTEMPTS_PER_ID} records`, 'oldest dropped'],
     ['pairing history per label', `${P.PAIRINGS_PER_LABEL} records`, 'oldest dropped'],
     ['remembered request paths per label', `${R.PATHS_PER_LABEL}, ${R.PATH_TTL_MS / 1000} s`, 'oldest dropped'],
+    ['records waiting for the store during an outage', `${OUTBOX_LIMIT.toLocaleString('en')} (pairings and attempts)`, 'oldest dropped, counted in `taas_store_outbox_dropped_total`'],
   ];
   return ['| bound | value | when hit |', '|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
