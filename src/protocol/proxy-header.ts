@@ -46,7 +46,8 @@ function sameFamily(p: ProxyAddresses): { family: 4 | 6; src: string; dst: strin
   const src = unmap(p.clientAddress.replace(/%.*$/, ''));
   const dst = unmap(p.relayAddress.replace(/%.*$/, ''));
   if (net.isIPv4(src) && net.isIPv4(dst)) return { family: 4, src, dst };
-  const six = (a: string) => (net.isIPv4(a) ? `::ffff:${a}` : a);
+  // IPv6 in its shortest text: a long spelling ("0000:00:…") could push a v1 line past its 107 octets.
+  const six = (a: string) => (net.isIPv4(a) ? `::ffff:${a}` : net.isIPv6(a) ? new net.SocketAddress({ address: a, family: 'ipv6' }).address : a);
   return { family: 6, src: six(src), dst: six(dst) };
 }
 

@@ -108,6 +108,14 @@ describe('PROXY header parser: properties (10,000 cases each)', () => {
     );
   });
 
+  it('writes IPv6 in its shortest form, so a long spelling keeps a v1 line within 107 octets (a case fast-check found)', () => {
+    const src = '0000:00:000:0000:0000:00:100.100.10.100';
+    const dst = '0000:0000:0000:0000:0000:0000:100.100.100.0';
+    const line = formatProxyHeader('v1', { clientAddress: src, clientPort: 10000, relayAddress: dst, relayPort: 10000 });
+    expect(line.toString('latin1')).toBe('PROXY TCP6 ::100.100.10.100 ::100.100.100.0 10000 10000\r\n');
+    expect(parseProxyHeader(line).kind).toBe('header');
+  });
+
   it('round-trips every IPv4 and IPv6 address and port in both versions', () => {
     const addr = fc.oneof(
       fc.tuple(fc.ipV4(), fc.ipV4()),
