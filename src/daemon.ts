@@ -17,6 +17,7 @@ import type { SecretBox } from './store/secret-box.js';
 import { EntryService } from './entries/entry-service.js';
 import type { Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
+import { RegistrarAcme } from './tls/acme/registrar-acme.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
 import type { RelayEngine } from './relay/engine.js';
@@ -47,6 +48,8 @@ export class Daemon {
   private metrics: Metrics | null = null;
   private detachEventLog: (() => void) | null = null;
   private link: NodeLink | null = null;
+  /** The registrar's ACME certificate keeper (config `acme`), or null. */
+  private acme: RegistrarAcme | null = null;
 
   private constructor(
     /** The one live config: every part got its view; only reload() replaces it. */
@@ -109,7 +112,12 @@ export class Daemon {
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
     });
-    const registrar = new RegistrarServer(view, tls, routes, logger);
+    if (config.acme && !tls) {
+      await store.close();
+      throw new TaasError('TAAS_CONFIG_INVALID', 'config key acme: the registrar must speak HTTPS for ACME (TLS-ALPN-01); set generateCert true or give keyFile/certFile');
+    }
+    const acme = RegistrarAcme.create({ config: view, store, sealer: box, logger, nodeId });
+    const registrar = new RegistrarServer(view, tls, routes, logger, acme?.book ?? null);
     await registrar.listen();
     const entries = new EntryService(store, {
       config: view,
@@ -118,9 +126,18 @@ export class Daemon {
       peers: async () => (d?.link ? d.link.peers() : []),
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
+    if (acme) await d.startAcme(acme);
     await d.wire();
     if (!keyChecked) d.recheckKey(box, secretKeyFile(config), onFatal);
     return d;
+  }
+
+  /** The registrar's ACME certificate: each new one (stored, ordered, another node's) is swapped in. */
+  private async startAcme(acme: RegistrarAcme): Promise<void> {
+    this.acme = acme;
+    await acme.start((c, origin) => {
+      this.registrar.setTls(RelayTls.fromMaterial(this.config, c, `ACME (${origin}, until ${c.notAfter})`));
+    });
   }
 
   /** The start's secret key check, tried again until the store answers; a mismatch is fatal. */
@@ -282,7 +299,9 @@ export class Daemon {
     this.logger.level = next.logLevel;
     if (tls && this.tls) {
       this.tls = tls;
-      this.registrar.setTls(tls);
+      // The ACME certificate, once there is one, stays on the registrar across reloads.
+      const a = this.acme?.current;
+      this.registrar.setTls(a ? RelayTls.fromMaterial(next, a, 'ACME') : tls);
     }
     this.logger.info({ tls: tls?.source ?? 'none' }, 'configuration reloaded');
     return true;
@@ -292,6 +311,7 @@ export class Daemon {
     this.stopped = true;
     if (this.keyRecheck) clearTimeout(this.keyRecheck);
     this.unwatch?.();
+    await this.acme?.stop();
     await this.link?.close().catch(() => undefined);
     this.metrics?.close();
     this.detachEventLog?.();

@@ -84,6 +84,11 @@ export class RelayTls {
     return new RelayTls(config, writeRegistrarCert(config, keyFile, certFile), `${certFile} (generated)`);
   }
 
+  /** TLS from material obtained at run time (an ACME certificate and its key). */
+  static fromMaterial(config: Readonly<Config>, material: KeyAndCert, source: string): RelayTls {
+    return new RelayTls(config, material, source);
+  }
+
   /** SNI: a minted leaf for `LABEL.<namedServers>` when we are the CA; the registrar cert otherwise. */
   contextFor(servername: string): tls.SecureContext {
     const name = servername.toLowerCase();

@@ -1,0 +1,124 @@
+/**
+ * The registrar's certificate from a real ACME CA (pebble), through the real daemon: obtained
+ * by TLS-ALPN-01 on the registrar's own listener, its names following the entries, verified by
+ * curl trusting only pebble's issuing root; renewed and swapped without a restart; and, with
+ * Redis, a second node that picks up the stored certificate instead of ordering again.
+ */
+import crypto from 'node:crypto';
+import tls from 'node:tls';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { curl } from '../helpers/curl.js';
+import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
+import { freePort, LOOPBACK } from '../helpers/net.js';
+import { startPebble, type Pebble } from '../helpers/pebble.js';
+import { startRedis, type RedisProcess } from '../helpers/redis.js';
+
+const REGISTRAR = 'registrar.acme.test';
+const SERVERS = 'acme.test';
+
+/** curl trusting only pebble's issuing root, the name pinned to loopback: exit code and HTTP status. */
+async function curlVerified(name: string, port: number, rootFile: string): Promise<{ code: number | null; status: string; stderr: string }> {
+  const r = await curl(['--cacert', rootFile, '--resolve', `${name}:${port}:${LOOPBACK}`, '-o', '/dev/null', '-w', '%{http_code}', `https://${name}:${port}/`]);
+  return { code: r.code, status: r.stdout.toString(), stderr: r.stderr };
+}
+
+/** The certificate a TLS client is given for `name` (its serial and names). */
+function servedCert(port: number, name: string): Promise<crypto.X509Certificate> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: LOOPBACK, port, servername: name, rejectUnauthorized: false }, () => {
+      resolve(s.getPeerX509Certificate()!);
+      s.destroy();
+    });
+    s.on('error', reject);
+  });
+}
+
+function acmeConfig(pebble: Pebble, port: number, acme: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    taasPort: port,
+    namedRegistrar: REGISTRAR,
+    namedServers: SERVERS,
+    acme: { directoryUrl: pebble.directoryUrl, caFile: pebble.directoryCaFile, email: 'ops@acme.test', termsOfServiceAgreed: true, ...acme },
+  };
+}
+
+describe('registrar certificate from pebble (embedded store)', () => {
+  let pebble: Pebble;
+  let port: number;
+  let root: string;
+  beforeAll(async () => {
+    port = await freePort();
+    // An hour's validity: renewal can be made due seconds after issuance by renewBeforeDays.
+    pebble = await startPebble({ tlsPort: port, certificateValidity: 3600 });
+    root = await pebble.issuingRootFile();
+  }, 30_000);
+  afterEach(() => stopAll());
+  afterAll(() => pebble?.stop());
+
+  it('obtains it by TLS-ALPN-01, curl verifies the registrar name, and a new label is added to it', async () => {
+    const d: Daemon = await startDaemon(acmeConfig(pebble, port));
+    await d.proc.waitLog('ACME certificate obtained', 1, 60_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${pebble.logs()}`);
+    });
+    const r = await curlVerified(REGISTRAR, port, root);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.status).toBe('404'); // GET / on the registrar: verified TLS, then the registrar's own answer
+    // The self-signed generated certificate is not what is served any more.
+    expect((await servedCert(port, REGISTRAR)).issuer).not.toContain('taas-server relay CA');
+
+    // A label added to the entries: the certificate follows, without a restart.
+    await d.addEntry(['web']);
+    const second = await d.proc.waitLog('ACME certificate obtained', 2, 60_000);
+    expect(second.names).toEqual([REGISTRAR, `web.${SERVERS}`]);
+    const w = await curlVerified(`web.${SERVERS}`, port, root);
+    expect(w.code, w.stderr).toBe(0);
+    expect(w.status).toBe('503'); // no hidden server registered: the relay's answer, over a verified certificate
+    expect(d.proc.logs('taas-server ready')).toHaveLength(1);
+  }, 120_000);
+
+  it('renews before expiry and swaps the certificate without a restart', async () => {
+    // Due 3595 s before the end of an hour's validity: five seconds after issuance.
+    const d = await startDaemon(acmeConfig(pebble, port, { renewBeforeDays: 3595 / 86400, checkInterval: 2 }));
+    await d.proc.waitLog('ACME certificate obtained', 1, 60_000);
+    const before = await servedCert(port, REGISTRAR);
+    const renewed = await d.proc.waitLog('ACME certificate obtained', 2, 60_000);
+    expect(d.proc.logs('ACME order started')[1]?.reason).toBe('renewal due');
+    const after = await servedCert(port, REGISTRAR);
+    expect(after.serialNumber).not.toBe(before.serialNumber);
+    expect(new Date(after.validTo).getTime()).toBe(new Date(String(renewed.notAfter)).getTime());
+    const r = await curlVerified(REGISTRAR, port, root);
+    expect(r.code, r.stderr).toBe(0);
+    expect(d.proc.logs('taas-server ready')).toHaveLength(1); // the same process throughout
+  }, 120_000);
+});
+
+describe('registrar certificate shared between nodes (Redis)', () => {
+  let pebble: Pebble;
+  let redis: RedisProcess;
+  let portA: number;
+  let root: string;
+  beforeAll(async () => {
+    portA = await freePort();
+    [pebble, redis] = await Promise.all([startPebble({ tlsPort: portA }), startRedis()]);
+    root = await pebble.issuingRootFile();
+  }, 30_000);
+  afterEach(() => stopAll());
+  afterAll(async () => {
+    await pebble?.stop();
+    await redis?.stop();
+  });
+
+  it('a second node on the same Redis picks up the stored certificate instead of ordering again', async () => {
+    const a = await startDaemon({ ...acmeConfig(pebble, portA), redis: redis.url, nodeId: 'node-a' });
+    await a.proc.waitLog('ACME certificate obtained', 1, 60_000);
+    const portB = await freePort();
+    // Node B shares the store and the secret key (the certificate's key is sealed with it).
+    const b = await startDaemon({ ...acmeConfig(pebble, portB), redis: redis.url, nodeId: 'node-b', secretKeyFile: `${a.dataDir}/secret.key` });
+    await b.proc.waitLog('ACME certificate loaded', 1, 30_000);
+    expect(b.proc.logs('ACME order started')).toHaveLength(0);
+    const [certA, certB] = await Promise.all([servedCert(portA, REGISTRAR), servedCert(portB, REGISTRAR)]);
+    expect(certB.serialNumber).toBe(certA.serialNumber);
+    const r = await curlVerified(REGISTRAR, portB, root);
+    expect(r.code, r.stderr).toBe(0);
+  }, 120_000);
+});
