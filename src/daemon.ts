@@ -116,7 +116,7 @@ export class Daemon {
       await store.close();
       throw new TaasError('TAAS_CONFIG_INVALID', 'config key acme: the registrar must speak HTTPS for ACME (TLS-ALPN-01); set generateCert true or give keyFile/certFile');
     }
-    const acme = RegistrarAcme.create({ config: view, store, sealer: box, logger, nodeId });
+    const acme = RegistrarAcme.create({ config: view, store, sealer: box, logger, nodeId, fallbackKey: () => (d?.tls ?? tls)?.material.key ?? null });
     const registrar = new RegistrarServer(view, tls, routes, logger, acme?.book ?? null);
     await registrar.listen();
     const entries = new EntryService(store, {

@@ -25,6 +25,8 @@ export interface AgentOptions {
   pool: number;
   tls: boolean;
   serverFirst: boolean;
+  /** taas-agent --acme: the responders' TLS (certificate of the moment and ACME answers); implies TLS. */
+  acmeTls?: () => { secureContext: tls.SecureContext } & Partial<tls.TlsOptions>;
   /** Idle registrations older than this are replaced (NAT mappings, dead pool members). */
   recycleMs: number;
   retryBaseMs: number;
@@ -257,6 +259,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.emit('failure', { label, kind, ...(status !== undefined ? { status } : {}), waitMs });
   }
 
+  /** TLS for the next responder: --acme's certificate of the moment, --tls's, or none. */
+  private responderTls(): { tls: tls.SecureContext | null; tlsOptions?: Partial<tls.TlsOptions> } {
+    if (!this.opts.acmeTls) return { tls: this.secureContext };
+    const { secureContext, ...tlsOptions } = this.opts.acmeTls();
+    return { tls: secureContext, tlsOptions };
+  }
+
   private async establish(pool: LabelPool, relay: Endpoint, cookie: string | null): Promise<void> {
     const label = pool.label;
     const r = new Responder({
@@ -264,7 +273,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       relay,
       cookie,
       target: this.opts.target,
-      tls: this.secureContext,
+      ...this.responderTls(),
       serverFirst: this.opts.serverFirst,
       connectTimeoutMs: this.opts.connectTimeoutMs,
       keepAliveMs: this.opts.keepAliveMs,

@@ -26,6 +26,8 @@ export interface ResponderOptions {
   target: Endpoint;
   /** Terminate TLS on the relay connection with this context. */
   tls: tls.SecureContext | null;
+  /** Further server-side TLS options (taas-agent --acme: its ALPN and SNI answers). */
+  tlsOptions?: Partial<tls.TlsOptions>;
   /** Connect to the target as soon as the registration is established (SSH, SMTP banners). */
   serverFirst: boolean;
   connectTimeoutMs: number;
@@ -124,7 +126,7 @@ export class Responder extends EventEmitter {
   }
 
   private waitTls(relay: net.Socket, context: tls.SecureContext): void {
-    const secure = new tls.TLSSocket(relay, { isServer: true, secureContext: context, requestCert: false });
+    const secure = new tls.TLSSocket(relay, { isServer: true, secureContext: context, requestCert: false, ...this.opts.tlsOptions } as tls.TLSSocketOptions);
     this.secure = secure;
     this.closeOnIdleEnd(secure);
     this.target?.pause(); // a banner waits in the target socket until the client's TLS is up

@@ -4,7 +4,9 @@
  */
 import fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import path from 'node:path';
 import { Agent, AGENT_DEFAULTS } from '../agent/agent.js';
+import { AgentAcme, LETS_ENCRYPT } from '../agent/acme.js';
 import { agentLogger } from '../agent/log.js';
 import { oneLine } from '../errors.js';
 import { parseAgentFile, parseEndpoint, type AgentFile } from '../protocol/index.js';
@@ -33,6 +35,24 @@ function secondsIn(lo: number, hi: number) {
   };
 }
 
+function dnsName(v: string) {
+  if (!/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(v)) throw new InvalidArgumentError('expected a DNS name, e.g. example.com');
+  return v.toLowerCase();
+}
+
+function httpsUrl(v: string) {
+  if (!/^https:\/\/[^\s/]+/.test(v)) throw new InvalidArgumentError('expected an https:// URL');
+  return v;
+}
+
+function daysIn(lo: number, hi: number) {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < lo || n > hi) throw new InvalidArgumentError(`expected days ${lo}..${hi}`);
+    return n;
+  };
+}
+
 function collect(v: string, prev: string[] = []) {
   return [...prev, v.toLowerCase()];
 }
@@ -44,6 +64,13 @@ interface Flags {
   label?: string[];
   tls?: boolean;
   serverFirst?: boolean;
+  acme?: boolean;
+  acmeDomain?: string;
+  acmeDirectory: string;
+  acmeEmail?: string;
+  acmeCaFile?: string;
+  acmeDir?: string;
+  acmeRenewBefore: number;
   recycle: number;
   retryMax: number;
   drain: number;
@@ -58,6 +85,13 @@ function program(): Command {
     .option('-p, --pool <n>', 'registrations kept open per label', intIn(1, 1000), AGENT_DEFAULTS.pool)
     .option('-l, --label <label>', 'label to register (repeatable; default: every label in the file)', collect)
     .option('--tls', 'terminate TLS here with the certificate from the agent file and forward plaintext to the target')
+    .option('--acme', "obtain a public certificate for LABEL.<--acme-domain> from an ACME CA (TLS-ALPN-01 through the relay; you agree to the CA's terms) and terminate TLS with it, as --tls does")
+    .option('--acme-domain <name>', "the relay's namedServers: the certificate is for LABEL.<name> (needed with --acme)", dnsName)
+    .option('--acme-directory <url>', 'ACME directory URL', httpsUrl, LETS_ENCRYPT)
+    .option('--acme-email <address>', 'contact address for the ACME account')
+    .option('--acme-ca-file <file>', "PEM file trusted for the ACME directory's HTTPS (a private CA)")
+    .option('--acme-dir <dir>', 'where the ACME account key, certificate and key are kept (mode 0600; default: <agent file>.acme)')
+    .option('--acme-renew-before <days>', 'renew this many days before expiry', daysIn(0, 365), 30)
     .option('--server-first', 'connect to the target as soon as a registration is open, so its banner (SSH, SMTP) is waiting for the client')
     .option('--recycle <seconds>', 'replace idle registrations older than this', secondsIn(1, 86400), AGENT_DEFAULTS.recycleMs / 1000)
     .option('--retry-max <seconds>', 'cap of the exponential backoff while the relay is down or refusing', secondsIn(1, 3600), AGENT_DEFAULTS.retryCapMs / 1000)
@@ -85,15 +119,33 @@ export async function main(argv: string[]): Promise<void> {
   let agent: Agent;
   let file: AgentFile;
   const log = agentLogger(f.logLevel);
+  let acme: AgentAcme | null = null;
   try {
     file = parseAgentFile(text, f.config);
+    if (f.acme && !f.acmeDomain) die('--acme needs --acme-domain (the relay\'s namedServers, e.g. relay.example.com)');
+    if (f.acme && f.acmeCaFile && !fs.existsSync(f.acmeCaFile)) die(`cannot read --acme-ca-file ${f.acmeCaFile}: no such file`);
+    const labels = f.label ?? file.labels;
+    if (f.acme) {
+      acme = new AgentAcme({
+        directoryUrl: f.acmeDirectory,
+        email: f.acmeEmail,
+        caFile: f.acmeCaFile,
+        names: labels.map((l) => `${l}.${f.acmeDomain}`),
+        dir: path.resolve(f.acmeDir ?? `${f.config}.acme`),
+        renewBeforeDays: f.acmeRenewBefore,
+        checkInterval: 3600,
+        log,
+      });
+    }
+    const acmeTls = acme ? () => acme!.responderTls() : undefined;
     agent = new Agent({
       ...AGENT_DEFAULTS,
       file,
       target: f.target,
-      labels: f.label ?? file.labels,
+      labels,
       pool: f.pool,
-      tls: f.tls === true,
+      tls: f.tls === true && !acme,
+      acmeTls,
       serverFirst: f.serverFirst === true,
       recycleMs: f.recycle * 1000,
       retryCapMs: Math.max(AGENT_DEFAULTS.retryBaseMs, f.retryMax * 1000),
@@ -109,6 +161,7 @@ export async function main(argv: string[]): Promise<void> {
     stopping = true;
     log.info({ signal: sig }, 'stopping');
     const exit = (code: number) => log.flush(() => process.exit(code)); // the logger writes asynchronously
+    acme?.stop();
     agent.stop(f.drain * 1000).then(
       () => {
         log.info('stopped');
@@ -122,6 +175,8 @@ export async function main(argv: string[]): Promise<void> {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
-  log.info({ id: file.id, labels: agent.pools.map((p) => p.label), pool: f.pool, target: `${f.target.host}:${f.target.port}`, tls: f.tls === true, serverFirst: f.serverFirst === true }, 'starting');
+  log.info({ id: file.id, labels: agent.pools.map((p) => p.label), pool: f.pool, target: `${f.target.host}:${f.target.port}`, tls: f.tls === true || acme !== null, acme: acme ? f.acmeDirectory : undefined, serverFirst: f.serverFirst === true }, 'starting');
   agent.start();
+  // The CA's validation reaches the agent through its registrations: ordering starts alongside.
+  acme?.start().catch((e: unknown) => log.error({ err: oneLine(e) }, 'ACME certificate keeping stopped'));
 }

@@ -25,7 +25,7 @@ const LAYERS: Record<string, readonly string[]> = {
   registrar: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'relay'],
   cluster: ['errors', 'config', 'protocol', 'observe', 'store', 'relay'],
   admin: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries'],
-  agent: ['errors', 'util', 'config', 'protocol', 'observe', 'auth'],
+  agent: ['errors', 'util', 'config', 'protocol', 'observe', 'auth', 'tls'],
   daemon: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'registrar', 'cluster', 'admin'],
   cli: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'admin', 'agent'],
 };

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { AcmeChallenge } from '../../config/schema.js';
 import { TaasError, oneLine } from '../../errors.js';
 import type { ChallengeBook } from './challenges.js';
-import { orderCertificate, newAccountKey, type IssuedCertificate } from './order.js';
+import { orderCertificate, newAccountKey, type IssuedCertificate, type KeyType } from './order.js';
 import type { AcmeStorage } from './storage.js';
 
 export interface KeeperSettings {
@@ -38,6 +38,8 @@ export interface KeeperOptions {
   /** The node ordering, in the lock document. */
   holder: string;
   onCertificate: (c: IssuedCertificate, origin: CertificateOrigin) => void;
+  /** The key type the listener serves by default now (see OrderRequest.challengeKeyType). */
+  challengeKeyType: () => KeyType;
 }
 
 /** A failed order is tried again after a minute, doubling, at most every checkInterval (CA rate limits). */
@@ -161,6 +163,7 @@ export class CertificateKeeper {
         names,
         challenge: s.challenge,
         dns01Hook: s.dns01Hook,
+        challengeKeyType: this.opts.challengeKeyType(),
         book: this.opts.book,
         note: (msg, fields) => log.debug({ subject: this.opts.subject, ...fields }, msg),
       });

@@ -5,6 +5,7 @@
  * issued chain. The CA does the validating; acme-client's own pre-check (which would dial the
  * names on port 443/80 from here) is skipped.
  */
+import crypto from 'node:crypto';
 import https from 'node:https';
 import tls from 'node:tls';
 import acme from 'acme-client';
@@ -23,6 +24,13 @@ export interface OrderRequest {
   challenge: AcmeChallenge;
   book: ChallengeBook;
   dns01Hook?: string;
+  /**
+   * The key type of the certificate the listener serves by default. The challenge certificate
+   * must be of the same type: Node installs an SNI context's certificate beside the one the
+   * handshake started with (OpenSSL keeps one per key type), and a validator preferring the
+   * other type (Go's crypto/tls lists RSA-PSS first) would be given the usual certificate.
+   */
+  challengeKeyType?: KeyType;
   /** Told of each step, for the log. */
   note?: (msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -40,6 +48,13 @@ export interface IssuedCertificate {
  * seconds), backing off to ten, a dozen times: about two minutes before the order is given up.
  */
 const BACKOFF = { backoffAttempts: 12, backoffMin: 1000, backoffMax: 10_000 };
+
+export type KeyType = 'rsa' | 'ec';
+
+/** The type of a PEM private key, as far as the challenge certificate must follow it. */
+export function keyTypeOf(keyPem: string): KeyType {
+  return crypto.createPrivateKey(keyPem).asymmetricKeyType === 'rsa' ? 'rsa' : 'ec';
+}
 
 /** A new account key (ECDSA P-256: small JWS signatures, accepted by every ACME CA). */
 export async function newAccountKey(): Promise<string> {
@@ -62,7 +77,7 @@ export async function orderCertificate(req: OrderRequest): Promise<IssuedCertifi
   const key = await acme.crypto.createPrivateEcdsaKey('P-256');
   const first = req.names.find((n) => !n.startsWith('*.') && n.length <= 64);
   const [, csr] = await acme.crypto.createCsr({ altNames: req.names, ...(first ? { commonName: first } : {}) }, key);
-  const alpnKey = await acme.crypto.createPrivateEcdsaKey('P-256');
+  const alpnKey = req.challengeKeyType === 'rsa' ? await acme.crypto.createPrivateRsaKey(2048) : await acme.crypto.createPrivateEcdsaKey('P-256');
   const note = req.note ?? (() => undefined);
   try {
     const cert = await client.auto({

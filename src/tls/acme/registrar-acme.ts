@@ -13,7 +13,7 @@ import { ChallengeBook, type DocStore } from './challenges.js';
 import { Http01Server } from './http01.js';
 import { CertificateKeeper, type CertificateOrigin } from './keeper.js';
 import { registrarAcmeNames, type NamedEntry } from './names.js';
-import type { IssuedCertificate } from './order.js';
+import { keyTypeOf, type IssuedCertificate } from './order.js';
 import { AcmeStorage, type Sealer } from './storage.js';
 
 export interface RegistrarAcmeDeps {
@@ -22,6 +22,8 @@ export interface RegistrarAcmeDeps {
   sealer: Sealer;
   logger: Logger;
   nodeId: string;
+  /** The key of the certificate the registrar serves when it has no ACME one (generated or configured). */
+  fallbackKey: () => string | null;
 }
 
 export class RegistrarAcme {
@@ -50,6 +52,10 @@ export class RegistrarAcme {
       log: deps.logger,
       holder: deps.nodeId,
       onCertificate: (c, origin) => this.onCertificate(c, origin),
+      challengeKeyType: () => {
+        const key = this.keeper.current?.key ?? deps.fallbackKey();
+        return key ? keyTypeOf(key) : 'ec';
+      },
     });
   }
 
