@@ -5,10 +5,12 @@
  * Redis, a second node that picks up the stored certificate instead of ordering again.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../helpers/curl.js';
-import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
+import { startDaemon, stopAll, tempDir, type Daemon } from '../helpers/daemon.js';
 import { freePort, LOOPBACK } from '../helpers/net.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
@@ -45,11 +47,12 @@ function acmeConfig(pebble: Pebble, port: number, acme: Record<string, unknown> 
 describe('registrar certificate from pebble (embedded store)', () => {
   let pebble: Pebble;
   let port: number;
+  let httpPort: number;
   let root: string;
   beforeAll(async () => {
-    port = await freePort();
+    [port, httpPort] = await Promise.all([freePort(), freePort()]);
     // An hour's validity: renewal can be made due seconds after issuance by renewBeforeDays.
-    pebble = await startPebble({ tlsPort: port, certificateValidity: 3600 });
+    pebble = await startPebble({ tlsPort: port, httpPort, certificateValidity: 3600 });
     root = await pebble.issuingRootFile();
   }, 30_000);
   afterEach(() => stopAll());
@@ -89,6 +92,38 @@ describe('registrar certificate from pebble (embedded store)', () => {
     const r = await curlVerified(REGISTRAR, port, root);
     expect(r.code, r.stderr).toBe(0);
     expect(d.proc.logs('taas-server ready')).toHaveLength(1); // the same process throughout
+  }, 120_000);
+
+  it('proves the names by HTTP-01 on its own plain-HTTP listener when configured', async () => {
+    const d = await startDaemon(acmeConfig(pebble, port, { challenge: 'http-01', http01Port: httpPort }));
+    await d.proc.waitLog('ACME HTTP-01 listener ready', 1, 30_000);
+    await d.proc.waitLog('ACME certificate obtained', 1, 60_000);
+    expect(d.proc.logs('ACME order started')[0]?.challenge).toBe('http-01');
+    const r = await curlVerified(REGISTRAR, port, root);
+    expect(r.code, r.stderr).toBe(0);
+  }, 120_000);
+
+  it('gets a wildcard for the labels through the DNS-01 hook (pebble-challtestsrv as the DNS provider)', async () => {
+    const hook = path.join(tempDir(), 'dns01-hook.sh');
+    // The operator's hook, here talking to challtestsrv's management API instead of a DNS provider.
+    fs.writeFileSync(
+      hook,
+      `#!/bin/sh
+set -e
+case "$1" in
+  add) curl -sSf -X POST -d "{\\"host\\":\\"$2.\\",\\"value\\":\\"$3\\"}" ${pebble.challtestUrl}/set-txt ;;
+  remove) curl -sSf -X POST -d "{\\"host\\":\\"$2.\\"}" ${pebble.challtestUrl}/clear-txt ;;
+  *) echo "unknown action $1" >&2; exit 2 ;;
+esac
+`,
+      { mode: 0o700 },
+    );
+    const d = await startDaemon(acmeConfig(pebble, port, { challenge: 'dns-01', dns01Hook: hook, wildcard: true }));
+    const got = await d.proc.waitLog('ACME certificate obtained', 1, 60_000);
+    expect(got.names).toEqual([REGISTRAR, `*.${SERVERS}`]);
+    const r = await curlVerified(`anything.${SERVERS}`, port, root);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.status).toBe('404'); // not a label: the relay's answer, over the verified wildcard
   }, 120_000);
 });
 

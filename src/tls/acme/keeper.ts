@@ -120,7 +120,7 @@ export class CertificateKeeper {
       this.failures = 0;
     } catch (e) {
       this.failures++;
-      log.warn({ subject: this.opts.subject, code: e instanceof TaasError ? e.code : undefined, err: oneLine(e), retryInMs: this.nextDelay() }, 'ACME certificate not obtained');
+      log.warn({ subject: this.opts.subject, errorCode: e instanceof TaasError ? e.code : undefined, err: oneLine(e), retryInMs: this.nextDelay() }, 'ACME certificate not obtained');
     }
   }
 
@@ -177,7 +177,7 @@ export class CertificateKeeper {
 
   /** Takes the stored certificate when it is newer than the one in use. */
   private async adoptStored(origin: CertificateOrigin): Promise<void> {
-    const stored = await this.opts.storage.loadCert((e) => this.opts.log.warn({ subject: this.opts.subject, code: e.code, err: e.message }, 'stored ACME certificate unusable; ordering a new one'));
+    const stored = await this.opts.storage.loadCert((e) => this.opts.log.warn({ subject: this.opts.subject, errorCode: e.code, err: e.message }, 'stored ACME certificate unusable; ordering a new one'));
     if (!stored || Date.parse(stored.notAfter) <= Date.now()) return;
     if (this.cert && (stored.cert === this.cert.cert || Date.parse(stored.notAfter) <= Date.parse(this.cert.notAfter))) return;
     this.opts.storage.keepLocally(stored);
