@@ -52,7 +52,7 @@ const SWITCHES: Partial<Record<keyof Config, string>> = {
 /** Config keys that bound nothing an attacker controls. */
 export const NOT_LIMITS: readonly (keyof Config)[] = [
   'taasHost', 'taasPort', 'namedRegistrar', 'namedServers', 'keyFile', 'certFile', 'keyData', 'crtData', 'redis', 'dataDir',
-  'advertiseHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive',
+  'advertiseHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive', 'acme',
 ];
 
 export const LISTED: readonly (keyof Config)[] = [...Object.keys(WHEN_HIT), ...Object.keys(SWITCHES)] as (keyof Config)[];
