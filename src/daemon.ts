@@ -18,6 +18,7 @@ import { EntryService } from './entries/entry-service.js';
 import type { Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
 import { RegistrarAcme } from './tls/acme/registrar-acme.js';
+import { storedAcmeRoot } from './tls/acme/issuer-root.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
 import type { RelayEngine } from './relay/engine.js';
@@ -137,6 +138,8 @@ export class Daemon {
     this.acme = acme;
     await acme.start((c, origin) => {
       this.registrar.setTls(RelayTls.fromMaterial(this.config, c, `ACME (${origin}, until ${c.notAfter})`));
+      // Agent files written from now on also pin this certificate's root.
+      this.tls = this.tls?.withTrust(storedAcmeRoot(this.config, c.cert)) ?? null;
     });
   }
 

@@ -40,6 +40,8 @@ export interface AcmeOptions {
   termsOfServiceAgreed: boolean;
   /** PEM file of a private CA behind the directory's HTTPS (pebble, an in-house CA); public roots otherwise. */
   caFile?: string;
+  /** PEM file of the root the CA's certificates chain to, when it is not a public root: agent files carry it. */
+  rootFile?: string;
   /** How names are proved: tls-alpn-01 on the registrar port (default), http-01 on http01Port, dns-01 by dns01Hook. */
   challenge: AcmeChallenge;
   /** Port of the plain-HTTP listener that answers HTTP-01 (80 on a VPS); none when unset. */
@@ -362,6 +364,7 @@ const ACME_SCHEMA: Record<keyof AcmeOptions, KeySpec> = {
   email: { kind: 'string' },
   termsOfServiceAgreed: { kind: 'bool', default: false },
   caFile: { kind: 'string' },
+  rootFile: { kind: 'string' },
   challenge: { kind: 'enum', values: CHALLENGES, default: 'tls-alpn-01' },
   http01Port: { kind: 'port' },
   dns01Hook: { kind: 'string' },

@@ -10,7 +10,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../helpers/curl.js';
-import { startDaemon, stopAll, tempDir, type Daemon } from '../helpers/daemon.js';
+import { startAgent, startDaemon, stopAll, tempDir, type Daemon } from '../helpers/daemon.js';
 import { freePort, LOOPBACK } from '../helpers/net.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
@@ -44,6 +44,9 @@ function acmeConfig(pebble: Pebble, port: number, acme: Record<string, unknown> 
   };
 }
 
+/** pebble's issuing root is no public root: agent files get it through acme.rootFile. */
+const withRoot = (rootFile: string, acme: Record<string, unknown> = {}) => ({ rootFile, ...acme });
+
 describe('registrar certificate from pebble (embedded store)', () => {
   let pebble: Pebble;
   let port: number;
@@ -59,7 +62,7 @@ describe('registrar certificate from pebble (embedded store)', () => {
   afterAll(() => pebble?.stop());
 
   it('obtains it by TLS-ALPN-01, curl verifies the registrar name, and a new label is added to it', async () => {
-    const d: Daemon = await startDaemon(acmeConfig(pebble, port));
+    const d: Daemon = await startDaemon(acmeConfig(pebble, port, withRoot(root)));
     await d.proc.waitLog('ACME certificate obtained', 1, 60_000).catch((e: Error) => {
       throw new Error(`${e.message}\n${pebble.logs()}`);
     });
@@ -77,6 +80,11 @@ describe('registrar certificate from pebble (embedded store)', () => {
     expect(w.code, w.stderr).toBe(0);
     expect(w.status).toBe('503'); // no hidden server registered: the relay's answer, over a verified certificate
     expect(d.proc.logs('taas-server ready')).toHaveLength(1);
+
+    // An agent file written now pins the ACME certificate's root too: the agent registers over it.
+    const agentFile = await d.addEntry(['app']);
+    expect(JSON.parse(fs.readFileSync(agentFile, 'utf8')).ca).toContain(fs.readFileSync(root, 'utf8').trim().split('\n')[1]);
+    await startAgent(agentFile, `${LOOPBACK}:9`, [], { pool: 1 });
   }, 120_000);
 
   it('renews before expiry and swaps the certificate without a restart', async () => {

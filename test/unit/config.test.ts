@@ -81,7 +81,7 @@ describe('config validation', () => {
   });
   it('fills acme defaults, takes TAAS_ACME as JSON, and wants a DNS name for the registrar', () => {
     expect(validate({ acme: ACME }).acme).toEqual({ ...ACME, challenge: 'tls-alpn-01', wildcard: false, names: [], renewBeforeDays: 30, checkInterval: 3600 });
-    const full = { ...ACME, email: 'ops@example.com', caFile: '/ca.pem', challenge: 'dns-01', dns01Hook: '/hook', wildcard: true, http01Port: 80, names: ['Extra.Example'], renewBeforeDays: 20, checkInterval: 60 };
+    const full = { ...ACME, email: 'ops@example.com', caFile: '/ca.pem', rootFile: '/root.pem', challenge: 'dns-01', dns01Hook: '/hook', wildcard: true, http01Port: 80, names: ['Extra.Example'], renewBeforeDays: 20, checkInterval: 60 };
     expect(validate({ acme: full }).acme).toEqual({ ...full, names: ['extra.example'] });
     expect(validate({ acme: JSON.stringify(ACME) }).acme?.directoryUrl).toBe(ACME.directoryUrl);
     expect(() => validate({ acme: 'nope' })).toThrow(/config key acme: "nope" is not allowed/);
