@@ -10,6 +10,7 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acmeTlsHandlers, selectHttp11 } from '../../src/tls/acme/alpn.js';
 import { ChallengeBook } from '../../src/tls/acme/challenges.js';
+import { issuingRoot } from '../../src/tls/acme/issuer-root.js';
 import { newAccountKey, orderCertificate } from '../../src/tls/acme/order.js';
 import { makeRegistrarCert } from '../../src/tls/certs.js';
 import { closeServer, freePort, listen, LOOPBACK } from '../helpers/net.js';
@@ -120,5 +121,8 @@ describe('an ACME order against pebble, answered by TLS-ALPN-01', () => {
     expect(leaf.verify(inter.publicKey)).toBe(true);
     expect(inter.verify(root.publicKey)).toBe(true);
     expect(crypto.createPrivateKey(issued.key).asymmetricKeyType).toBe('ec');
+    // Agent files need that root: found among the given roots, not among Node's public ones.
+    expect(issuingRoot(issued.cert, `${usual.cert}\n${await pebble.issuingRoot()}`)).toBe(root.toString());
+    expect(issuingRoot(issued.cert)).toBeNull();
   }, 60_000);
 });
