@@ -142,26 +142,46 @@ describe('registrar certificate shared between nodes (Redis)', () => {
   let root: string;
   beforeAll(async () => {
     portA = await freePort();
-    [pebble, redis] = await Promise.all([startPebble({ tlsPort: portA }), startRedis()]);
+    [pebble, redis] = await Promise.all([startPebble({ tlsPort: portA, certificateValidity: 3600 }), startRedis()]);
     root = await pebble.issuingRootFile();
   }, 30_000);
-  afterEach(() => stopAll());
+  afterEach(async () => {
+    await stopAll();
+    redis.cli('FLUSHALL'); // each test's nodes have their own secret key
+  });
   afterAll(async () => {
     await pebble?.stop();
     await redis?.stop();
   });
 
   it('a second node on the same Redis picks up the stored certificate instead of ordering again', async () => {
-    const a = await startDaemon({ ...acmeConfig(pebble, portA), redis: redis.url, nodeId: 'node-a' });
+    // renewBeforeDays 0: an hour's certificate is not due during the test.
+    const a = await startDaemon({ ...acmeConfig(pebble, portA, { renewBeforeDays: 0 }), redis: redis.url, nodeId: 'node-a' });
     await a.proc.waitLog('ACME certificate obtained', 1, 60_000);
     const portB = await freePort();
     // Node B shares the store and the secret key (the certificate's key is sealed with it).
-    const b = await startDaemon({ ...acmeConfig(pebble, portB), redis: redis.url, nodeId: 'node-b', secretKeyFile: `${a.dataDir}/secret.key` });
+    const b = await startDaemon({ ...acmeConfig(pebble, portB, { renewBeforeDays: 0 }), redis: redis.url, nodeId: 'node-b', secretKeyFile: `${a.dataDir}/secret.key` });
     await b.proc.waitLog('ACME certificate loaded', 1, 30_000);
     expect(b.proc.logs('ACME order started')).toHaveLength(0);
     const [certA, certB] = await Promise.all([servedCert(portA, REGISTRAR), servedCert(portB, REGISTRAR)]);
     expect(certB.serialNumber).toBe(certA.serialNumber);
     const r = await curlVerified(REGISTRAR, portB, root);
     expect(r.code, r.stderr).toBe(0);
+  }, 120_000);
+
+  it('a renewal made by one node is picked up and served by the other without a restart', async () => {
+    // Node A renews five seconds after each issuance; node B would renew only at expiry, an hour away.
+    const a = await startDaemon({ ...acmeConfig(pebble, portA, { renewBeforeDays: 3595 / 86400, checkInterval: 2 }), redis: redis.url, nodeId: 'node-a' });
+    await a.proc.waitLog('ACME certificate obtained', 1, 60_000);
+    const portB = await freePort();
+    const b = await startDaemon({ ...acmeConfig(pebble, portB, { renewBeforeDays: 0, checkInterval: 1 }), redis: redis.url, nodeId: 'node-b', secretKeyFile: `${a.dataDir}/secret.key` });
+    const loaded = await b.proc.waitLog('ACME certificate loaded', 1, 30_000);
+    const renewed = await a.proc.waitLog('ACME certificate obtained', 2, 60_000);
+    expect(renewed.notAfter).not.toBe(loaded.notAfter);
+    const picked = await b.proc.waitLog('ACME certificate picked up from the store', 1, 30_000, { notAfter: renewed.notAfter });
+    expect(picked.names).toEqual([REGISTRAR]);
+    expect(b.proc.logs('ACME order started')).toHaveLength(0);
+    expect(new Date((await servedCert(portB, REGISTRAR)).validTo).getTime()).toBe(new Date(String(renewed.notAfter)).getTime());
+    expect(b.proc.logs('taas-server ready')).toHaveLength(1);
   }, 120_000);
 });
