@@ -19,6 +19,7 @@ import type { Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
 import { RegistrarAcme } from './tls/acme/registrar-acme.js';
 import { storedAcmeRoot } from './tls/acme/issuer-root.js';
+import { checkAcmeFiles } from './tls/acme/files-check.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
 import type { RelayEngine } from './relay/engine.js';
@@ -77,6 +78,7 @@ export class Daemon {
    */
   static async start(config: Readonly<Config>, configFile: string | null, logger: Logger, onFatal?: (e: TaasError) => void): Promise<Daemon> {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    checkAcmeFiles(config);
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
     const store = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));

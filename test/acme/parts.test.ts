@@ -18,6 +18,7 @@ import { MAX_ACME_NAMES, registrarAcmeNames } from '../../src/tls/acme/names.js'
 import { AcmeStorage } from '../../src/tls/acme/storage.js';
 import { makeRegistrarCert } from '../../src/tls/certs.js';
 import { curl } from '../helpers/curl.js';
+import { run } from '../helpers/daemon.js';
 import { LOOPBACK } from '../helpers/net.js';
 
 const ACME = { directoryUrl: 'https://acme.example/dir', termsOfServiceAgreed: true };
@@ -124,4 +125,23 @@ describe('challenges and certificates through the store', () => {
     await a.unlock();
     expect(await b.lock('node-b')).toBe(true);
   });
+});
+
+describe('acme files at start', () => {
+  it('config check and start name an unreadable acme.caFile and a hook that cannot run, in one line', async () => {
+    const dir = tmp();
+    const file = path.join(dir, 'config.json');
+    const write = (acme: Record<string, unknown>) => fs.writeFileSync(file, JSON.stringify({ dataDir: path.join(dir, 'data'), namedRegistrar: 'relay.example.com', taasPort: 0, adminPort: 0, acme: { ...ACME, ...acme } }));
+    write({ caFile: path.join(dir, 'missing.pem') });
+    const check = await run('server', ['config', 'check', '--config', file]);
+    expect(check.code).not.toBe(0);
+    expect(check.stderr.trim().split('\n')).toEqual([`taas-server: config key acme.caFile: ${path.join(dir, 'missing.pem')} cannot be read (ENOENT)`]);
+    const hook = path.join(dir, 'hook.sh');
+    fs.writeFileSync(hook, '#!/bin/sh\n', { mode: 0o600 });
+    write({ challenge: 'dns-01', dns01Hook: hook });
+    const start = await run('server', ['start', '--config', file]);
+    expect(start.code).not.toBe(0);
+    expect(start.stderr).toContain(`config key acme.dns01Hook: ${hook} cannot be run (EACCES)`);
+    expect(start.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  }, 30_000);
 });
