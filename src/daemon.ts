@@ -190,6 +190,7 @@ export class Daemon {
       engine: this.engine.name,
       config: this.live.view,
       draining: () => this.drainingFlag,
+      ...(this.acme ? { acmeNotAfter: () => this.acme?.current?.notAfter ?? null } : {}),
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
     this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });

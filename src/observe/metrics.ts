@@ -25,6 +25,8 @@ export interface MetricsDeps {
   engine: string;
   config: ConfigView;
   draining: () => boolean;
+  /** With config `acme`: the expiry (ISO) of the registrar's ACME certificate, null before the first. */
+  acmeNotAfter?: () => string | null;
 }
 
 /**
@@ -77,6 +79,18 @@ export function createMetrics(d: MetricsDeps): Metrics {
   perLabel('taas_waiting_clients', 'Mobile clients waiting for an idle responder', (s) => s.waiting);
   new Gauge({ name: 'taas_active_pairings', help: 'Pairings copying octets now', registers, collect() { this.set(d.relay.activePairings); } });
   new Gauge({ name: 'taas_open_ports', help: 'Relay ports open now (allocated and client ports)', registers, collect() { this.set(d.relay.openPorts); } });
+  if (d.acmeNotAfter) {
+    const notAfter = d.acmeNotAfter;
+    new Gauge({
+      name: 'taas_acme_certificate_not_after_seconds',
+      help: "Unix time at which the registrar's ACME certificate expires; 0 before the first is obtained",
+      registers,
+      collect() {
+        const t = notAfter();
+        this.set(t ? Date.parse(t) / 1000 : 0);
+      },
+    });
+  }
   new Gauge({ name: 'taas_draining', help: '1 while the daemon drains (SIGTERM received)', registers, collect() { this.set(d.draining() ? 1 : 0); } });
   new Gauge({
     name: 'taas_store_up',

@@ -10,6 +10,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { curl } from '../helpers/curl.js';
+import { metrics } from '../ops/util.js';
 import { startAgent, startDaemon, stopAll, tempDir, type Daemon } from '../helpers/daemon.js';
 import { freePort, LOOPBACK } from '../helpers/net.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
@@ -94,6 +95,8 @@ describe('registrar certificate from pebble (embedded store)', () => {
     const before = await servedCert(port, REGISTRAR);
     const renewed = await d.proc.waitLog('ACME certificate obtained', 2, 60_000);
     expect(d.proc.logs('ACME order started')[1]?.reason).toBe('renewal due');
+    // The expiry an operator alerts on follows the renewal.
+    expect((await metrics(d)).get('taas_acme_certificate_not_after_seconds')).toBe(Date.parse(String(renewed.notAfter)) / 1000);
     const after = await servedCert(port, REGISTRAR);
     expect(after.serialNumber).not.toBe(before.serialNumber);
     expect(new Date(after.validTo).getTime()).toBe(new Date(String(renewed.notAfter)).getTime());
