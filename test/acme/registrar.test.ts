@@ -15,6 +15,7 @@ import { startAgent, startDaemon, stopAll, tempDir, type Daemon } from '../helpe
 import { freePort, LOOPBACK } from '../helpers/net.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
+import { SecretBox } from '../../src/store/secret-box.js';
 
 const REGISTRAR = 'registrar.acme.test';
 const SERVERS = 'acme.test';
@@ -170,6 +171,22 @@ describe('registrar certificate shared between nodes (Redis)', () => {
     expect(certB.serialNumber).toBe(certA.serialNumber);
     const r = await curlVerified(REGISTRAR, portB, root);
     expect(r.code, r.stderr).toBe(0);
+  }, 120_000);
+
+  it('two nodes starting together order once: the lock lets one order, the other adopts its certificate', async () => {
+    const secretKeyFile = path.join(tempDir(), 'secret.key');
+    SecretBox.fromFile(secretKeyFile); // one key for both nodes, made before either starts
+    const portB = await freePort();
+    const node = (port: number, nodeId: string) => startDaemon({ ...acmeConfig(pebble, port, { renewBeforeDays: 0, checkInterval: 1 }), redis: redis.url, nodeId, secretKeyFile });
+    // pebble validates at A's port only: if B wins the lock, A answers B's challenge from the store.
+    const [a, b] = await Promise.all([node(portA, 'node-a'), node(portB, 'node-b')]);
+    const ready = (p: Daemon) => p.proc.until(() => p.proc.lines.some((l) => typeof l.msg === 'string' && /^ACME certificate (obtained|loaded|picked up from the store)$/.test(l.msg)), 'a certificate', 60_000);
+    await Promise.all([ready(a), ready(b)]);
+    const orders = a.proc.logs('ACME order started').length + b.proc.logs('ACME order started').length;
+    expect(orders).toBe(1);
+    const [certA, certB] = await Promise.all([servedCert(portA, REGISTRAR), servedCert(portB, REGISTRAR)]);
+    expect(certB.serialNumber).toBe(certA.serialNumber);
+    expect(certA.issuer).not.toContain('taas-server relay CA');
   }, 120_000);
 
   it('a renewal made by one node is picked up and served by the other without a restart', async () => {
