@@ -7,6 +7,12 @@
  * throw-away CA (`directoryCaFile`, what an ACME client trusts to talk to pebble); the roots of
  * the certificates pebble issues come from its management endpoint (`issuingRoot()`).
  * Readiness is awaited on the programs' own log lines, never on sleeps.
+ *
+ *   const port = await freePort();                       // where the code under test will listen
+ *   const pebble = await startPebble({ tlsPort: port });  // TLS-ALPN-01 validations go there
+ *   // config: acme: { directoryUrl: pebble.directoryUrl, caFile: pebble.directoryCaFile,
+ *   //                 rootFile: await pebble.issuingRootFile(), termsOfServiceAgreed: true }
+ *   // curl --cacert "$(await pebble.issuingRootFile())" ...; afterAll: pebble.stop()
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
