@@ -28,6 +28,12 @@ const config: Partial<Config> = {
   proxyProtocol: 'v2',
   // Several nodes share entries and state through Redis (see README, "Many nodes"):
   // redis: 'rediss://:password@redis.internal:6380',
+  // A public certificate for the registrar and the labels, renewed by itself (docs/operations.md, "ACME"):
+  // acme: {
+  //   directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory',
+  //   email: 'ops@example.com',
+  //   termsOfServiceAgreed: true,
+  // },
 };
 
 export default config;

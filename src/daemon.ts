@@ -17,6 +17,9 @@ import type { SecretBox } from './store/secret-box.js';
 import { EntryService } from './entries/entry-service.js';
 import { ResilientStore } from './store/resilient-store.js';
 import { RelayTls } from './tls/relay-tls.js';
+import { RegistrarAcme } from './tls/acme/registrar-acme.js';
+import { storedAcmeRoot } from './tls/acme/issuer-root.js';
+import { checkAcmeFiles } from './tls/acme/files-check.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
 import type { RelayEngine } from './relay/engine.js';
@@ -50,6 +53,8 @@ export class Daemon {
   private metrics: Metrics | null = null;
   private detachEventLog: (() => void) | null = null;
   private link: NodeLink | null = null;
+  /** The registrar's ACME certificate keeper (config `acme`), or null. */
+  private acme: RegistrarAcme | null = null;
 
   private constructor(
     /** The one live config: every part got its view; only reload() replaces it. */
@@ -76,6 +81,7 @@ export class Daemon {
    */
   static async start(config: Readonly<Config>, configFile: string | null, logger: Logger, onFatal?: (e: TaasError) => void): Promise<Daemon> {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    checkAcmeFiles(config);
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
     const raw = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));
@@ -114,7 +120,12 @@ export class Daemon {
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
     });
-    const registrar = new RegistrarServer(view, tls, routes, logger);
+    if (config.acme && !tls) {
+      await store.close();
+      throw new TaasError('TAAS_CONFIG_INVALID', 'config key acme: the registrar must speak HTTPS for ACME (TLS-ALPN-01); set generateCert true or give keyFile/certFile');
+    }
+    const acme = RegistrarAcme.create({ config: view, store, sealer: box, logger, nodeId, fallbackKey: () => (d?.tls ?? tls)?.material.key ?? null });
+    const registrar = new RegistrarServer(view, tls, routes, logger, acme?.book ?? null);
     await registrar.listen();
     const entries = new EntryService(store, {
       config: view,
@@ -123,9 +134,20 @@ export class Daemon {
       peers: async () => (d?.link ? d.link.peers() : []),
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
+    if (acme) await d.startAcme(acme);
     await d.wire();
     if (!keyChecked) d.recheckKey(box, secretKeyFile(config), onFatal);
     return d;
+  }
+
+  /** The registrar's ACME certificate: each new one (stored, ordered, another node's) is swapped in. */
+  private async startAcme(acme: RegistrarAcme): Promise<void> {
+    this.acme = acme;
+    await acme.start((c, origin) => {
+      this.registrar.setTls(RelayTls.fromMaterial(this.config, c, `ACME (${origin}, until ${c.notAfter})`));
+      // Agent files written from now on also pin this certificate's root.
+      this.tls = this.tls?.withTrust(storedAcmeRoot(this.config, c.cert)) ?? null;
+    });
   }
 
   /** The start's secret key check, tried again until the store answers; a mismatch is fatal. */
@@ -174,6 +196,7 @@ export class Daemon {
       engine: this.engine.name,
       config: this.live.view,
       draining: () => this.drainingFlag,
+      ...(this.acme ? { acmeNotAfter: () => this.acme?.current?.notAfter ?? null } : {}),
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
     // The directory talks to Redis itself: its view of other nodes is no entry to cache.
@@ -281,7 +304,9 @@ export class Daemon {
     this.logger.level = next.logLevel;
     if (tls && this.tls) {
       this.tls = tls;
-      this.registrar.setTls(tls);
+      // The ACME certificate, once there is one, stays on the registrar across reloads.
+      const a = this.acme?.current;
+      this.registrar.setTls(a ? RelayTls.fromMaterial(next, a, 'ACME') : tls);
     }
     this.logger.info({ tls: tls?.source ?? 'none' }, 'configuration reloaded');
     return true;
@@ -291,6 +316,7 @@ export class Daemon {
     this.stopped = true;
     if (this.keyRecheck) clearTimeout(this.keyRecheck);
     this.unwatch?.();
+    await this.acme?.stop();
     await this.link?.close().catch(() => undefined);
     this.metrics?.close();
     this.detachEventLog?.();

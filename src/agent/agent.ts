@@ -35,6 +35,8 @@ export interface AgentOptions {
   proxyProtocol?: ProxyVersion | null;
   /** Moves octets in raw mode (the CLI picks splice where it loads); default: the stream engine. */
   engine?: RelayEngine;
+  /** taas-agent --acme: the responders' TLS (certificate of the moment and ACME answers); implies TLS. */
+  acmeTls?: () => { secureContext: tls.SecureContext } & Partial<tls.TlsOptions>;
   /** Idle registrations older than this are replaced (NAT mappings, dead pool members). */
   recycleMs: number;
   retryBaseMs: number;
@@ -293,6 +295,13 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.emit('failure', { label, kind, ...(status !== undefined ? { status } : {}), waitMs });
   }
 
+  /** TLS for the next responder: --acme's certificate of the moment, --tls's, or none. */
+  private responderTls(): { tls: tls.SecureContext | null; tlsOptions?: Partial<tls.TlsOptions> } {
+    if (!this.opts.acmeTls) return { tls: this.secureContext };
+    const { secureContext, ...tlsOptions } = this.opts.acmeTls();
+    return { tls: secureContext, tlsOptions };
+  }
+
   private async establish(pool: LabelPool, relay: Endpoint, cookie: string | null, node: RegistrarTarget | null): Promise<void> {
     const label = pool.label;
     const r = new Responder({
@@ -300,7 +309,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       relay,
       cookie,
       target: this.opts.target,
-      tls: this.secureContext,
+      ...this.responderTls(),
       proxyProtocol: this.opts.proxyProtocol ?? null,
       engine: this.engine,
       connectTimeoutMs: this.opts.connectTimeoutMs,

@@ -39,6 +39,8 @@ export interface ResponderOptions {
   proxyProtocol: ProxyVersion | null;
   /** Moves octets between relay and target in raw mode. */
   engine: RelayEngine;
+  /** Further server-side TLS options (taas-agent --acme: its ALPN and SNI answers). */
+  tlsOptions?: Partial<tls.TlsOptions>;
   connectTimeoutMs: number;
   /** TCP keepalive on the relay connection: keeps NAT mappings alive and notices a dead relay. */
   keepAliveMs: number;
@@ -168,7 +170,7 @@ export class Responder extends EventEmitter {
    */
   private startTls(relay: net.Socket, context: tls.SecureContext, signal: { rest: Buffer; passOn: Buffer | null } | null): void {
     if (signal && signal.rest.length > 0) relay.unshift(signal.rest);
-    const secure = new tls.TLSSocket(relay, { isServer: true, secureContext: context, requestCert: false });
+    const secure = new tls.TLSSocket(relay, { isServer: true, secureContext: context, requestCert: false, ...this.opts.tlsOptions } as tls.TLSSocketOptions);
     this.secure = secure;
     secure.on('error', (e) => {
       this.markPaired(null); // a client came, but its handshake failed

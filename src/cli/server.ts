@@ -14,6 +14,7 @@ import { versionReport } from './version.js';
 import { printPairings, printEntries } from './print.js';
 import { checkKeyFile, withOperator } from './operator.js';
 import { addStoreCommands } from './store-commands.js';
+import { checkAcmeFiles } from '../tls/acme/files-check.js';
 
 interface GlobalOpts {
   config?: string;
@@ -189,6 +190,7 @@ export function buildProgram(): Command {
     .description('validate the config, check the secret key file against the store, and print the effective values, secrets masked')
     .action(async (_o, cmd: Command) => {
       const { config: c, file } = await config(cmd.optsWithGlobals());
+      checkAcmeFiles(c);
       const note = await checkKeyFile(c);
       console.log(JSON.stringify({ file: file ?? '(embedded default)', config: maskConfig(c) }, null, 2));
       if (note) process.stderr.write(`taas-server: ${note}\n`);

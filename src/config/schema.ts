@@ -3,6 +3,7 @@
  * which rejects unknown keys, fills defaults once and returns a deep-frozen, complete object.
  * Durations are in seconds (fractions allowed), sizes in bytes.
  */
+import net from 'node:net';
 import { TaasError } from '../errors.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -25,6 +26,36 @@ export interface RedisOptions {
   cluster?: { host: string; port: number }[];
   /** Key prefix, so several relays can share one Redis. */
   prefix?: string;
+}
+
+export type AcmeChallenge = 'tls-alpn-01' | 'http-01' | 'dns-01';
+
+/** Public certificates for the registrar from an ACME CA (docs/operations.md "ACME"). */
+export interface AcmeOptions {
+  /** The CA's directory URL (Let's Encrypt: https://acme-v02.api.letsencrypt.org/directory). */
+  directoryUrl: string;
+  /** Contact address for the account (expiry notices). */
+  email?: string;
+  /** Must be true: ordering means agreeing to the CA's terms of service. */
+  termsOfServiceAgreed: boolean;
+  /** PEM file of a private CA behind the directory's HTTPS (pebble, an in-house CA); public roots otherwise. */
+  caFile?: string;
+  /** PEM file of the root the CA's certificates chain to, when it is not a public root: agent files carry it. */
+  rootFile?: string;
+  /** How names are proved: tls-alpn-01 on the registrar port (default), http-01 on http01Port, dns-01 by dns01Hook. */
+  challenge: AcmeChallenge;
+  /** Port of the plain-HTTP listener that answers HTTP-01 (80 on a VPS); none when unset. */
+  http01Port?: number;
+  /** Command run as `HOOK add|remove RECORD VALUE` to publish DNS-01 TXT records. */
+  dns01Hook?: string;
+  /** Ask for `*.<namedServers>` (needs dns01Hook) instead of one name per redirect-mode label. */
+  wildcard: boolean;
+  /** Further names on the registrar's certificate. */
+  names: string[];
+  /** Days before expiry a certificate is renewed (fractions allowed). */
+  renewBeforeDays: number;
+  /** Seconds between checks: renewal due, names changed, a certificate another node stored. */
+  checkInterval: number;
 }
 
 export interface Config {
@@ -119,9 +150,11 @@ export interface Config {
   sessionLifetime: number;
   /** Generate a registrar certificate in the data dir when none is configured; false serves plain HTTP. */
   generateCert: boolean;
+  /** Public certificates for the registrar from an ACME CA; none when unset. */
+  acme?: AcmeOptions;
 }
 
-type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem';
+type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem' | 'acme';
 
 interface KeySpec {
   kind: Kind;
@@ -187,6 +220,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   nodeId: { kind: 'string' },
   sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400 },
   generateCert: { kind: 'bool', default: true },
+  acme: { kind: 'acme' },
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
@@ -256,6 +290,17 @@ function coerce(key: keyof Config, v: unknown): unknown {
       }
       if (v && typeof v === 'object' && !Array.isArray(v)) return redisOptions(v as Record<string, unknown>);
       throw bad(key, '(masked)', REDIS_ALLOWED);
+    case 'acme':
+      // TAAS_ACME holds the object as JSON.
+      if (typeof v === 'string' && v.trim().startsWith('{')) {
+        try {
+          v = JSON.parse(v) as unknown;
+        } catch {
+          throw bad(key, '(not JSON)', 'a JSON object { directoryUrl, ... }');
+        }
+      }
+      if (v && typeof v === 'object' && !Array.isArray(v)) return acmeOptions(v as Record<string, unknown>);
+      throw bad(key, v, '{ directoryUrl, email, termsOfServiceAgreed, ... }');
   }
 }
 
@@ -331,6 +376,80 @@ function redisOptions(raw: Record<string, unknown>): RedisOptions {
   return out as RedisOptions;
 }
 
+const CHALLENGES = ['tls-alpn-01', 'http-01', 'dns-01'] as const;
+/** A DNS name an ACME CA can issue for (a wildcard only as `*.` in front). */
+const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+/** Every key of an `acme` object: its kind and default, checked like the top-level keys. */
+const ACME_SCHEMA: Record<keyof AcmeOptions, KeySpec> = {
+  directoryUrl: { kind: 'string' },
+  email: { kind: 'string' },
+  termsOfServiceAgreed: { kind: 'bool', default: false },
+  caFile: { kind: 'string' },
+  rootFile: { kind: 'string' },
+  challenge: { kind: 'enum', values: CHALLENGES, default: 'tls-alpn-01' },
+  http01Port: { kind: 'port' },
+  dns01Hook: { kind: 'string' },
+  wildcard: { kind: 'bool', default: false },
+  names: { kind: 'string', default: [] },
+  // Let's Encrypt's advice for its 90-day certificates: renew with a third left.
+  renewBeforeDays: { kind: 'number', default: 30, min: 0, max: 365 },
+  // Hourly: a renewal is due weeks ahead, and another node's certificate is seen within the hour.
+  checkInterval: { kind: 'number', default: 3600, min: 1, max: 86400 },
+};
+
+/** An `acme` object's sub-keys validated (unknown ones refused), defaults filled, as a new object. */
+function acmeOptions(raw: Record<string, unknown>): AcmeOptions {
+  for (const sub of Object.keys(raw)) {
+    if (!Object.hasOwn(ACME_SCHEMA, sub)) {
+      throw new TaasError('TAAS_CONFIG_INVALID', `config key acme.${sub} is unknown; an acme object takes ${Object.keys(ACME_SCHEMA).join(', ')}`);
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [sub, spec] of Object.entries(ACME_SCHEMA) as [keyof AcmeOptions, KeySpec][]) {
+    const key = `acme.${sub}`;
+    const v = raw[sub];
+    if (v === undefined || v === null) {
+      if (spec.default !== undefined) out[sub] = spec.default;
+      continue;
+    }
+    if (sub === 'names') {
+      if (!Array.isArray(v) || v.some((n) => typeof n !== 'string' || n.length > 253 || !DNS_NAME.test(n))) throw bad(key, v, 'an array of DNS names');
+      out[sub] = v.map((n: string) => n.toLowerCase());
+      continue;
+    }
+    switch (spec.kind) {
+      case 'string':
+        if (typeof v !== 'string' || v.length === 0) throw bad(key, v, 'a non-empty string');
+        out[sub] = v;
+        break;
+      case 'bool':
+        if (typeof v === 'boolean') out[sub] = v;
+        else if (v === 'true' || v === 'false') out[sub] = v === 'true';
+        else throw bad(key, v, 'true or false');
+        break;
+      case 'enum':
+        if (typeof v !== 'string' || !spec.values!.includes(v)) throw bad(key, v, spec.values!.join(' | '));
+        out[sub] = v;
+        break;
+      case 'port':
+        out[sub] = coercePort(key, v, true);
+        break;
+      default:
+        out[sub] = coerceNumber(key, v, spec, false);
+    }
+  }
+  const a = out as unknown as AcmeOptions;
+  if (a.directoryUrl === undefined) throw bad('acme.directoryUrl', 'missing', 'the https:// URL of the ACME directory');
+  if (!/^https:\/\/[^\s/]+/.test(a.directoryUrl)) throw bad('acme.directoryUrl', a.directoryUrl, 'an https:// URL');
+  if (a.email !== undefined && !/^[^\s@]+@[^\s@]+$/.test(a.email)) throw bad('acme.email', a.email, 'an e-mail address');
+  if (!a.termsOfServiceAgreed) throw bad('acme.termsOfServiceAgreed', a.termsOfServiceAgreed, "true (ordering a certificate means agreeing to the CA's terms of service)");
+  if (a.challenge === 'http-01' && a.http01Port === undefined) throw bad('acme.http01Port', 'missing', 'a port for the HTTP-01 listener when acme.challenge is http-01');
+  if (a.challenge === 'dns-01' && a.dns01Hook === undefined) throw bad('acme.dns01Hook', 'missing', 'a command when acme.challenge is dns-01');
+  if (a.wildcard && a.challenge !== 'dns-01') throw bad('acme.wildcard', true, 'false unless acme.challenge is dns-01 (CAs prove wildcards by DNS only)');
+  return a;
+}
+
 /** Freezes a value and everything in it: no part can change the config another part reads. */
 function deepFreeze<T>(value: T): T {
   if (value && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -371,6 +490,9 @@ export function validate(raw: Record<string, unknown>): Readonly<Config> {
   }
   if ((cfg.keyData === undefined) !== (cfg.crtData === undefined)) {
     throw bad(cfg.keyData === undefined ? 'keyData' : 'crtData', 'missing', 'keyData and crtData set together');
+  }
+  if (cfg.acme && net.isIP(cfg.namedRegistrar.replace(/^\[|\]$/g, ''))) {
+    throw bad('namedRegistrar', cfg.namedRegistrar, 'a DNS name when acme is set (ACME CAs issue for names)');
   }
   if (cfg.locationHost === undefined && embeddedNames(raw)) cfg.locationHost = '{label}.localhost';
   return deepFreeze(cfg);

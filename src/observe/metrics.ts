@@ -28,6 +28,8 @@ export interface MetricsDeps {
   engine: string;
   config: ConfigView;
   draining: () => boolean;
+  /** With config `acme`: the expiry (ISO) of the registrar's ACME certificate, null before the first. */
+  acmeNotAfter?: () => string | null;
 }
 
 /** Client connect → paired: sub-millisecond when a responder is idle, seconds when one must come. */
@@ -74,6 +76,18 @@ export function createMetrics(d: MetricsDeps): Metrics {
   perLabel('taas_waiting_clients', 'Mobile clients waiting for an idle responder', (s) => s.waiting);
   new Gauge({ name: 'taas_active_pairings', help: 'Pairings copying octets now', registers, collect() { this.set(d.relay.activePairings); } });
   new Gauge({ name: 'taas_open_ports', help: 'Relay ports open now (allocated and client ports)', registers, collect() { this.set(d.relay.openPorts); } });
+  if (d.acmeNotAfter) {
+    const notAfter = d.acmeNotAfter;
+    new Gauge({
+      name: 'taas_acme_certificate_not_after_seconds',
+      help: "Unix time at which the registrar's ACME certificate expires; 0 before the first is obtained",
+      registers,
+      collect() {
+        const t = notAfter();
+        this.set(t ? Date.parse(t) / 1000 : 0);
+      },
+    });
+  }
   new Gauge({ name: 'taas_draining', help: '1 while the daemon drains (SIGTERM received)', registers, collect() { this.set(d.draining() ? 1 : 0); } });
   // The store's health from local state: a scrape answers at once through an outage (issue 17).
   new Gauge({ name: 'taas_store_up', help: '1 while the store answers (probed every second), 0 during an outage', registers, collect() { this.set(d.store.up ? 1 : 0); } });

@@ -11,3 +11,4 @@ export * from './agent-file.js';
 export * from './session.js';
 export * from './retry-after.js';
 export * from './proxy-header.js';
+export * from './acme.js';

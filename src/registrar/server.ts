@@ -7,11 +7,14 @@
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
 import { ConnLimit } from '../relay/conn-limit.js';
 import type { RelayTls } from '../tls/relay-tls.js';
+import { acmeTlsHandlers, selectHttp11 } from '../tls/acme/alpn.js';
+import type { ChallengeBook } from '../tls/acme/challenges.js';
 import type { RegistrarRoutes } from './routes.js';
 import { sendError } from './respond.js';
 import { TaasError } from '../errors.js';
@@ -30,6 +33,8 @@ export class RegistrarServer {
     private tls: RelayTls | null,
     private readonly routes: RegistrarRoutes,
     private readonly logger: Logger,
+    /** Pending ACME challenges: TLS-ALPN-01 is answered on this listener (config `acme`). */
+    private readonly acme: ChallengeBook | null = null,
   ) {}
 
   get secure(): boolean {
@@ -56,6 +61,13 @@ export class RegistrarServer {
       withCorrelation(newCorrelationId('h'), () => void this.routes.handle(req, res));
     };
     const tls = this.tls;
+    const sni = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
+      try {
+        cb(null, (this.tls ?? tls)!.contextFor(name));
+      } catch (e) {
+        cb(e as Error, undefined);
+      }
+    };
     const server = tls
       ? https.createServer(
           {
@@ -64,13 +76,8 @@ export class RegistrarServer {
             cert: tls.material.cert,
             minVersion: 'TLSv1.2',
             handshakeTimeout: c.tlsHandshakeTimeout * 1000,
-            SNICallback: (name, cb) => {
-              try {
-                cb(null, (this.tls ?? tls).contextFor(name));
-              } catch (e) {
-                cb(e as Error, undefined);
-              }
-            },
+            // With ACME, a validator's acme-tls/1 handshake gets the challenge certificate.
+            ...(this.acme ? acmeTlsHandlers(this.acme, { sni, select: selectHttp11 }) : { SNICallback: sni }),
           },
           handler,
         )

@@ -301,6 +301,17 @@ export class FileStore implements Store {
     this.flushNow();
   }
 
+  async claimDoc(ns: string, key: string, value: unknown, ttlSeconds: number): Promise<boolean> {
+    // One process owns the embedded store, and the look and the write are one synchronous
+    // step: no other claim can run in between.
+    const d = this.state.docs[ns]?.[key];
+    if (d && (!d.exp || d.exp >= Date.now())) return false;
+    const docs = (this.state.docs[ns] ??= Object.create(null) as Record<string, { value: unknown; exp: number }>);
+    docs[key] = { value: structuredClone(value), exp: Date.now() + ttlSeconds * 1000 };
+    this.flushNow();
+    return true;
+  }
+
   async deleteDoc(ns: string, key: string): Promise<boolean> {
     const docs = this.state.docs[ns];
     if (!docs || !Object.hasOwn(docs, key)) return false;

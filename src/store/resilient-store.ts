@@ -377,6 +377,13 @@ export class ResilientStore implements Store, StoreHealth {
     this.docs.set(ns, key, value ?? null);
   }
 
+  /** A lease between nodes (the ACME order lock): only the store can grant it, so refused (503) during an outage. */
+  async claimDoc(ns: string, key: string, value: unknown, ttlSeconds: number): Promise<boolean> {
+    const won = await this.durable(() => this.inner.claimDoc(ns, key, value, ttlSeconds));
+    if (won) this.docs.set(ns, key, value ?? null);
+    return won;
+  }
+
   async deleteDoc(ns: string, key: string): Promise<boolean> {
     const r = await this.durable(() => this.inner.deleteDoc(ns, key));
     this.docs.set(ns, key, null);

@@ -113,6 +113,12 @@ export interface Store {
   getDoc<T = unknown>(ns: string, key: string): Promise<T | null>;
   putDoc(ns: string, key: string, value: unknown, ttlSeconds?: number): Promise<void>;
   deleteDoc(ns: string, key: string): Promise<boolean>;
+  /**
+   * Writes the document only when none exists (or it expired), atomically: true when written.
+   * A lease between nodes (the ACME order lock); `ttlSeconds` bounds how long a crashed
+   * holder keeps it.
+   */
+  claimDoc(ns: string, key: string, value: unknown, ttlSeconds: number): Promise<boolean>;
   listDocs<T = unknown>(ns: string): Promise<{ key: string; value: T }[]>;
 
   /** Called when entries change, from this process or another (CLI, other node). */

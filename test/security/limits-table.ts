@@ -54,7 +54,7 @@ const SWITCHES: Partial<Record<keyof Config, string>> = {
 /** Config keys that bound nothing an attacker controls. */
 export const NOT_LIMITS: readonly (keyof Config)[] = [
   'taasHost', 'taasPort', 'namedRegistrar', 'namedServers', 'keyFile', 'certFile', 'keyData', 'crtData', 'redis', 'dataDir',
-  'advertiseHost', 'locationHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'proxyProtocol', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive',
+  'advertiseHost', 'locationHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'proxyProtocol', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive', 'acme',
 ];
 
 export const LISTED: readonly (keyof Config)[] = [...Object.keys(WHEN_HIT), ...Object.keys(SWITCHES)] as (keyof Config)[];

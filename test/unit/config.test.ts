@@ -62,6 +62,33 @@ describe('config validation', () => {
   ])('validates the sub-keys of a redis object: %j', (redis, msg) => {
     expect(() => validate({ redis })).toThrow(msg);
   });
+  const ACME = { directoryUrl: 'https://acme.example/dir', termsOfServiceAgreed: true };
+  it.each([
+    [{ ...ACME, dirUrl: 'x' }, /config key acme\.dirUrl is unknown; an acme object takes directoryUrl, email/],
+    [{ termsOfServiceAgreed: true }, /config key acme\.directoryUrl: "missing" is not allowed; expected the https:\/\/ URL/],
+    [{ ...ACME, directoryUrl: 'http://acme.example/dir' }, /config key acme\.directoryUrl: "http:\/\/acme\.example\/dir" is not allowed; expected an https:\/\/ URL/],
+    [{ directoryUrl: ACME.directoryUrl }, /config key acme\.termsOfServiceAgreed: false is not allowed; expected true/],
+    [{ ...ACME, email: 'nobody' }, /config key acme\.email: "nobody" is not allowed; expected an e-mail address/],
+    [{ ...ACME, challenge: 'tls-sni-01' }, /config key acme\.challenge: "tls-sni-01" is not allowed; expected tls-alpn-01 \| http-01 \| dns-01/],
+    [{ ...ACME, challenge: 'http-01' }, /config key acme\.http01Port: "missing" is not allowed/],
+    [{ ...ACME, challenge: 'dns-01' }, /config key acme\.dns01Hook: "missing" is not allowed/],
+    [{ ...ACME, wildcard: true }, /config key acme\.wildcard: true is not allowed; expected false unless acme\.challenge is dns-01/],
+    [{ ...ACME, http01Port: 70000 }, /config key acme\.http01Port: 70000 is not allowed; expected a port/],
+    [{ ...ACME, names: ['ok.example', 'bad name'] }, /config key acme\.names: .* is not allowed; expected an array of DNS names/],
+    [{ ...ACME, renewBeforeDays: 400 }, /config key acme\.renewBeforeDays: 400 is not allowed; expected a number 0\.\.365/],
+    [{ ...ACME, checkInterval: 0 }, /config key acme\.checkInterval: 0 is not allowed/],
+  ])('validates the sub-keys of an acme object: %j', (acme, msg) => {
+    expect(() => validate({ acme })).toThrow(msg);
+  });
+  it('fills acme defaults, takes TAAS_ACME as JSON, and wants a DNS name for the registrar', () => {
+    expect(validate({ acme: ACME }).acme).toEqual({ ...ACME, challenge: 'tls-alpn-01', wildcard: false, names: [], renewBeforeDays: 30, checkInterval: 3600 });
+    const full = { ...ACME, email: 'ops@example.com', caFile: '/ca.pem', rootFile: '/root.pem', challenge: 'dns-01', dns01Hook: '/hook', wildcard: true, http01Port: 80, names: ['Extra.Example'], renewBeforeDays: 20, checkInterval: 60 };
+    expect(validate({ acme: full }).acme).toEqual({ ...full, names: ['extra.example'] });
+    expect(validate({ acme: JSON.stringify(ACME) }).acme?.directoryUrl).toBe(ACME.directoryUrl);
+    expect(() => validate({ acme: 'nope' })).toThrow(/config key acme: "nope" is not allowed/);
+    expect(() => validate({ acme: ACME, namedRegistrar: '203.0.113.5' })).toThrow(/config key namedRegistrar: "203\.0\.113\.5" is not allowed; expected a DNS name when acme is set/);
+    expect(Object.isFrozen(validate({ acme: ACME }).acme!.names)).toBe(true);
+  });
   it('keeps valid redis sub-keys as given', () => {
     const redis = { host: 'h', port: '6380', password: 'p', username: 'u', db: 2, tls: true, tlsCaFile: '/ca.pem', prefix: 'x:', cluster: [{ host: 'c', port: 7000 }] };
     expect(validate({ redis }).redis).toEqual({ ...redis, port: 6380 });

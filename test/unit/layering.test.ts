@@ -25,8 +25,8 @@ const LAYERS: Record<string, readonly string[]> = {
   registrar: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'relay'],
   cluster: ['errors', 'config', 'protocol', 'observe', 'store', 'relay'],
   admin: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries'],
-  // The agent moves octets with the relay's engines (relay/engine.ts, relay/engines/), nothing else of relay/.
-  agent: ['errors', 'util', 'config', 'protocol', 'observe', 'auth', 'relay'],
+  // The agent moves octets with the relay's engines (relay/engine.ts, relay/engines/), nothing else of relay/; tls/ for --tls and --acme.
+  agent: ['errors', 'util', 'config', 'protocol', 'observe', 'auth', 'relay', 'tls'],
   daemon: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'registrar', 'cluster', 'admin'],
   cli: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'admin', 'agent'],
 };
