@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from './config/schema.js';
+import { reloaded, type Config } from './config/schema.js';
 import { loadConfig } from './config/load.js';
 import { LiveConfig } from './config/view.js';
 import { TaasError, isTaasError, oneLine } from './errors.js';
@@ -266,12 +266,18 @@ export class Daemon {
     await this.relay.pairingsEnded(DRAIN_CLOSE_WAIT_MS);
   }
 
-  /** SIGHUP: new config file values (certificate, limits, log level); a bad one is refused. */
+  /**
+   * SIGHUP: new config file values (certificate, limits, log level); a bad one is refused.
+   * Restart-only keys (config/schema.ts) keep their start values; the log line names those
+   * that changed, so the operator knows a restart is needed for them.
+   */
   async reload(): Promise<boolean> {
     let next: Readonly<Config>;
+    let ignored: string[];
     let tls: RelayTls | null;
     try {
-      ({ config: next } = await loadConfig({ configFile: this.configFile ?? undefined, flags: { dataDir: this.config.dataDir } }));
+      const { config: loaded } = await loadConfig({ configFile: this.configFile ?? undefined, flags: { dataDir: this.config.dataDir } });
+      ({ config: next, ignored } = reloaded(this.config, loaded));
       tls = RelayTls.load(next, { generate: next.generateCert });
     } catch (e) {
       this.logger.error({ err: oneLine(e) }, 'reload refused: the new config is invalid; keeping the old one');
@@ -283,7 +289,7 @@ export class Daemon {
       this.tls = tls;
       this.registrar.setTls(tls);
     }
-    this.logger.info({ tls: tls?.source ?? 'none' }, 'configuration reloaded');
+    this.logger.info({ tls: tls?.source ?? 'none', ignored }, 'configuration reloaded');
     return true;
   }
 
