@@ -119,7 +119,8 @@ export class Daemon {
     const entries = new EntryService(store, {
       config: view,
       tls: () => d?.tls ?? tls,
-      registrarEndpoint: () => ({ host: nodeHost(config), port: registrar.port }),
+      // Read at each use: a reloaded advertiseHost reaches the agent files made from then on.
+      registrarEndpoint: () => ({ host: nodeHost(view.current), port: registrar.port }),
       peers: async () => (d?.link ? d.link.peers() : []),
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
