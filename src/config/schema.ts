@@ -193,7 +193,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   metricsLabelCap: { kind: 'int', default: 100, min: 0, max: 100_000, reload: 'live' },
   responderKeepalive: { kind: 'int', default: 30, min: 1, max: 7200, reload: 'live' },
   secretKeyFile: { kind: 'string', reload: 'restart' },
-  heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600, reload: 'restart' },
+  heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600, reload: 'live' },
   nodeId: { kind: 'string', reload: 'restart' },
   sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400, reload: 'live' },
   generateCert: { kind: 'bool', default: true, reload: 'restart' },
