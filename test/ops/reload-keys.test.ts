@@ -250,9 +250,13 @@ function relaySide(port: number): { read: number; keepaliveS: number | null } {
 /** A random ID no entry has: a wrong code for it counts as a failure like any other. */
 const strangerAuth = () => formatTotpAuthorization({ id: crypto.randomUUID(), token: '000000' });
 
-/** Waits until the current TOTP step has at least `s` seconds left (a clock condition, not the system's state). */
-async function stepLeft(s: number): Promise<void> {
-  const left = 30 - ((Date.now() / 1000) % 30);
+/**
+ * Waits until the current period of the clock (a TOTP step: 30 s; the per-address failure
+ * window: 60 s) has at least `s` seconds left, so that requests meant to fall in one period do.
+ * A condition on the clock, not on the system under test.
+ */
+async function periodLeft(periodS: number, s: number): Promise<void> {
+  const left = periodS - ((Date.now() / 1000) % periodS);
   if (left < s) await new Promise((r) => setTimeout(r, left * 1000 + 50));
 }
 
@@ -435,6 +439,7 @@ const OBSERVATIONS: Observation[] = [
     parts: 'the authenticator (an address is rate-limited after the new number of failures)',
     after: { failuresPerAddress: 2 },
     check: async (x) => {
+      await periodLeft(60, 5);
       for (let i = 0; i < 2; i++) expect((await request(x, 'PUT', '/register/p1', x.registrar, { authorization: strangerAuth() }, '127.0.0.2')).status).toBe(401);
       await x.d.proc.waitLog('address rate-limited after failed attempts', 1, 10_000, { address: '127.0.0.2' });
       const third = await request(x, 'PUT', '/register/p1', x.registrar, { authorization: strangerAuth() }, '127.0.0.2');
@@ -448,7 +453,7 @@ const OBSERVATIONS: Observation[] = [
     before: { allowCookieless: false },
     after: { allowCookieless: true, codeReusePerStep: 1 },
     check: async (x) => {
-      await stepLeft(5);
+      await periodLeft(30, 5);
       const auth = id('reuse').totp();
       expect((await id('reuse').register(x, 'reuse', { auth })).status).toBe(200);
       const again = await id('reuse').register(x, 'reuse', { auth });
