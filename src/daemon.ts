@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from './config/schema.js';
+import { reloaded, type Config } from './config/schema.js';
 import { loadConfig } from './config/load.js';
 import { LiveConfig } from './config/view.js';
 import { TaasError, isTaasError, oneLine } from './errors.js';
@@ -130,7 +130,8 @@ export class Daemon {
     const entries = new EntryService(store, {
       config: view,
       tls: () => d?.tls ?? tls,
-      registrarEndpoint: () => ({ host: nodeHost(config), port: registrar.port }),
+      // Read at each use: a reloaded advertiseHost reaches the agent files made from then on.
+      registrarEndpoint: () => ({ host: nodeHost(view.current), port: registrar.port }),
       peers: async () => (d?.link ? d.link.peers() : []),
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
@@ -289,12 +290,18 @@ export class Daemon {
     await this.relay.pairingsEnded(DRAIN_CLOSE_WAIT_MS);
   }
 
-  /** SIGHUP: new config file values (certificate, limits, log level); a bad one is refused. */
+  /**
+   * SIGHUP: new config file values (certificate, limits, log level); a bad one is refused.
+   * Restart-only keys (config/schema.ts) keep their start values; the log line names those
+   * that changed, so the operator knows a restart is needed for them.
+   */
   async reload(): Promise<boolean> {
     let next: Readonly<Config>;
+    let ignored: string[];
     let tls: RelayTls | null;
     try {
-      ({ config: next } = await loadConfig({ configFile: this.configFile ?? undefined, flags: { dataDir: this.config.dataDir } }));
+      const { config: loaded } = await loadConfig({ configFile: this.configFile ?? undefined, flags: { dataDir: this.config.dataDir } });
+      ({ config: next, ignored } = reloaded(this.config, loaded));
       tls = RelayTls.load(next, { generate: next.generateCert });
     } catch (e) {
       this.logger.error({ err: oneLine(e) }, 'reload refused: the new config is invalid; keeping the old one');
@@ -308,7 +315,7 @@ export class Daemon {
       const a = this.acme?.current;
       this.registrar.setTls(a ? RelayTls.fromMaterial(next, a, 'ACME') : tls);
     }
-    this.logger.info({ tls: tls?.source ?? 'none' }, 'configuration reloaded');
+    this.logger.info({ tls: tls?.source ?? 'none', ignored }, 'configuration reloaded');
     return true;
   }
 

@@ -23,6 +23,7 @@ export class NodeLink {
   private advertised = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
+  private unsubscribe: (() => void) | null = null;
   /** The directory as last read, for use while Redis is unreachable (see peers, liveStates). */
   private lastNodes: NodeInfo[] = [];
   private lastLive: { at: number; states: NodeLiveState[] } = { at: 0, states: [] };
@@ -51,6 +52,8 @@ export class NodeLink {
   }
 
   private async start(): Promise<void> {
+    // The directory holds this node's advertised host and heartbeat: a reload reaches it here.
+    this.unsubscribe = this.config.onReload((next) => this.directory.reconfigure({ host: nodeHost(next), heartbeatInterval: next.heartbeatInterval }));
     for (const ev of ['responder-ready', 'paired', 'pairing-end', 'registration-expired', 'responder-refused']) {
       this.relay.on(ev, () => this.schedule());
     }
@@ -158,6 +161,7 @@ export class NodeLink {
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
     await this.directory.close();
   }
 }

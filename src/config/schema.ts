@@ -156,8 +156,18 @@ export interface Config {
 
 type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem' | 'acme';
 
+/**
+ * What a SIGHUP does to a key: `live`, the next use reads the new value (every part reads the
+ * config through the live view, src/config/view.ts); `restart`, the value is fixed at start
+ * (a listener's address or parser option, the store, the engine) and a reload that changes it
+ * says so and keeps the old one in effect. The one place this is decided: docs/operations.md
+ * lists it and test/ops/reload-keys.test.ts observes every live key.
+ */
+export type Reload = 'live' | 'restart';
+
 interface KeySpec {
   kind: Kind;
+  reload: Reload;
   default?: unknown;
   values?: readonly string[];
   min?: number;
@@ -167,70 +177,94 @@ interface KeySpec {
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const SCHEMA: Record<keyof Config, KeySpec> = {
-  taasHost: { kind: 'string', default: '127.0.0.1' },
-  taasPort: { kind: 'port', default: 8443 },
-  namedRegistrar: { kind: 'string', default: 'registrar.localhost' },
-  namedServers: { kind: 'string', default: 'localhost' },
-  keyFile: { kind: 'string' },
-  certFile: { kind: 'string' },
-  keyData: { kind: 'pem' },
-  crtData: { kind: 'pem' },
-  redis: { kind: 'redis' },
-  dataDir: { kind: 'string', default: '.taas' },
+  taasHost: { kind: 'string', default: '127.0.0.1', reload: 'restart' },
+  taasPort: { kind: 'port', default: 8443, reload: 'restart' },
+  namedRegistrar: { kind: 'string', default: 'registrar.localhost', reload: 'live' },
+  namedServers: { kind: 'string', default: 'localhost', reload: 'live' },
+  keyFile: { kind: 'string', reload: 'live' },
+  certFile: { kind: 'string', reload: 'live' },
+  keyData: { kind: 'pem', reload: 'live' },
+  crtData: { kind: 'pem', reload: 'live' },
+  redis: { kind: 'redis', reload: 'restart' },
+  dataDir: { kind: 'string', default: '.taas', reload: 'restart' },
   // Below Linux's ephemeral range (32768-60999): ports there are often held by outgoing
   // connections and TIME-WAIT sockets, which would make binding a chosen port fail.
-  portRange: { kind: 'range', default: [20000, 29999] },
-  advertiseHost: { kind: 'string' },
-  locationHost: { kind: 'string' },
-  adminHost: { kind: 'string', default: '127.0.0.1' },
-  adminPort: { kind: 'port', default: 8893 },
-  adminKeyFile: { kind: 'string' },
-  adminCertFile: { kind: 'string' },
-  logLevel: { kind: 'enum', values: LEVELS, default: 'info' },
-  relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto' },
-  allowCookieless: { kind: 'bool', default: false },
+  portRange: { kind: 'range', default: [20000, 29999], reload: 'live' },
+  advertiseHost: { kind: 'string', reload: 'live' },
+  locationHost: { kind: 'string', reload: 'live' },
+  adminHost: { kind: 'string', default: '127.0.0.1', reload: 'restart' },
+  adminPort: { kind: 'port', default: 8893, reload: 'restart' },
+  adminKeyFile: { kind: 'string', reload: 'restart' },
+  adminCertFile: { kind: 'string', reload: 'restart' },
+  logLevel: { kind: 'enum', values: LEVELS, default: 'info', reload: 'live' },
+  relayEngine: { kind: 'enum', values: ['auto', 'splice', 'stream'], default: 'auto', reload: 'restart' },
+  allowCookieless: { kind: 'bool', default: false, reload: 'live' },
   // 16: with the first use, 17 registrations per step from one code: a pool of 16 (original hidden
   // servers keep up to 15) filled within one step, plus one retried.
-  codeReusePerStep: { kind: 'int', default: 16, min: 0, max: 1000 },
-  proxyProtocol: { kind: 'enum', values: ['v2', 'v1'], default: 'v2' },
-  checkSourceAddress: { kind: 'bool', default: true },
-  registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600 },
-  clientPortIdle: { kind: 'number', default: 300, min: 0.05, max: 86400 },
-  clientWaitTimeout: { kind: 'number', default: 10, min: 0, max: 600 },
-  pairingIdleTimeout: { kind: 'number', default: 0, min: 0, max: 86400 * 7 },
-  drainTimeout: { kind: 'number', default: 30, min: 0, max: 86400 },
-  idleBufferBytes: { kind: 'int', default: 65536, min: 0, max: 16 * 1024 * 1024 },
-  maxWaitingClients: { kind: 'int', default: 256, min: 0, max: 1_000_000 },
-  maxIdlePerLabel: { kind: 'int', default: 64, min: 1, max: 100_000 },
-  maxPendingPerId: { kind: 'int', default: 64, min: 1, max: 100_000 },
-  maxPorts: { kind: 'int', default: 4096, min: 1, max: 65535 },
-  maxConnsPerAddress: { kind: 'int', default: 512, min: 1, max: 1_000_000 },
-  maxHeaderBytes: { kind: 'int', default: 8192, min: 1024, max: 1024 * 1024 },
-  maxHeaders: { kind: 'int', default: 50, min: 4, max: 1000 },
-  headersTimeout: { kind: 'number', default: 10, min: 0.1, max: 600 },
-  tlsHandshakeTimeout: { kind: 'number', default: 10, min: 0.1, max: 600 },
-  lockoutThreshold: { kind: 'int', default: 5, min: 1, max: 1000 },
-  lockoutBase: { kind: 'number', default: 1, min: 0, max: 3600 },
-  lockoutMax: { kind: 'number', default: 900, min: 0, max: 86400 },
-  failuresPerAddress: { kind: 'int', default: 30, min: 1, max: 1_000_000 },
-  metricsLabelCap: { kind: 'int', default: 100, min: 0, max: 100_000 },
-  responderKeepalive: { kind: 'int', default: 30, min: 1, max: 7200 },
-  secretKeyFile: { kind: 'string' },
-  heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600 },
-  nodeId: { kind: 'string' },
-  sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400 },
-  generateCert: { kind: 'bool', default: true },
-  acme: { kind: 'acme' },
+  codeReusePerStep: { kind: 'int', default: 16, min: 0, max: 1000, reload: 'live' },
+  proxyProtocol: { kind: 'enum', values: ['v2', 'v1'], default: 'v2', reload: 'live' },
+  checkSourceAddress: { kind: 'bool', default: true, reload: 'live' },
+  registrationTimeout: { kind: 'number', default: 30, min: 0.05, max: 3600, reload: 'live' },
+  clientPortIdle: { kind: 'number', default: 300, min: 0.05, max: 86400, reload: 'live' },
+  clientWaitTimeout: { kind: 'number', default: 10, min: 0, max: 600, reload: 'live' },
+  pairingIdleTimeout: { kind: 'number', default: 0, min: 0, max: 86400 * 7, reload: 'live' },
+  drainTimeout: { kind: 'number', default: 30, min: 0, max: 86400, reload: 'live' },
+  idleBufferBytes: { kind: 'int', default: 65536, min: 0, max: 16 * 1024 * 1024, reload: 'live' },
+  maxWaitingClients: { kind: 'int', default: 256, min: 0, max: 1_000_000, reload: 'live' },
+  maxIdlePerLabel: { kind: 'int', default: 64, min: 1, max: 100_000, reload: 'live' },
+  maxPendingPerId: { kind: 'int', default: 64, min: 1, max: 100_000, reload: 'live' },
+  maxPorts: { kind: 'int', default: 4096, min: 1, max: 65535, reload: 'live' },
+  maxConnsPerAddress: { kind: 'int', default: 512, min: 1, max: 1_000_000, reload: 'live' },
+  maxHeaderBytes: { kind: 'int', default: 8192, min: 1024, max: 1024 * 1024, reload: 'restart' },
+  maxHeaders: { kind: 'int', default: 50, min: 4, max: 1000, reload: 'live' },
+  headersTimeout: { kind: 'number', default: 10, min: 0.1, max: 600, reload: 'live' },
+  tlsHandshakeTimeout: { kind: 'number', default: 10, min: 0.1, max: 600, reload: 'restart' },
+  lockoutThreshold: { kind: 'int', default: 5, min: 1, max: 1000, reload: 'live' },
+  lockoutBase: { kind: 'number', default: 1, min: 0, max: 3600, reload: 'live' },
+  lockoutMax: { kind: 'number', default: 900, min: 0, max: 86400, reload: 'live' },
+  failuresPerAddress: { kind: 'int', default: 30, min: 1, max: 1_000_000, reload: 'live' },
+  metricsLabelCap: { kind: 'int', default: 100, min: 0, max: 100_000, reload: 'live' },
+  responderKeepalive: { kind: 'int', default: 30, min: 1, max: 7200, reload: 'live' },
+  secretKeyFile: { kind: 'string', reload: 'restart' },
+  heartbeatInterval: { kind: 'number', default: 3, min: 0.1, max: 600, reload: 'live' },
+  nodeId: { kind: 'string', reload: 'restart' },
+  sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400, reload: 'live' },
+  generateCert: { kind: 'bool', default: true, reload: 'restart' },
+  // The keeper, its listeners and the order lock are set up at start: a new acme block needs a restart.
+  acme: { kind: 'acme', reload: 'restart' },
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
+
+/** Keys a SIGHUP puts in force for their next use. */
+export const LIVE_KEYS = CONFIG_KEYS.filter((k) => SCHEMA[k].reload === 'live');
+
+/** Keys fixed for the process's life: a reload that changes one ignores it (and logs that). */
+export const RESTART_KEYS = CONFIG_KEYS.filter((k) => SCHEMA[k].reload === 'restart');
+
+/**
+ * What a reload puts in force: `next` with every restart-only key kept at its `previous` value,
+ * so that the live view never shows a value no part uses (a listener's old address, say), and
+ * the restart-only keys that differed (what the reload ignored).
+ */
+export function reloaded(previous: Readonly<Config>, next: Readonly<Config>): { config: Readonly<Config>; ignored: (keyof Config)[] } {
+  const ignored = RESTART_KEYS.filter((k) => JSON.stringify(previous[k]) !== JSON.stringify(next[k]));
+  if (ignored.length === 0) return { config: next, ignored };
+  const merged: Record<string, unknown> = { ...next };
+  for (const k of ignored) {
+    if (previous[k] === undefined) delete merged[k];
+    else merged[k] = previous[k];
+  }
+  // Both sides are deep-frozen already: freezing the new top level keeps the whole frozen.
+  return { config: Object.freeze(merged) as unknown as Readonly<Config>, ignored };
+}
 
 function bad(key: string, value: unknown, allowed: string): TaasError {
   const shown = typeof value === 'string' ? JSON.stringify(value) : JSON.stringify(value) ?? String(value);
   return new TaasError('TAAS_CONFIG_INVALID', `config key ${key}: ${shown} is not allowed; expected ${allowed}`);
 }
 
-function coerceNumber(key: string, v: unknown, spec: KeySpec, int: boolean): number {
+function coerceNumber(key: string, v: unknown, spec: Pick<KeySpec, 'min' | 'max'>, int: boolean): number {
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
   const range = `${spec.min ?? '-inf'}..${spec.max ?? 'inf'}`;
   if (typeof n !== 'number' || !Number.isFinite(n)) throw bad(key, v, `a number ${range}`);
@@ -351,7 +385,7 @@ function redisOptions(raw: Record<string, unknown>): RedisOptions {
         out[sub] = coercePort(key, v, false);
         break;
       case 'db':
-        out[sub] = coerceNumber(key, v, { kind: 'int', min: 0, max: 65535 }, true);
+        out[sub] = coerceNumber(key, v, { min: 0, max: 65535 }, true);
         break;
       case 'bool':
         if (typeof v !== 'boolean') throw bad(key, v, 'true or false');
@@ -381,7 +415,8 @@ const CHALLENGES = ['tls-alpn-01', 'http-01', 'dns-01'] as const;
 const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /** Every key of an `acme` object: its kind and default, checked like the top-level keys. */
-const ACME_SCHEMA: Record<keyof AcmeOptions, KeySpec> = {
+// Sub-keys follow their object (acme is restart-only as a whole), so they carry no reload class.
+const ACME_SCHEMA: Record<keyof AcmeOptions, Omit<KeySpec, 'reload'>> = {
   directoryUrl: { kind: 'string' },
   email: { kind: 'string' },
   termsOfServiceAgreed: { kind: 'bool', default: false },

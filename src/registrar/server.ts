@@ -23,6 +23,11 @@ import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
 /** How often Node checks header/request timeouts; its 30 s default would let slowloris linger. */
 const TIMEOUT_CHECK_MS = 250;
 
+/** The whole request's bound: above headersTimeout, so that the headers' bound is the one that acts. */
+function requestTimeoutMs(headersTimeout: number): number {
+  return Math.max(headersTimeout * 1000 + 1000, 5000);
+}
+
 export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
   private readonly perAddress = new ConnLimit(() => this.view.current.maxConnsPerAddress);
@@ -51,7 +56,7 @@ export class RegistrarServer {
     const common = {
       maxHeaderSize: c.maxHeaderBytes,
       headersTimeout: c.headersTimeout * 1000,
-      requestTimeout: Math.max(c.headersTimeout * 1000 + 1000, 5000),
+      requestTimeout: requestTimeoutMs(c.headersTimeout),
       keepAliveTimeout: 5000,
       connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     };
@@ -145,6 +150,8 @@ export class RegistrarServer {
     if (this.server) {
       this.server.maxHeadersCount = config.maxHeaders + 1;
       this.server.headersTimeout = config.headersTimeout * 1000;
+      // Node bounds headers by the smaller of the two: a longer headersTimeout needs this too.
+      this.server.requestTimeout = requestTimeoutMs(config.headersTimeout);
     }
   }
 

@@ -86,6 +86,11 @@ export interface Directory {
   setDraining(draining: boolean): void;
   /** Sets how full this node is, 0..1 (advertised with the next heartbeat). */
   setLoad(load: number): void;
+  /**
+   * A reload changed where this node is reached (its advertised host) or how often it
+   * heartbeats: advertised at once, and the heartbeat rescheduled on the new interval.
+   */
+  reconfigure(opts: { host: string; heartbeatInterval: number }): void;
   /** Live nodes, this one first when included. Throws TAAS_STORE_UNAVAILABLE when Redis is. */
   listNodes(): Promise<NodeInfo[]>;
   /**

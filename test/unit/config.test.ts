@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { validate, envName } from '../../src/config/schema.js';
+import { validate, envName, reloaded } from '../../src/config/schema.js';
 import { loadConfig, maskConfig } from '../../src/config/load.js';
 import { LiveConfig, fixedConfig } from '../../src/config/view.js';
 
@@ -157,5 +157,17 @@ describe('the live config view', () => {
     expect(seen).toEqual([[1, 2]]);
     expect(later).toEqual([2, 3]);
     expect(fixedConfig(first).current).toBe(first);
+  });
+
+  it('a reload keeps restart-only keys at their start values and names those that changed', () => {
+    const start = validate({ taasPort: 8443, redis: 'redis://a:6379', maxPorts: 10 });
+    const same = validate({ taasPort: 8443, redis: 'redis://a:6379', maxPorts: 20 });
+    expect(reloaded(start, same)).toEqual({ config: same, ignored: [] });
+    const { config, ignored } = reloaded(start, validate({ taasPort: 9443, nodeId: 'b', maxPorts: 20, maxHeaderBytes: 4096 }));
+    expect(ignored.sort()).toEqual(['maxHeaderBytes', 'nodeId', 'redis', 'taasPort']);
+    // The live key takes its new value; the restart-only ones stay (redis: still there, nodeId: still unset).
+    expect(config).toMatchObject({ maxPorts: 20, taasPort: 8443, redis: 'redis://a:6379', maxHeaderBytes: 8192 });
+    expect('nodeId' in config).toBe(false);
+    expect(Object.isFrozen(config)).toBe(true);
   });
 });
