@@ -10,3 +10,4 @@ export * from './error-body.js';
 export * from './agent-file.js';
 export * from './session.js';
 export * from './retry-after.js';
+export * from './client-hello.js';
