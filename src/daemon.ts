@@ -15,7 +15,7 @@ import { openSecretBox, openStore, secretKeyFile } from './store/open.js';
 import { checkSecretKey, openWithKey } from './store/key-check.js';
 import type { SecretBox } from './store/secret-box.js';
 import { EntryService } from './entries/entry-service.js';
-import type { Store } from './store/types.js';
+import { clientModeOf, type ClientMode, type Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
@@ -108,8 +108,9 @@ export class Daemon {
       draining: () => d?.drainingFlag ?? false,
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
+      sharedPort: () => registrar.port,
     });
-    const registrar = new RegistrarServer(view, tls, routes, logger);
+    const registrar = new RegistrarServer(view, tls, routes, logger, relay);
     await registrar.listen();
     const entries = new EntryService(store, {
       config: view,
@@ -150,10 +151,14 @@ export class Daemon {
       try {
         const map = new Map<string, number>();
         const owners = new Map<string, string>();
+        const modes = new Map<string, ClientMode>();
         for (const e of await this.store.listEntries()) {
           for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
           for (const l of e.labels) owners.set(l, e.id);
+          for (const l of e.labels) modes.set(l, clientModeOf(e, l));
         }
+        // The shared port routes ClientHellos by these (SNI passthrough); no store read per connection.
+        this.registrar.setClientModes(modes);
         // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
         this.relay.dropRevoked(owners);
         await this.relay.setFixedPorts(map);

@@ -117,6 +117,14 @@ export interface Config {
   sessionLifetime: number;
   /** Generate a registrar certificate in the data dir when none is configured; false serves plain HTTP. */
   generateCert: boolean;
+  /**
+   * One port for everything on taasPort: each connection is classified by its first octets — a
+   * ClientHello for the registrar (or a redirect-mode label, or no SNI) goes to the registrar,
+   * one for LABEL.<namedServers> of a passthrough label to that label's responders (SNI
+   * passthrough), a `TAAS-Cookie` line is a responder; registrations that speak the cookie
+   * protocol are answered with taasHost:taasPort. false: today's ports only.
+   */
+  sharedPort: boolean;
 }
 
 type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem';
@@ -184,6 +192,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   nodeId: { kind: 'string' },
   sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400 },
   generateCert: { kind: 'bool', default: true },
+  sharedPort: { kind: 'bool', default: false },
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];

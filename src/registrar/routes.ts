@@ -35,6 +35,8 @@ export interface RoutesDeps {
   draining: () => boolean;
   /** Base URL of another node's registrar for a hidden server this node will not take (draining, full). */
   registerElsewhere?: () => Promise<string | null>;
+  /** With sharedPort: the shared port's number (taasPort, or the OS's choice for 0). */
+  sharedPort?: () => number;
 }
 
 /** Seconds a client is told to wait when no responder is idle: agents refill within moments. */
@@ -103,9 +105,11 @@ export class RegistrarRoutes extends EventEmitter {
       return;
     }
     const cookie = newCookie();
+    const shared = this.answerSharedPort(c, authed.via);
     let port: number;
     try {
-      ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }));
+      ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }, shared));
+      if (shared) port = this.d.sharedPort!();
     } catch (e) {
       await this.attempt(entry.id, address, path.label, isTaasError(e) ? e.code.replace('TAAS_', '').toLowerCase() : 'error');
       this.emit('registration', { result: 'refused', code: isTaasError(e) ? e.code : 'TAAS_INTERNAL' });
@@ -119,6 +123,18 @@ export class RegistrarRoutes extends EventEmitter {
     const session = issueSessionToken(entry.secret, entry.id, c.sessionLifetime, this.d.auth.sessionBinding(address));
     this.d.logger.info({ id: entry.id, label: path.label, port, from: address, via: authed.via }, 'registration accepted');
     sendText(res, 200, formatEndpoint(host, port), { [COOKIE_HEADER]: cookie, [SESSION_HEADER]: session });
+  }
+
+  /**
+   * Whether this registration is answered with the shared port: only a hidden server that will
+   * send its cookie line can be told of it (the line is what identifies it there). Without
+   * allowCookieless every hidden server must; with it, one that registered with a session token
+   * (TAAS-Session: only cookie-speaking agents use one) has shown it does. An original-protocol
+   * hidden server keeps getting an allocated port.
+   */
+  private answerSharedPort(c: Readonly<Config>, via: string): boolean {
+    if (!c.sharedPort || !this.d.sharedPort) return false;
+    return !c.allowCookieless || via === 'session';
   }
 
   /** 307 to another node's registrar, when the relay has one; false when there is none. */

@@ -13,6 +13,9 @@ import type { ConfigView } from '../config/view.js';
 import { ConnLimit } from '../relay/conn-limit.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import type { RegistrarRoutes } from './routes.js';
+import type { Relay } from '../relay/relay.js';
+import type { ClientMode } from '../store/types.js';
+import { SharedPort } from './shared-port.js';
 import { sendError } from './respond.js';
 import { TaasError } from '../errors.js';
 import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
@@ -24,12 +27,16 @@ export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
   private readonly perAddress = new ConnLimit(() => this.view.current.maxConnsPerAddress);
   private unsubscribe: (() => void) | null = null;
+  /** With sharedPort: the listener on taasPort that classifies connections (shared-port.ts). */
+  private shared: SharedPort | null = null;
 
   constructor(
     private readonly view: ConfigView,
     private tls: RelayTls | null,
     private readonly routes: RegistrarRoutes,
     private readonly logger: Logger,
+    /** Needed with sharedPort only: responders and passthrough clients go to the relay. */
+    private readonly relay?: Relay,
   ) {}
 
   get secure(): boolean {
@@ -37,6 +44,7 @@ export class RegistrarServer {
   }
 
   get port(): number {
+    if (this.shared) return this.shared.port;
     const a = this.server?.address();
     return a && typeof a === 'object' ? a.port : 0;
   }
@@ -91,13 +99,21 @@ export class RegistrarServer {
       this.logger.debug({ code: err.code, from: socket.remoteAddress }, 'TLS handshake failed');
       socket.destroy();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(c.taasPort, c.taasHost, () => {
-        server.off('error', reject);
-        resolve();
+    if (c.sharedPort && this.relay) {
+      // One port for everything: the registrar's server listens nowhere itself; the shared
+      // port gives it the connections that are its own.
+      const shared = new SharedPort({ view: this.view, relay: this.relay, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
+      await shared.listen(c.taasPort, c.taasHost);
+      this.shared = shared;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(c.taasPort, c.taasHost, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    }
     server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
     this.server = server;
     this.unsubscribe = this.view.onReload((next) => this.applyReload(next));
@@ -120,6 +136,16 @@ export class RegistrarServer {
     if (this.perAddress.admit(s)) return;
     this.logger.info({ from: s.remoteAddress, limit: this.config.maxConnsPerAddress }, 'registrar connection refused: per-address limit');
     s.destroy();
+  }
+
+  /** Whether taasPort is the shared port (sharedPort: true). */
+  get sharedPort(): boolean {
+    return this.shared !== null;
+  }
+
+  /** Every label's client mode (SNI passthrough routing on the shared port). */
+  setClientModes(modes: ReadonlyMap<string, ClientMode>): void {
+    this.shared?.setClientModes(modes);
   }
 
   /** New certificate and key for new handshakes; established connections keep theirs. */
@@ -147,6 +173,8 @@ export class RegistrarServer {
     this.server = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
+    await this.shared?.close();
+    this.shared = null;
     await new Promise<void>((resolve) => {
       s.close(() => resolve());
       s.closeAllConnections();
