@@ -110,7 +110,10 @@ export class Daemon {
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
       sharedPort: () => registrar.port,
     });
-    const registrar = new RegistrarServer(view, tls, routes, logger, relay);
+    const registrar = new RegistrarServer(view, tls, routes, logger, {
+      relay,
+      elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
+    });
     await registrar.listen();
     const entries = new EntryService(store, {
       config: view,

@@ -12,7 +12,7 @@ import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
 import { ConnLimit } from '../relay/conn-limit.js';
 import type { RelayTls } from '../tls/relay-tls.js';
-import type { RegistrarRoutes } from './routes.js';
+import type { ElsewhereLookup, RegistrarRoutes } from './routes.js';
 import type { Relay } from '../relay/relay.js';
 import type { ClientMode } from '../store/types.js';
 import { SharedPort } from './shared-port.js';
@@ -35,8 +35,11 @@ export class RegistrarServer {
     private tls: RelayTls | null,
     private readonly routes: RegistrarRoutes,
     private readonly logger: Logger,
-    /** Needed with sharedPort only: responders and passthrough clients go to the relay. */
-    private readonly relay?: Relay,
+    /**
+     * Needed with sharedPort only: responders and passthrough clients go to the relay, and
+     * (several nodes) to another node with an idle responder of the label.
+     */
+    private readonly shareWith?: { relay: Relay; elsewhere?: ElsewhereLookup },
   ) {}
 
   get secure(): boolean {
@@ -99,10 +102,11 @@ export class RegistrarServer {
       this.logger.debug({ code: err.code, from: socket.remoteAddress }, 'TLS handshake failed');
       socket.destroy();
     });
-    if (c.sharedPort && this.relay) {
+    if (c.sharedPort && this.shareWith) {
       // One port for everything: the registrar's server listens nowhere itself; the shared
       // port gives it the connections that are its own.
-      const shared = new SharedPort({ view: this.view, relay: this.relay, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
+      const { relay, elsewhere } = this.shareWith;
+      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
       await shared.listen(c.taasPort, c.taasHost);
       this.shared = shared;
     } else {

@@ -24,6 +24,8 @@ import { CLASSIFY_TIMEOUT_MS, MAX_CLASSIFY_BYTES, classifyFirstOctets, routeHost
 import { ConnLimit } from '../relay/conn-limit.js';
 import type { Relay } from '../relay/relay.js';
 import type { ClientMode } from '../store/types.js';
+import { PassthroughForwarder } from './passthrough-forward.js';
+import type { ElsewhereLookup } from './routes.js';
 
 /** TLS alert record, fatal (2), unrecognized_name (112): RFC 6066 §3's answer to an unknown SNI. */
 const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
@@ -39,6 +41,8 @@ export interface SharedPortDeps {
   registrar(socket: net.Socket): void;
   /** The registrar speaks HTTPS (plain HTTP requests are then refused here). */
   secure: boolean;
+  /** Several nodes: another node's client port for a label with idle responders there. */
+  elsewhere?: ElsewhereLookup;
 }
 
 export class SharedPort {
@@ -49,8 +53,10 @@ export class SharedPort {
   /** label → mode of every label an entry holds (set from the store by the daemon). */
   private modes: ReadonlyMap<string, ClientMode> = new Map();
   private closed = false;
+  private readonly forwarder: PassthroughForwarder;
 
   constructor(private readonly deps: SharedPortDeps) {
+    this.forwarder = new PassthroughForwarder(deps.logger);
     this.server.on('connection', (s) => this.classify(s));
     this.server.on('error', (e) => this.deps.logger.warn({ err: e.message }, 'shared port listener error'));
   }
@@ -82,6 +88,7 @@ export class SharedPort {
 
   close(): Promise<void> {
     this.closed = true;
+    this.forwarder.close();
     for (const s of this.classifying) s.destroy();
     this.classifying.clear();
     return new Promise((resolve) => (this.server.listening ? this.server.close(() => resolve()) : resolve()));
@@ -143,10 +150,25 @@ export class SharedPort {
     const route = sni === null ? null : routeHost(sni, c.namedRegistrar, c.namedServers);
     if (route?.kind === 'label') {
       const mode = this.modes.get(route.label);
-      if (mode === 'passthrough') return this.deps.relay.takePassthroughClient(route.label, s, hello);
+      if (mode === 'passthrough') return void this.passthrough(route.label, s, hello);
       if (mode === undefined) return this.cut(s, 'unknown-label', route.label);
     }
     this.toRegistrar(s, hello);
+  }
+
+  /**
+   * An SNI passthrough client: paired here when a responder of its label is idle here; else
+   * carried to a node that has one idle (several nodes); else it waits in this node's queue
+   * (responders pending or busy here) or is closed (none anywhere), as a client port does.
+   */
+  private async passthrough(label: string, s: net.Socket, hello: Buffer): Promise<void> {
+    const { relay, elsewhere } = this.deps;
+    if (elsewhere && relay.labelState(label).idle === 0) {
+      const there = await elsewhere(label, { address: s.remoteAddress ?? '', path: '' }).catch(() => null);
+      if (s.destroyed) return;
+      if (there && !this.closed) return this.forwarder.forward(label, s, hello, there);
+    }
+    relay.takePassthroughClient(label, s, hello);
   }
 
   private toRegistrar(s: net.Socket, head: Buffer): void {
