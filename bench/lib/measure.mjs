@@ -45,11 +45,18 @@ class FarEnds {
     this.sockets = new Set();
     this.waiting = new Map(); // id -> resolve
   }
-  adopt(s) {
+  /** `skip`: octets each far end receives before the ids (an SNI passthrough client's ClientHello). */
+  adopt(s, skip = 0) {
     this.sockets.add(s);
     s.on('error', () => {});
     let buf = '';
+    let toSkip = skip;
     s.on('data', (d) => {
+      if (toSkip > 0) {
+        const n = Math.min(toSkip, d.length);
+        toSkip -= n;
+        d = d.subarray(n);
+      }
       buf += d.toString('latin1');
       while (buf.length >= 8) {
         const id = Number(buf.slice(0, 8));
@@ -79,7 +86,7 @@ async function fillPool(v, far, n, conc) {
   const worker = async () => {
     while (next < n) {
       next++;
-      far.adopt(await v.daemon.responder());
+      far.adopt(await v.daemon.responder(), v.clientPrefix?.length ?? 0);
     }
   };
   await Promise.all(Array.from({ length: conc }, worker));
@@ -118,7 +125,8 @@ export async function pairings(v, { n, conc, onStage, batches = 1 }) {
           const c = net.connect({ port: front, host: '127.0.0.1' });
           c.on('error', () => {});
           clients.push(c);
-          c.write(String(id).padStart(8, '0'));
+          const idBytes = Buffer.from(String(id).padStart(8, '0'));
+          c.write(v.clientPrefix ? Buffer.concat([v.clientPrefix, idBytes]) : idBytes);
           await got;
           times.push(performance.now() - start);
         }
