@@ -170,8 +170,13 @@ export class TaasDaemon {
   }
 
   async nearPort() {
-    // SNI passthrough: the shared port itself, no redirect.
-    if (this.sni) return this.ports.registrar;
+    // SNI passthrough: the shared port itself, no redirect. One registration (never connected:
+    // it just expires) gets the session token first, as for the client-port rows, so the pool's
+    // concurrent registrations do not all present one TOTP code.
+    if (this.sni) {
+      if (!this.session) await this.register();
+      return this.ports.registrar;
+    }
     if (this.clientPort) return this.clientPort;
     // A redirect needs an idle responder: register one, take the port, then pair it away.
     const s = await this.responder();
