@@ -172,12 +172,19 @@ export class SharedPort {
   }
 
   private toRegistrar(s: net.Socket, head: Buffer): void {
-    // The registrar's server reads these octets first: Node's TLS socket takes what the plain
-    // socket has buffered before it reads from the descriptor (as the HTTP parser does).
-    s.unshift(head);
     // The registrar closes a connection its client half-closed, as on its own port.
     s.allowHalfOpen = false;
-    this.deps.registrar(s);
+    if (this.deps.secure) {
+      // Node's TLS socket takes what the plain socket has buffered before it reads from the
+      // descriptor: the octets read here go back into that buffer.
+      s.unshift(head);
+      this.deps.registrar(s);
+    } else {
+      // The plain HTTP parser reads the descriptor itself and would never see a buffer: it is
+      // given the octets read here as the data event it listens to, right after it attached.
+      this.deps.registrar(s);
+      s.emit('data', head);
+    }
   }
 
   private cut(s: net.Socket, why: CutWhy, detail?: string): void {

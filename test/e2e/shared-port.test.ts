@@ -97,3 +97,17 @@ describe.each([
     expect(daemon.proc.logs('pairing ended', { label: 'pass' }).length).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('one port with a plain-HTTP registrar (generateCert: false)', () => {
+  it('hands plain HTTP to the registrar with the octets read kept; cuts TLS for an unknown label', async () => {
+    const daemon = await startDaemon({ sharedPort: true, generateCert: false });
+    const port = daemon.registrarPort;
+    await daemon.addEntry(['plain']);
+    const r = await curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://registrar.localhost:${port}/nothing`]);
+    expect(r.stdout.toString()).toBe('404');
+    const c = await curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', `http://plain.localhost:${port}/`]);
+    expect(c.stdout.toString()).toBe('503'); // a redirect label with no responder: the registrar's answer
+    const t = await curl(['-sk', `https://nobody.localhost:${port}/`]);
+    expect(t.code).toBe(35); // TLS alert unrecognized_name
+  });
+});
