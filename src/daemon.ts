@@ -108,7 +108,7 @@ export class Daemon {
       draining: () => d?.drainingFlag ?? false,
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
-      sharedPort: () => registrar.port,
+      sharedPort: () => (registrar.sharedPort ? registrar.port : null),
     });
     const registrar = new RegistrarServer(view, tls, routes, logger, {
       relay,
