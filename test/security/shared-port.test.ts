@@ -17,8 +17,12 @@ import { Registrant } from '../ops/responder.js';
 
 const own = selfSigned('hidden.test', ['pass.localhost']);
 let servers: net.Server[] = [];
+/** Every socket a test or a hidden server opened: closed after each test, whatever it asserted. */
+const sockets = new Set<net.Socket>();
 
 afterEach(async () => {
+  for (const s of sockets) s.destroy();
+  sockets.clear();
   for (const s of servers.splice(0)) await closeServer(s);
   await stopAll();
 });
@@ -26,6 +30,7 @@ afterEach(async () => {
 /** A TLS echo server: the hidden server, with its own certificate. */
 async function tlsEcho(): Promise<number> {
   const s = tls.createServer({ cert: own.cert, key: own.key }, (c) => {
+    sockets.add(c);
     c.on('error', () => undefined);
     c.pipe(c);
   });
@@ -53,12 +58,14 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
 
     // An established passthrough pairing, end to end with the hidden server's certificate.
     const client = tls.connect({ port, host: '127.0.0.1', servername: 'pass.localhost', ca: own.cert });
+    sockets.add(client);
     await new Promise<void>((resolve, reject) => client.once('secureConnect', resolve).once('error', reject));
     client.write('before');
     expect((await readExactly(client, 6)).toString()).toBe('before');
 
     const silent = await connect(port);
     const half = await connect(port);
+    sockets.add(silent).add(half);
     const whole = hello('pass.localhost');
     await writeFlushed(half, whole.subarray(0, Math.floor(whole.length / 2)));
     const started = Date.now();
@@ -77,6 +84,7 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
     expect(quick[3]![1].length).toBeGreaterThan(MAX_CLASSIFY_BYTES);
     for (const [what, bytes] of quick) {
       const s = await connect(port);
+      sockets.add(s);
       s.on('error', () => undefined);
       const got: Buffer[] = [];
       s.on('data', (c: Buffer) => got.push(c));
@@ -96,6 +104,8 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
       expect(ms).toBeGreaterThanOrEqual(CLASSIFY_TIMEOUT_MS - 500);
       expect(ms).toBeLessThan(CLASSIFY_TIMEOUT_MS + 3000);
     }
+    // The log line may come a moment after the socket closed: wait for it, not for a guess.
+    await daemon.proc.waitLog('shared port connection closed', 2, 5000, { why: 'timeout' });
     const whys = daemon.proc.logs('shared port connection closed').map((l) => l.why);
     expect(whys).toEqual(expect.arrayContaining(['not-tls', 'malformed', 'oversized', 'unknown-label', 'cookie', 'timeout']));
 
@@ -116,16 +126,19 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
 
     // Another address (127.0.0.2 is loopback too) with the right cookie: refused, registration kept.
     const other = await connect(port, { localAddress: '127.0.0.2' });
+    sockets.add(other);
     other.write(line);
     await cutAfter(other, 5000);
     await daemon.proc.waitLog('connection to the shared port refused: not the registering address');
 
     const genuine = await connect(port);
+    sockets.add(genuine);
     genuine.on('error', () => undefined);
     await writeFlushed(genuine, line);
 
     // The genuine responder serves a passthrough client: the ClientHello reaches it first, untouched.
     const c = await connect(port);
+    sockets.add(c);
     const h = hello('pass.localhost');
     c.write(h);
     expect(await readExactly(genuine, h.length)).toEqual(h);
@@ -134,6 +147,7 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
 
     // Spent: the same cookie again is a stranger's.
     const again = await connect(port);
+    sockets.add(again);
     again.write(line);
     await cutAfter(again, 5000);
     await daemon.proc.waitLog('connection to the shared port refused: unknown or spent cookie');
