@@ -45,7 +45,7 @@ async function cutAfter(s: net.Socket, ms = 15_000): Promise<number> {
   return Date.now() - t0;
 }
 
-const hello = (sni: string | null) => inRecords(helloMessage({ sni, alpn: ['h2'], others: [], sessionId: new Uint8Array(0) }), []);
+const hello = (sni: string | null, alpn = ['h2']) => inRecords(helloMessage({ sni, alpn, others: [], sessionId: new Uint8Array(0) }), []);
 
 describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engine) => {
   let daemon: Daemon;
@@ -115,7 +115,7 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
     client.destroy();
   });
 
-  it('a shared registration: its cookie once, from the registering address only', async () => {
+  it('a shared registration: its cookie once, from the registering address only; an ACME TLS-ALPN-01 ClientHello reaches its responder untouched', async () => {
     daemon = await startDaemon({ sharedPort: true, relayEngine: engine });
     const port = daemon.registrarPort;
     const agentFile = await daemon.addEntry(['pass'], ['--client-mode', 'passthrough']);
@@ -136,10 +136,12 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
     genuine.on('error', () => undefined);
     await writeFlushed(genuine, line);
 
-    // The genuine responder serves a passthrough client: the ClientHello reaches it first, untouched.
+    // The genuine responder serves a passthrough client: the ClientHello reaches it first,
+    // untouched. This one is an ACME CA's TLS-ALPN-01 check (RFC 8737: ALPN acme-tls/1 for the
+    // label's name): routed like any other, so the certificate's key stays on the hidden server.
     const c = await connect(port);
     sockets.add(c);
-    const h = hello('pass.localhost');
+    const h = hello('pass.localhost', ['acme-tls/1']);
     c.write(h);
     expect(await readExactly(genuine, h.length)).toEqual(h);
     genuine.write('from the hidden server');
