@@ -12,7 +12,7 @@
  */
 import { TaasError } from '../errors.js';
 import { isValidId, isValidLabel } from '../protocol/names.js';
-import type { ClientMode, Entry, Store } from './types.js';
+import { clientModeOf, type ClientMode, type Entry, type Store } from './types.js';
 
 export interface ImportResult {
   created: number;
@@ -120,7 +120,9 @@ async function parseAll(lines: AsyncIterable<string> | Iterable<string>): Promis
 
 function sameContent(a: Entry, b: Entry): boolean {
   const ports = (e: Entry): string => JSON.stringify(Object.entries(e.clientPorts).sort(([x], [y]) => x.localeCompare(y)));
-  return a.secret === b.secret && JSON.stringify([...a.labels].sort()) === JSON.stringify([...b.labels].sort()) && ports(a) === ports(b);
+  // A label named `redirect` and a label not named are the same mode.
+  const passthrough = (e: Entry): string => JSON.stringify(e.labels.filter((l) => clientModeOf(e, l) === 'passthrough').sort());
+  return a.secret === b.secret && JSON.stringify([...a.labels].sort()) === JSON.stringify([...b.labels].sort()) && ports(a) === ports(b) && passthrough(a) === passthrough(b);
 }
 
 /**
@@ -140,7 +142,8 @@ export async function importEntries(store: Store, lines: AsyncIterable<string> |
     const kept = cur.labels.filter((l) => e.labels.includes(l));
     const keptPorts = Object.fromEntries(Object.entries(cur.clientPorts).filter(([l, p]) => e.clientPorts[l] === p));
     if (kept.length !== cur.labels.length || Object.keys(keptPorts).length !== Object.keys(cur.clientPorts).length) {
-      await store.updateEntry({ ...cur, labels: kept, clientPorts: keptPorts }, cur.version);
+      const keptModes = Object.fromEntries(Object.entries(cur.clientMode ?? {}).filter(([l]) => kept.includes(l)));
+      await store.updateEntry({ ...cur, labels: kept, clientPorts: keptPorts, clientMode: keptModes }, cur.version);
       released.add(e.id);
     }
   }
