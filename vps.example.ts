@@ -14,6 +14,9 @@ const config: Partial<Config> = {
   certFile: '/var/lib/taas-server/registrar.crt',
   dataDir: '/var/lib/taas-server',
   portRange: [20000, 29999],
+  // One port for everything (only 443 open): registrations, responders and SNI passthrough
+  // labels (`entries add --client-mode passthrough`) on taasPort; see README, "One port (443)".
+  // sharedPort: true,
   // Keep the label's name in Location so clients can check the hidden server's certificate
   // (hidden servers are still told taasHost:PORT to connect to):
   // locationHost: '{label}.taas.example.com',

@@ -16,6 +16,7 @@ import { checkSecretKey, openWithKey } from './store/key-check.js';
 import type { SecretBox } from './store/secret-box.js';
 import { EntryService } from './entries/entry-service.js';
 import { ResilientStore } from './store/resilient-store.js';
+import { clientModeOf, type ClientMode, type Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
 import { RegistrarAcme } from './tls/acme/registrar-acme.js';
 import { storedAcmeRoot } from './tls/acme/issuer-root.js';
@@ -119,13 +120,17 @@ export class Daemon {
       draining: () => d?.drainingFlag ?? false,
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
+      sharedPort: () => (registrar.sharedPort ? registrar.port : null),
     });
     if (config.acme && !tls) {
       await store.close();
       throw new TaasError('TAAS_CONFIG_INVALID', 'config key acme: the registrar must speak HTTPS for ACME (TLS-ALPN-01); set generateCert true or give keyFile/certFile');
     }
     const acme = RegistrarAcme.create({ config: view, store, sealer: box, logger, nodeId, fallbackKey: () => (d?.tls ?? tls)?.material.key ?? null });
-    const registrar = new RegistrarServer(view, tls, routes, logger, acme?.book ?? null);
+    const registrar = new RegistrarServer(view, tls, routes, logger, acme?.book ?? null, {
+      relay,
+      elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
+    });
     await registrar.listen();
     const entries = new EntryService(store, {
       config: view,
@@ -179,10 +184,14 @@ export class Daemon {
       try {
         const map = new Map<string, number>();
         const owners = new Map<string, string>();
+        const modes = new Map<string, ClientMode>();
         for (const e of await this.store.listEntries()) {
           for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
           for (const l of e.labels) owners.set(l, e.id);
+          for (const l of e.labels) modes.set(l, clientModeOf(e, l));
         }
+        // The shared port routes ClientHellos by these (SNI passthrough); no store read per connection.
+        this.registrar.setClientModes(modes);
         // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
         this.relay.dropRevoked(owners);
         await this.relay.setFixedPorts(map);

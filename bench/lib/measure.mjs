@@ -57,12 +57,16 @@ class FarEnds {
     this.sockets = new Set();
     this.waiting = new Map(); // id -> resolve
   }
-  /** `signalled`: a taas responder, sent the pairing signal (a PROXY header) first; dropped, as the agent does. */
-  adopt(s, signalled = false) {
+  /**
+   * `signalled`: a taas responder, sent the pairing signal (a PROXY header) first; dropped, as the agent does.
+   * `skip`: octets each far end receives next, before the ids (an SNI passthrough client's ClientHello).
+   */
+  adopt(s, signalled = false, skip = 0) {
     this.sockets.add(s);
     s.on('error', () => {});
     let buf = '';
     let head = signalled ? Buffer.alloc(0) : null;
+    let toSkip = skip;
     s.on('data', (d) => {
       if (head) {
         head = Buffer.concat([head, d]);
@@ -70,6 +74,11 @@ class FarEnds {
         if (h.kind === 'need-more') return;
         d = h.kind === 'header' ? head.subarray(h.length) : head;
         head = null;
+      }
+      if (toSkip > 0) {
+        const n = Math.min(toSkip, d.length);
+        toSkip -= n;
+        d = d.subarray(n);
       }
       buf += d.toString('latin1');
       while (buf.length >= 8) {
@@ -100,7 +109,7 @@ async function fillPool(v, far, n, conc) {
   const worker = async () => {
     while (next < n) {
       next++;
-      far.adopt(await v.daemon.responder(), true);
+      far.adopt(await v.daemon.responder(), true, v.clientPrefix?.length ?? 0);
     }
   };
   await Promise.all(Array.from({ length: conc }, worker));
@@ -139,7 +148,8 @@ export async function pairings(v, { n, conc, onStage, batches = 1 }) {
           const c = net.connect({ port: front, host: '127.0.0.1' });
           c.on('error', () => {});
           clients.push(c);
-          c.write(String(id).padStart(8, '0'));
+          const idBytes = Buffer.from(String(id).padStart(8, '0'));
+          c.write(v.clientPrefix ? Buffer.concat([v.clientPrefix, idBytes]) : idBytes);
           await got;
           times.push(performance.now() - start);
         }

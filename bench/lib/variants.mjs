@@ -147,12 +147,18 @@ class EngineOnly extends ForwardingVariant {
 
 /** The real daemon: registrations, 307, pairing. */
 class Taas {
-  constructor(engine) {
-    this.key = `taas-${engine}`;
-    this.label = `taas ${engine}`;
+  /** `sni`: mobile clients reach the label by SNI passthrough on the shared port, not a client port. */
+  constructor(engine, { sni = false } = {}) {
+    this.key = `taas-${engine}${sni ? '-sni' : ''}`;
+    this.label = `taas ${engine}${sni ? ', SNI passthrough' : ''}`;
     this.kind = 'taas';
     this.engine = engine;
+    this.sni = sni;
     this.nodeGc = true;
+  }
+  /** Octets each mobile client sends first (the SNI row's ClientHello), or null. */
+  get clientPrefix() {
+    return this.daemon?.clientPrefix ?? null;
   }
   get pid() {
     return this.daemon.pid;
@@ -162,7 +168,9 @@ class Taas {
   }
   async start() {
     const lo = this.engine === 'splice' ? 20000 : 30000;
-    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range: [lo, lo + 9999] });
+    // The SNI rows allocate no ports (their responders come to the shared port): a small range apart.
+    const range = this.sni ? [this.engine === 'splice' ? 40000 : 41000, this.engine === 'splice' ? 40999 : 41999] : [lo, lo + 9999];
+    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range }, { sni: this.sni });
     await this.daemon.start();
     await this.daemon.nearPort();
   }
@@ -230,7 +238,7 @@ class TaasAgent {
 
 /** A fresh, unmeasured instance of the same row (memory is measured on a clean process). */
 export function fresh(v) {
-  if (v instanceof Taas) return new Taas(v.engine);
+  if (v instanceof Taas) return new Taas(v.engine, { sni: v.sni });
   if (v instanceof EngineOnly) return new EngineOnly(v.engine);
   if (v instanceof HAProxy) return new HAProxy(v.bigPipes);
   throw new Error(`no fresh instance of ${v.key}`);
@@ -250,6 +258,9 @@ export function variants({ engineRows = false } = {}) {
   else skipped.push({ key: 'taas-splice', why: 'native addon not built (npm run build:native)' });
   if (fs.existsSync(addon)) rows.push(new TaasAgent());
   rows.push(new Taas('stream'));
+  // SNI passthrough on the shared port, against the client-port rows above (issue 14: ≥ 0.8×).
+  if (fs.existsSync(addon)) rows.push(new Taas('splice', { sni: true }));
+  rows.push(new Taas('stream', { sni: true }));
   // The splice engine alone tells its own cost apart from the daemon's; the stream engine alone
   // only on request.
   if (fs.existsSync(addon)) rows.push(new EngineOnly('splice'));

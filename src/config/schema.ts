@@ -152,6 +152,14 @@ export interface Config {
   generateCert: boolean;
   /** Public certificates for the registrar from an ACME CA; none when unset. */
   acme?: AcmeOptions;
+  /**
+   * One port for everything on taasPort: each connection is classified by its first octets — a
+   * ClientHello for the registrar (or a redirect-mode label, or no SNI) goes to the registrar,
+   * one for LABEL.<namedServers> of a passthrough label to that label's responders (SNI
+   * passthrough), a `TAAS-Cookie` line is a responder; registrations that speak the cookie
+   * protocol are answered with taasHost:taasPort. false: today's ports only.
+   */
+  sharedPort: boolean;
 }
 
 type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem' | 'acme';
@@ -230,6 +238,8 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   nodeId: { kind: 'string', reload: 'restart' },
   sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400, reload: 'live' },
   generateCert: { kind: 'bool', default: true, reload: 'restart' },
+  // The listener is one or the other from start (agents are told the shared port only when it is one).
+  sharedPort: { kind: 'bool', default: false, reload: 'restart' },
   // The keeper, its listeners and the order lock are set up at start: a new acme block needs a restart.
   acme: { kind: 'acme', reload: 'restart' },
 };

@@ -12,3 +12,4 @@ export * from './session.js';
 export * from './retry-after.js';
 export * from './proxy-header.js';
 export * from './acme.js';
+export * from './client-hello.js';

@@ -36,6 +36,11 @@ export interface RoutesDeps {
   draining: () => boolean;
   /** Base URL of another node's registrar for a hidden server this node will not take (draining, full). */
   registerElsewhere?: () => Promise<string | null>;
+  /**
+   * The shared port's number (taasPort, or the OS's choice for 0) when the registrar listens
+   * as one; null when it does not (sharedPort off at start: a reload cannot turn it on).
+   */
+  sharedPort?: () => number | null;
 }
 
 /** Seconds a client is told to wait when no responder is idle: agents refill within moments. */
@@ -113,9 +118,11 @@ export class RegistrarRoutes extends EventEmitter {
       return;
     }
     const cookie = newCookie();
+    const sharedPort = this.answerSharedPort(c, authed.via);
     let port: number;
     try {
-      ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }));
+      ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }, sharedPort !== null));
+      if (sharedPort !== null) port = sharedPort;
     } catch (e) {
       await this.attempt(entry.id, address, path.label, isTaasError(e) ? e.code.replace('TAAS_', '').toLowerCase() : 'error');
       this.emit('registration', { result: 'refused', code: isTaasError(e) ? e.code : 'TAAS_INTERNAL' });
@@ -129,6 +136,19 @@ export class RegistrarRoutes extends EventEmitter {
     const session = issueSessionToken(entry.secret, entry.id, c.sessionLifetime, this.d.auth.sessionBinding(address));
     this.d.logger.info({ id: entry.id, label: path.label, port, from: address, via: authed.via }, 'registration accepted');
     sendText(res, 200, formatEndpoint(host, port), { [COOKIE_HEADER]: cookie, [SESSION_HEADER]: session });
+  }
+
+  /**
+   * The shared port, when this registration is answered with it (else null): only a hidden server that will
+   * send its cookie line can be told of it (the line is what identifies it there). Without
+   * allowCookieless every hidden server must; with it, one that registered with a session token
+   * (TAAS-Session: only cookie-speaking agents use one) has shown it does. An original-protocol
+   * hidden server keeps getting an allocated port.
+   */
+  private answerSharedPort(c: Readonly<Config>, via: string): number | null {
+    const port = this.d.sharedPort?.() ?? null;
+    if (port === null || !c.sharedPort) return null;
+    return !c.allowCookieless || via === 'session' ? port : null;
   }
 
   /** 307 to another node's registrar, when the relay has one; false when there is none. */

@@ -15,7 +15,10 @@ import { ConnLimit } from '../relay/conn-limit.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import { acmeTlsHandlers, selectHttp11 } from '../tls/acme/alpn.js';
 import type { ChallengeBook } from '../tls/acme/challenges.js';
-import type { RegistrarRoutes } from './routes.js';
+import type { ElsewhereLookup, RegistrarRoutes } from './routes.js';
+import type { Relay } from '../relay/relay.js';
+import type { ClientMode } from '../store/types.js';
+import { SharedPort } from './shared-port.js';
 import { sendError } from './respond.js';
 import { TaasError } from '../errors.js';
 import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
@@ -32,6 +35,8 @@ export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
   private readonly perAddress = new ConnLimit(() => this.view.current.maxConnsPerAddress);
   private unsubscribe: (() => void) | null = null;
+  /** With sharedPort: the listener on taasPort that classifies connections (shared-port.ts). */
+  private shared: SharedPort | null = null;
 
   constructor(
     private readonly view: ConfigView,
@@ -40,6 +45,11 @@ export class RegistrarServer {
     private readonly logger: Logger,
     /** Pending ACME challenges: TLS-ALPN-01 is answered on this listener (config `acme`). */
     private readonly acme: ChallengeBook | null = null,
+    /**
+     * Needed with sharedPort only: responders and passthrough clients go to the relay, and
+     * (several nodes) to another node with an idle responder of the label.
+     */
+    private readonly shareWith?: { relay: Relay; elsewhere?: ElsewhereLookup },
   ) {}
 
   get secure(): boolean {
@@ -47,6 +57,7 @@ export class RegistrarServer {
   }
 
   get port(): number {
+    if (this.shared) return this.shared.port;
     const a = this.server?.address();
     return a && typeof a === 'object' ? a.port : 0;
   }
@@ -103,13 +114,22 @@ export class RegistrarServer {
       this.logger.debug({ code: err.code, from: socket.remoteAddress }, 'TLS handshake failed');
       socket.destroy();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(c.taasPort, c.taasHost, () => {
-        server.off('error', reject);
-        resolve();
+    if (c.sharedPort && this.shareWith) {
+      // One port for everything: the registrar's server listens nowhere itself; the shared
+      // port gives it the connections that are its own.
+      const { relay, elsewhere } = this.shareWith;
+      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
+      await shared.listen(c.taasPort, c.taasHost);
+      this.shared = shared;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(c.taasPort, c.taasHost, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    }
     server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
     this.server = server;
     this.unsubscribe = this.view.onReload((next) => this.applyReload(next));
@@ -132,6 +152,16 @@ export class RegistrarServer {
     if (this.perAddress.admit(s)) return;
     this.logger.info({ from: s.remoteAddress, limit: this.config.maxConnsPerAddress }, 'registrar connection refused: per-address limit');
     s.destroy();
+  }
+
+  /** Whether taasPort is the shared port (sharedPort: true). */
+  get sharedPort(): boolean {
+    return this.shared !== null;
+  }
+
+  /** Every label's client mode (SNI passthrough routing on the shared port). */
+  setClientModes(modes: ReadonlyMap<string, ClientMode>): void {
+    this.shared?.setClientModes(modes);
   }
 
   /** New certificate and key for new handshakes; established connections keep theirs. */
@@ -161,6 +191,8 @@ export class RegistrarServer {
     this.server = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
+    await this.shared?.close();
+    this.shared = null;
     await new Promise<void>((resolve) => {
       s.close(() => resolve());
       s.closeAllConnections();

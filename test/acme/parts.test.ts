@@ -37,8 +37,8 @@ afterEach(async () => {
 describe('registrar certificate names', () => {
   const config = validate({ namedRegistrar: 'relay.example.com', namedServers: 'example.com', acme: { ...ACME, names: ['status.example.com'] } });
   it('carries the registrar, the extra names and each redirect-mode label; passthrough labels are left out', () => {
-    const entries = [{ labels: ['web', 'Shop'] }, { labels: ['cam'], clientMode: 'passthrough' }, { labels: ['mail'], clientMode: 'redirect' }];
-    expect(registrarAcmeNames(config, entries)).toEqual({ names: ['relay.example.com', 'status.example.com', 'mail.example.com', 'shop.example.com', 'web.example.com'], dropped: 0 });
+    const entries = [{ labels: ['web', 'Shop'] }, { labels: ['cam', 'door'], clientMode: { cam: 'passthrough' } }, { labels: ['mail'], clientMode: { mail: 'redirect' } }];
+    expect(registrarAcmeNames(config, entries)).toEqual({ names: ['relay.example.com', 'status.example.com', 'door.example.com', 'mail.example.com', 'shop.example.com', 'web.example.com'], dropped: 0 });
   });
   it('asks for a wildcard instead of labels when acme.wildcard is set', () => {
     const w = validate({ namedRegistrar: 'relay.example.com', namedServers: 'example.com', acme: { ...ACME, challenge: 'dns-01', dns01Hook: '/h', wildcard: true } });

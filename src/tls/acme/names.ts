@@ -11,10 +11,14 @@ import type { Config } from '../../config/schema.js';
 /** Let's Encrypt's cap on names per certificate. */
 export const MAX_ACME_NAMES = 100;
 
-/** What names.ts needs of an entry; `clientMode` comes with the shared port (issue 14, items 1/2). */
+/** What names.ts needs of an entry: its labels and their client modes (label → mode; redirect when absent). */
 export interface NamedEntry {
   labels: readonly string[];
-  clientMode?: string;
+  clientMode?: Readonly<Record<string, string>>;
+}
+
+function passthrough(e: NamedEntry, label: string): boolean {
+  return e.clientMode !== undefined && Object.hasOwn(e.clientMode, label) && e.clientMode[label] === 'passthrough';
 }
 
 export function registrarAcmeNames(config: Readonly<Config>, entries: readonly NamedEntry[]): { names: string[]; dropped: number } {
@@ -24,8 +28,7 @@ export function registrarAcmeNames(config: Readonly<Config>, entries: readonly N
   const labels = acme?.wildcard
     ? []
     : entries
-        .filter((e) => (e.clientMode ?? 'redirect') === 'redirect')
-        .flatMap((e) => e.labels)
+        .flatMap((e) => e.labels.filter((l) => !passthrough(e, l)))
         .map((l) => `${l.toLowerCase()}.${config.namedServers.toLowerCase()}`)
         .sort();
   const extra = acme?.names ?? [];
