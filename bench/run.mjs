@@ -17,7 +17,7 @@ import { machine } from './lib/machine.mjs';
 import { bulk, latency, pairings, registrationUnderLoad, rss } from './lib/measure.mjs';
 import { handover } from './lib/handover.mjs';
 import { buildTools, freePort, median, root } from './lib/proc.mjs';
-import { ratios, render, targets } from './lib/report.mjs';
+import { agentTargets, ratios, render, targets } from './lib/report.mjs';
 import { fresh, variants } from './lib/variants.mjs';
 
 const { values: o } = parseArgs({
@@ -86,7 +86,7 @@ try {
         for (const v of rotate(rows, rep)) {
           const r = await bulk(v, { streams, seconds });
           put(v, `bulk${streams}`, r);
-          log(`bulk ${streams} stream(s) rep ${rep + 1}: ${v.key} ${r.gbps.toFixed(2)} GB/s, ${r.cpuPerGB.toFixed(3)} CPU s/GB`);
+          log(`bulk ${streams} stream(s) rep ${rep + 1}: ${v.key} ${r.gbps.toFixed(2)} GB/s, ${r.cpuPerGB.toFixed(3)} CPU s/GB${r.agentCpuPerGB !== undefined ? `, agent ${r.agentCpuPerGB.toFixed(3)} CPU s/GB` : ''}`);
         }
       }
     }
@@ -201,6 +201,7 @@ for (const v of rows) {
 res.handover = handovers;
 res.ratios = ratios(res);
 res.targets = targets(res);
+res.agentTargets = agentTargets(res);
 
 res.loadAverageAtEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
 const text = render(res);

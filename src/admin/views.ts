@@ -1,15 +1,17 @@
 /** What the API shows of stored things: never a secret after creation. */
-import type { Entry } from '../store/types.js';
+import type { ClientMode, Entry } from '../store/types.js';
 
 export interface PublicEntry {
   id: string;
   labels: string[];
   clientPorts: Record<string, number>;
+  /** label → redirect | passthrough; a label not named is redirect. */
+  clientMode: Record<string, ClientMode>;
   createdAt: string;
   updatedAt: string;
   version: number;
 }
 
 export function publicEntry(e: Entry): PublicEntry {
-  return { id: e.id, labels: [...e.labels], clientPorts: { ...e.clientPorts }, createdAt: e.createdAt, updatedAt: e.updatedAt, version: e.version };
+  return { id: e.id, labels: [...e.labels], clientPorts: { ...e.clientPorts }, clientMode: { ...(e.clientMode ?? {}) }, createdAt: e.createdAt, updatedAt: e.updatedAt, version: e.version };
 }

@@ -9,7 +9,7 @@ import type { AgentFile } from '../protocol/agent-file.js';
 import { isReservedLabel, isValidId, isValidLabel, normaliseLabel } from '../protocol/names.js';
 import { newTotpSecret, otpauthUri } from '../auth/totp.js';
 import type { RelayTls } from '../tls/relay-tls.js';
-import type { Entry, Store } from '../store/types.js';
+import { CLIENT_MODES, type ClientMode, type Entry, type Store } from '../store/types.js';
 
 export interface IssuedEntry {
   entry: Entry;
@@ -22,6 +22,8 @@ export interface EntryInput {
   id?: string;
   labels: string[];
   clientPorts?: Record<string, number>;
+  /** label → client mode; labels not named are `redirect`. */
+  clientMode?: Record<string, ClientMode>;
 }
 
 export interface EntryServiceOptions {
@@ -71,12 +73,31 @@ export class EntryService {
     return out;
   }
 
+  private clientModeOf(raw: Record<string, unknown> | undefined, labels: string[]): Record<string, ClientMode> | undefined {
+    if (raw === undefined) return undefined;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new TaasError('TAAS_ENTRY_INVALID', 'clientMode must be an object of label → redirect | passthrough');
+    const out: Record<string, ClientMode> = {};
+    for (const [label, mode] of Object.entries(raw)) {
+      if (!labels.includes(label)) throw new TaasError('TAAS_ENTRY_INVALID', `client mode given for label ${label}, which the entry does not have`);
+      if (!CLIENT_MODES.includes(mode as ClientMode)) throw new TaasError('TAAS_ENTRY_INVALID', `client mode ${JSON.stringify(mode)} for ${label} is not one of ${CLIENT_MODES.join(', ')}`);
+      out[label] = mode as ClientMode;
+    }
+    return Object.keys(out).length ? out : undefined;
+  }
+
+  /** An entry with its client modes set (or none: every label redirect). */
+  private withModes<T extends object>(e: T, modes: Record<string, ClientMode> | undefined): T & { clientMode?: Record<string, ClientMode> } {
+    const { clientMode: _old, ...rest } = e as T & { clientMode?: unknown };
+    return (modes ? { ...rest, clientMode: modes } : rest) as T & { clientMode?: Record<string, ClientMode> };
+  }
+
   async create(input: EntryInput): Promise<IssuedEntry> {
     const id = input.id ?? crypto.randomUUID();
     if (!isValidId(id)) throw new TaasError('TAAS_ENTRY_INVALID', `ID ${JSON.stringify(id)} is not valid (letters, digits, '.', '_' and '-', up to 128)`);
     const labels = this.labelsOf(input.labels);
     const now = new Date().toISOString();
-    const entry: Entry = { id, secret: newTotpSecret(), labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), createdAt: now, updatedAt: now, version: 1 };
+    const base: Entry = { id, secret: newTotpSecret(), labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), createdAt: now, updatedAt: now, version: 1 };
+    const entry = this.withModes(base, this.clientModeOf(input.clientMode, labels));
     const stored = await this.store.createEntry(entry);
     return this.issued(stored);
   }
@@ -94,7 +115,10 @@ export class EntryService {
   async replace(id: string, input: Omit<EntryInput, 'id'>, expectedVersion?: number): Promise<Entry> {
     const cur = await this.get(id);
     const labels = this.labelsOf(input.labels);
-    return this.store.updateEntry({ ...cur, labels, clientPorts: this.clientPortsOf(input.clientPorts, labels) }, expectedVersion);
+    // A replace without clientMode keeps the modes of the labels it keeps.
+    const modes = input.clientMode ?? Object.fromEntries(Object.entries(cur.clientMode ?? {}).filter(([l]) => labels.includes(l)));
+    const next = this.withModes({ ...cur, labels, clientPorts: this.clientPortsOf(input.clientPorts, labels) }, this.clientModeOf(modes, labels));
+    return this.store.updateEntry(next, expectedVersion);
   }
 
   async addLabel(id: string, label: string): Promise<Entry> {

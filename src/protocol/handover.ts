@@ -40,9 +40,12 @@ export interface RegistrationState {
   remoteAddress: string;
   cookie: string;
   port: number;
+  /** Its one-shot port's descriptor; -1 for a shared registration (port 0: it holds none). */
   fd: number;
   /** ms left of its registrationTimeout. */
   leftMs: number;
+  /** Answered with the shared port (sharedPort: true): its hidden server's cookie line comes there. */
+  shared?: boolean;
 }
 
 /** A socket held before pairing: `head` is what the relay read from it and still holds. */
@@ -52,6 +55,8 @@ export interface HeldState {
   head?: string; // base64
   /** An idle responder: the entry ID it registered with (for revocation). */
   id?: string;
+  /** An idle responder that presented a cookie: it is sent the pairing signal (PROXY header) when paired. */
+  signal?: boolean;
   /** A waiting client: when it arrived and when its wait ends (ms since the epoch). */
   arrived?: number;
   deadline?: number;
@@ -174,12 +179,16 @@ function checkState(m: Record<string, unknown>): void {
   }
   checkList(r.registrations, 'registrations', (x) => {
     if (!isStr(x.id) || !isStr(x.label) || !isStr(x.remoteAddress) || !isStr(x.cookie) || !isNum(x.port) || !isNum(x.leftMs)) bad('registration incomplete');
-    checkFd(x.fd, n, 'registration');
+    if (x.shared !== undefined && typeof x.shared !== 'boolean') bad('registration: shared not a boolean');
+    if (x.shared === true) {
+      if (x.fd !== -1) bad('shared registration with a descriptor');
+    } else checkFd(x.fd, n, 'registration');
   });
   for (const k of ['idle', 'waiting'] as const) {
     checkList(r[k], k, (x) => {
       if (!isStr(x.label)) bad(`${k}: no label`);
       if (x.head !== undefined && !isStr(x.head)) bad(`${k}: head not base64`);
+      if (x.signal !== undefined && typeof x.signal !== 'boolean') bad(`${k}: signal not a boolean`);
       checkFd(x.fd, n, k);
     });
   }

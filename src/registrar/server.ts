@@ -7,12 +7,18 @@
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
 import { ConnLimit } from '../relay/conn-limit.js';
 import type { RelayTls } from '../tls/relay-tls.js';
-import type { RegistrarRoutes } from './routes.js';
+import { acmeTlsHandlers, selectHttp11 } from '../tls/acme/alpn.js';
+import type { ChallengeBook } from '../tls/acme/challenges.js';
+import type { ElsewhereLookup, RegistrarRoutes } from './routes.js';
+import type { Relay } from '../relay/relay.js';
+import type { ClientMode } from '../store/types.js';
+import { SharedPort } from './shared-port.js';
 import { sendError } from './respond.js';
 import { TaasError } from '../errors.js';
 import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
@@ -23,16 +29,30 @@ const TIMEOUT_CHECK_MS = 250;
 /** A restart lets requests in progress finish for this long before their connections are closed. */
 const HANDOUT_WAIT_MS = 3000;
 
+/** The whole request's bound: above headersTimeout, so that the headers' bound is the one that acts. */
+function requestTimeoutMs(headersTimeout: number): number {
+  return Math.max(headersTimeout * 1000 + 1000, 5000);
+}
+
 export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
   private readonly perAddress = new ConnLimit(() => this.view.current.maxConnsPerAddress);
   private unsubscribe: (() => void) | null = null;
+  /** With sharedPort: the listener on taasPort that classifies connections (shared-port.ts). */
+  private shared: SharedPort | null = null;
 
   constructor(
     private readonly view: ConfigView,
     private tls: RelayTls | null,
     private readonly routes: RegistrarRoutes,
     private readonly logger: Logger,
+    /** Pending ACME challenges: TLS-ALPN-01 is answered on this listener (config `acme`). */
+    private readonly acme: ChallengeBook | null = null,
+    /**
+     * Needed with sharedPort only: responders and passthrough clients go to the relay, and
+     * (several nodes) to another node with an idle responder of the label.
+     */
+    private readonly shareWith?: { relay: Relay; elsewhere?: ElsewhereLookup },
   ) {}
 
   get secure(): boolean {
@@ -40,6 +60,7 @@ export class RegistrarServer {
   }
 
   get port(): number {
+    if (this.shared) return this.shared.port;
     const a = this.server?.address();
     return a && typeof a === 'object' ? a.port : 0;
   }
@@ -50,7 +71,7 @@ export class RegistrarServer {
     const common = {
       maxHeaderSize: c.maxHeaderBytes,
       headersTimeout: c.headersTimeout * 1000,
-      requestTimeout: Math.max(c.headersTimeout * 1000 + 1000, 5000),
+      requestTimeout: requestTimeoutMs(c.headersTimeout),
       keepAliveTimeout: 5000,
       connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     };
@@ -60,6 +81,13 @@ export class RegistrarServer {
       withCorrelation(newCorrelationId('h'), () => void this.routes.handle(req, res));
     };
     const tls = this.tls;
+    const sni = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
+      try {
+        cb(null, (this.tls ?? tls)!.contextFor(name));
+      } catch (e) {
+        cb(e as Error, undefined);
+      }
+    };
     const server = tls
       ? https.createServer(
           {
@@ -68,13 +96,8 @@ export class RegistrarServer {
             cert: tls.material.cert,
             minVersion: 'TLSv1.2',
             handshakeTimeout: c.tlsHandshakeTimeout * 1000,
-            SNICallback: (name, cb) => {
-              try {
-                cb(null, (this.tls ?? tls).contextFor(name));
-              } catch (e) {
-                cb(e as Error, undefined);
-              }
-            },
+            // With ACME, a validator's acme-tls/1 handshake gets the challenge certificate.
+            ...(this.acme ? acmeTlsHandlers(this.acme, { sni, select: selectHttp11 }) : { SNICallback: sni }),
           },
           handler,
         )
@@ -95,15 +118,24 @@ export class RegistrarServer {
       this.logger.debug({ code: err.code, from: socket.remoteAddress }, 'TLS handshake failed');
       socket.destroy();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      const done = (): void => {
-        server.off('error', reject);
-        resolve();
-      };
-      if (fd === undefined) server.listen(c.taasPort, c.taasHost, done);
-      else server.listen({ fd }, done);
-    });
+    if (c.sharedPort && this.shareWith) {
+      // One port for everything: the registrar's server listens nowhere itself; the shared
+      // port gives it the connections that are its own.
+      const { relay, elsewhere } = this.shareWith;
+      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
+      await shared.listen(c.taasPort, c.taasHost, fd);
+      this.shared = shared;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        const done = (): void => {
+          server.off('error', reject);
+          resolve();
+        };
+        if (fd === undefined) server.listen(c.taasPort, c.taasHost, done);
+        else server.listen({ fd }, done);
+      });
+    }
     server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
     this.server = server;
     this.unsubscribe = this.view.onReload((next) => this.applyReload(next));
@@ -128,6 +160,16 @@ export class RegistrarServer {
     s.destroy();
   }
 
+  /** Whether taasPort is the shared port (sharedPort: true). */
+  get sharedPort(): boolean {
+    return this.shared !== null;
+  }
+
+  /** Every label's client mode (SNI passthrough routing on the shared port). */
+  setClientModes(modes: ReadonlyMap<string, ClientMode>): void {
+    this.shared?.setClientModes(modes);
+  }
+
   /** New certificate and key for new handshakes; established connections keep theirs. */
   setTls(tls: RelayTls): void {
     this.tls = tls;
@@ -144,6 +186,8 @@ export class RegistrarServer {
     if (this.server) {
       this.server.maxHeadersCount = config.maxHeaders + 1;
       this.server.headersTimeout = config.headersTimeout * 1000;
+      // Node bounds headers by the smaller of the two: a longer headersTimeout needs this too.
+      this.server.requestTimeout = requestTimeoutMs(config.headersTimeout);
     }
   }
 
@@ -154,9 +198,19 @@ export class RegistrarServer {
    */
   async handOut(dup: (fd: number) => number): Promise<number> {
     const s = this.server;
-    const fd = (s as unknown as { _handle?: { fd?: number } | null } | null)?._handle?.fd;
-    if (!s || typeof fd !== 'number' || fd < 0) return -1;
-    const copy = dup(fd);
+    if (!s) return -1;
+    let copy: number;
+    if (this.shared) {
+      // The shared port's listener is the one on taasPort; connections it is still classifying
+      // reach the registrar or the relay (which hands out after this) before it returns.
+      copy = await this.shared.handOut(dup);
+      this.shared = null;
+    } else {
+      const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+      if (typeof fd !== 'number' || fd < 0) return -1;
+      copy = dup(fd);
+    }
+    if (copy < 0) return -1;
     this.server = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
@@ -180,6 +234,8 @@ export class RegistrarServer {
     this.server = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
+    await this.shared?.close();
+    this.shared = null;
     await new Promise<void>((resolve) => {
       s.close(() => resolve());
       s.closeAllConnections();

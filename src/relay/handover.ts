@@ -15,7 +15,7 @@
  * copies only once the next daemon has said it holds them.
  */
 import net from 'node:net';
-import type { RelayState, PairingState, HeldState } from '../protocol/handover.js';
+import type { RelayState, PairingState, HeldState, RegistrationState } from '../protocol/handover.js';
 import type { MobileClients } from './clients.js';
 import type { RelayCore } from './core.js';
 import type { RelayEngine } from './engine.js';
@@ -23,6 +23,7 @@ import { takeOver } from './engines/socket-options.js';
 import type { FixedPorts } from './fixed-ports.js';
 import type { LabelQueues } from './label-queue.js';
 import type { LivePairing } from './live-pairing.js';
+import { wantsPairingSignal } from './pairing-signal.js';
 import type { Pairing } from './pairing.js';
 import type { Responders } from './responders.js';
 import type { Revocation } from './revocation.js';
@@ -90,7 +91,10 @@ export class RelayHandover {
       if (fd >= 0) state.clientPorts.push({ label: q.label, port: cp.port, fd: listening(fd) });
     }
     for (const r of responders.handOut(ops.dup)) {
-      state.registrations.push({ ...r.info, port: r.port, fd: listening(r.fd), leftMs: r.leftMs });
+      // A shared registration holds no port (fd -1): its cookie is waited for on the shared port.
+      const reg: RegistrationState = { ...r.info, port: r.port, fd: r.shared ? -1 : listening(r.fd), leftMs: r.leftMs };
+      if (r.shared) reg.shared = true;
+      state.registrations.push(reg);
     }
     // 2. pairings
     const detached = engine.detachAll ? await engine.detachAll(detachMs) : [];
@@ -120,10 +124,12 @@ export class RelayHandover {
       const { idle, waiting } = q.handOut();
       for (const h of idle) {
         const id = revocation.ownerOf(h);
+        const signal = wantsPairingSignal(h.socket);
         const t = h.take();
         const s = connected(t.socket, t.head);
         const held: HeldState = { label: q.label, fd: s.fd };
         if (id !== undefined) held.id = id;
+        if (signal) held.signal = true;
         const head = b64(s.head);
         if (head) held.head = head;
         state.idle.push(held);
@@ -193,10 +199,10 @@ export class RelayHandover {
         ops.close(rfd);
       }
     }
-    for (const h of state.idle) responders.adoptIdle(h.label, socket(h.fd), unb64(h.head), h.id ?? '');
+    for (const h of state.idle) responders.adoptIdle(h.label, socket(h.fd), unb64(h.head), h.id ?? '', h.signal === true);
     for (const r of state.registrations) {
-      const { port, fd, leftMs, ...info } = r;
-      opening.push(responders.adoptRegistration(info, { port, fd: fds[fd]!, leftMs }));
+      const { port, fd, leftMs, shared, ...info } = r;
+      opening.push(responders.adoptRegistration(info, shared === true, { port, fd: shared ? -1 : fds[fd]!, leftMs }));
     }
     for (const p of state.clientPorts) opening.push(clients.openPort(p.label, queues.of(p.label), { port: p.port, fd: fds[p.fd]! }));
     const now = Date.now();

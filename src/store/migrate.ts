@@ -12,7 +12,7 @@
  */
 import { TaasError } from '../errors.js';
 import { isValidId, isValidLabel } from '../protocol/names.js';
-import type { Entry, Store } from './types.js';
+import { clientModeOf, type ClientMode, type Entry, type Store } from './types.js';
 
 export interface ImportResult {
   created: number;
@@ -28,6 +28,7 @@ export async function* exportEntries(store: Store): AsyncIterable<string> {
       secret: e.secret,
       labels: e.labels,
       clientPorts: e.clientPorts,
+      ...(e.clientMode && Object.keys(e.clientMode).length ? { clientMode: e.clientMode } : {}),
       createdAt: e.createdAt,
       updatedAt: e.updatedAt,
       version: e.version,
@@ -51,7 +52,7 @@ export function parseEntryLine(text: string, lineNo: number): Entry {
     throw bad(lineNo, 'not JSON');
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(lineNo, 'not a JSON object');
-  const { id, secret, labels, clientPorts, createdAt, updatedAt, version } = v;
+  const { id, secret, labels, clientPorts, clientMode, createdAt, updatedAt, version } = v;
   if (typeof id !== 'string' || !isValidId(id)) throw bad(lineNo, 'id is missing or not a valid ID');
   if (typeof secret !== 'string' || !BASE32.test(secret)) throw bad(lineNo, `entry ${id}: secret is missing or not base32`);
   if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string' && isValidLabel(l))) {
@@ -62,6 +63,12 @@ export function parseEntryLine(text: string, lineNo: number): Entry {
   for (const [label, port] of Object.entries(ports as Record<string, unknown>)) {
     if (!labels.includes(label)) throw bad(lineNo, `entry ${id}: client port for ${label}, which is not one of its labels`);
     if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) throw bad(lineNo, `entry ${id}: client port of ${label} is not a port`);
+  }
+  const modes = clientMode ?? {};
+  if (typeof modes !== 'object' || Array.isArray(modes)) throw bad(lineNo, `entry ${id}: clientMode must be an object`);
+  for (const [label, mode] of Object.entries(modes as Record<string, unknown>)) {
+    if (!labels.includes(label)) throw bad(lineNo, `entry ${id}: client mode for ${label}, which is not one of its labels`);
+    if (mode !== 'redirect' && mode !== 'passthrough') throw bad(lineNo, `entry ${id}: client mode of ${label} is not redirect or passthrough`);
   }
   const now = new Date().toISOString();
   const time = (t: unknown, name: string): string => {
@@ -74,6 +81,7 @@ export function parseEntryLine(text: string, lineNo: number): Entry {
     secret,
     labels: [...(labels as string[])],
     clientPorts: { ...(ports as Record<string, number>) },
+    ...(Object.keys(modes).length ? { clientMode: { ...(modes as Record<string, ClientMode>) } } : {}),
     createdAt: time(createdAt, 'createdAt'),
     updatedAt: time(updatedAt, 'updatedAt'),
     version: typeof version === 'number' && Number.isInteger(version) && version > 0 ? version : 1,
@@ -112,7 +120,9 @@ async function parseAll(lines: AsyncIterable<string> | Iterable<string>): Promis
 
 function sameContent(a: Entry, b: Entry): boolean {
   const ports = (e: Entry): string => JSON.stringify(Object.entries(e.clientPorts).sort(([x], [y]) => x.localeCompare(y)));
-  return a.secret === b.secret && JSON.stringify([...a.labels].sort()) === JSON.stringify([...b.labels].sort()) && ports(a) === ports(b);
+  // A label named `redirect` and a label not named are the same mode.
+  const passthrough = (e: Entry): string => JSON.stringify(e.labels.filter((l) => clientModeOf(e, l) === 'passthrough').sort());
+  return a.secret === b.secret && JSON.stringify([...a.labels].sort()) === JSON.stringify([...b.labels].sort()) && ports(a) === ports(b) && passthrough(a) === passthrough(b);
 }
 
 /**
@@ -132,7 +142,8 @@ export async function importEntries(store: Store, lines: AsyncIterable<string> |
     const kept = cur.labels.filter((l) => e.labels.includes(l));
     const keptPorts = Object.fromEntries(Object.entries(cur.clientPorts).filter(([l, p]) => e.clientPorts[l] === p));
     if (kept.length !== cur.labels.length || Object.keys(keptPorts).length !== Object.keys(cur.clientPorts).length) {
-      await store.updateEntry({ ...cur, labels: kept, clientPorts: keptPorts }, cur.version);
+      const keptModes = Object.fromEntries(Object.entries(cur.clientMode ?? {}).filter(([l]) => kept.includes(l)));
+      await store.updateEntry({ ...cur, labels: kept, clientPorts: keptPorts, clientMode: keptModes }, cur.version);
       released.add(e.id);
     }
   }

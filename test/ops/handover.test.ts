@@ -9,9 +9,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, pollUntil, readExactly } from '../helpers/net.js';
+import { helloMessage, inRecords } from '../helpers/client-hello.js';
+import { connect, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { Proc, ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { clientPort } from '../helpers/registrar.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 import { Registrant } from './responder.js';
 import { metrics } from './util.js';
 
@@ -274,12 +276,62 @@ describe('taas-server restart (hand-over)', () => {
     const late = net.connect({ host: '127.0.0.1', port: pending.port });
     closers.push(() => void late.destroy());
     await new Promise((r) => late.once('connect', r));
+    late.on('error', () => {});
+    // A cookie responder: the pairing signal (PROXY header) comes first, then the client's octets.
+    const { signal } = stripPairingSignal(late);
     const got = readExactly(late, 'sent while waiting\n'.length);
     late.write(`TAAS-Cookie ${pending.cookie}\r\n`);
     expect((await got).toString()).toBe('sent while waiting\n');
+    expect((await signal).addresses?.clientPort).toBe(c2.localPort);
     late.write('reply\n');
     expect((await readExactly(c2, 6)).toString()).toBe('reply\n');
     expect(await echo(c1, 'still one\n')).toBe('still one\n');
+  }, 60_000);
+
+  it.each(['stream', 'splice'])('%s, sharedPort: the shared port, a pending shared registration and an idle cookie responder (its pairing signal too) are handed over', async (engine) => {
+    const d = await startDaemon({ sharedPort: true, relayEngine: engine, registrationTimeout: 60 });
+    const port = d.registrarPort;
+    const reg = new Registrant(await d.addEntry(['sp'], ['--client-mode', 'passthrough']), { host: '127.0.0.1', port });
+    const hello = (): Buffer => inRecords(helloMessage({ sni: 'sp.localhost', alpn: ['h2'], others: [], sessionId: new Uint8Array(0) }), []);
+    /** A cookie responder on the shared port: the PROXY header (pairing signal) taken off what it reads. */
+    const respond = async (cookie: string) => {
+      const s = await connect(port);
+      closers.push(() => void s.destroy());
+      s.on('error', () => {});
+      const { signal } = stripPairingSignal(s);
+      await writeFlushed(s, `TAAS-Cookie ${cookie}\r\n`);
+      return { s, signal };
+    };
+    /** A passthrough client: its ClientHello reaches `r` first, after the signal naming it; octets back. */
+    const passthrough = async (r: { s: net.Socket; signal: Promise<{ addresses?: { clientPort?: number } }> }) => {
+      const c = await connect(port);
+      closers.push(() => void c.destroy());
+      const h = hello();
+      c.write(h);
+      expect(await readExactly(r.s, h.length)).toEqual(h);
+      expect((await r.signal).addresses?.clientPort).toBe(c.localPort);
+      r.s.write('from the hidden server');
+      expect((await readExactly(c, 22)).toString()).toBe('from the hidden server');
+    };
+    const first = await reg.register('sp');
+    expect(first.port).toBe(port);
+    const idle = await respond(first.cookie);
+    await pollUntil(async () => (await metrics(d)).get('taas_idle_responders{label="sp"}') === 1, 10_000, 20, 'the responder is idle');
+    const pending = await reg.register('sp'); // its hidden server comes after the restart
+
+    const { code, proc: r } = await restart(d);
+    closers.push(stopPid(runningPid(d)));
+    expect(r.stderr).toBe('');
+    expect(code).toBe(0);
+    expect(d.proc.logs('handed over to the new daemon')[0]).toMatchObject({ idle: 1, registrations: 1 });
+    // The idle responder, paired by the new daemon with a passthrough client: it still hears the signal.
+    await passthrough(idle);
+    // The registration pending at the restart: its cookie is known to the new daemon's shared port.
+    await passthrough(await respond(pending.cookie));
+    // And a registration made now, on the same port.
+    const fresh = await reg.register('sp');
+    expect(fresh.port).toBe(port);
+    await passthrough(await respond(fresh.cookie));
   }, 60_000);
 
   it('with no daemon running: one line naming the data dir, exit 1', async () => {
