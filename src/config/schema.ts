@@ -3,7 +3,8 @@
  * which rejects unknown keys, fills defaults once and returns a deep-frozen, complete object.
  * Durations are in seconds (fractions allowed), sizes in bytes.
  */
-import { TaasError } from '../errors.js';
+import { TaasError, oneLine } from '../errors.js';
+import { validatePolicy, type LabelPolicy } from '../protocol/policy.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type RelayEngineName = 'auto' | 'splice' | 'stream';
@@ -117,9 +118,14 @@ export interface Config {
   sessionLifetime: number;
   /** Generate a registrar certificate in the data dir when none is configured; false serves plain HTTP. */
   generateCert: boolean;
+  /**
+   * The traffic policy of labels whose entry sets none (src/protocol/policy.ts); a label's own
+   * policy replaces it whole. Absent: no limits beyond the relay's own.
+   */
+  defaultPolicy?: LabelPolicy;
 }
 
-type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem';
+type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem' | 'policy';
 
 interface KeySpec {
   kind: Kind;
@@ -184,6 +190,7 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   nodeId: { kind: 'string' },
   sessionLifetime: { kind: 'number', default: 600, min: 10, max: 86400 },
   generateCert: { kind: 'bool', default: true },
+  defaultPolicy: { kind: 'policy' },
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
@@ -245,6 +252,22 @@ function coerce(key: keyof Config, v: unknown): unknown {
       const hi = coercePort(key, pair[1], false);
       if (lo > hi) throw bad(key, v, '[low, high] with low <= high');
       return [lo, hi];
+    }
+    case 'policy': {
+      // From the environment (TAAS_DEFAULT_POLICY) it comes as JSON text.
+      let obj: unknown = v;
+      if (typeof v === 'string') {
+        try {
+          obj = JSON.parse(v);
+        } catch {
+          throw bad(key, v, 'a policy object (JSON in the environment)');
+        }
+      }
+      try {
+        return validatePolicy(obj, `config key ${key}`);
+      } catch (e) {
+        throw new TaasError('TAAS_CONFIG_INVALID', oneLine(e));
+      }
     }
     case 'redis':
       if (typeof v === 'string') {

@@ -5,6 +5,8 @@
  * persist them through the SecretBox (src/store/secret-box.ts).
  */
 
+import type { LabelPolicy } from '../protocol/policy.js';
+
 export interface Entry {
   /** Administratively assigned ID (a UUID unless the operator chose one). */
   id: string;
@@ -14,6 +16,11 @@ export interface Entry {
   labels: string[];
   /** Fixed client ports: label → port, for clients that cannot follow a redirect. */
   clientPorts: Record<string, number>;
+  /**
+   * Traffic policies: label → policy (src/protocol/policy.ts), validated when written. A label
+   * without one gets the config's defaultPolicy. Absent in entries written before issue 18.
+   */
+  policies?: Record<string, LabelPolicy>;
   createdAt: string;
   updatedAt: string;
   /** Incremented on every write; the admin API's ETag. */
