@@ -3,6 +3,7 @@
  * life cycle: drain on SIGTERM, reload on SIGHUP, and writing the runtime file
  * (observe/runtime-file.ts) through which the CLI and tests find a running daemon's ports.
  */
+import type { LabelPolicy } from './protocol/policy.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -150,10 +151,14 @@ export class Daemon {
       try {
         const map = new Map<string, number>();
         const owners = new Map<string, string>();
+        const policies = new Map<string, LabelPolicy>();
         for (const e of await this.store.listEntries()) {
           for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
           for (const l of e.labels) owners.set(l, e.id);
+          for (const [l, p] of Object.entries(e.policies ?? {})) if (e.labels.includes(l)) policies.set(l, p);
         }
+        // New pairings get a changed policy at once; a newly denied address loses its pairings.
+        this.relay.setPolicies(policies);
         // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
         this.relay.dropRevoked(owners);
         await this.relay.setFixedPorts(map);
@@ -270,8 +275,11 @@ export class Daemon {
       this.logger.error({ err: oneLine(e) }, 'reload refused: the new config is invalid; keeping the old one');
       return false;
     }
+    const before = this.config.defaultPolicy;
     this.live.replace(next);
     this.logger.level = next.logLevel;
+    // A new defaultPolicy applies to labels without their own: a newly denied address loses its pairings.
+    if (JSON.stringify(before ?? null) !== JSON.stringify(next.defaultPolicy ?? null)) this.relay.closeDenied(this.relay.snapshot().map((s) => s.label));
     if (tls && this.tls) {
       this.tls = tls;
       this.registrar.setTls(tls);

@@ -54,7 +54,9 @@ export function createMetrics(d: MetricsDeps): Metrics {
   const pairingEnds = new Counter({ name: 'taas_pairing_ends_total', help: 'Pairings ended, by reason (eof, reset, error, idle, closed, drain)', labelNames: ['reason'], registers });
   const bytes = new Counter({ name: 'taas_relay_bytes_total', help: 'Octets relayed by ended pairings; up = client to hidden server, down = hidden server to client', labelNames: ['direction'], registers });
   const poolEmpty = new Counter({ name: 'taas_pool_empty_total', help: 'Mobile clients that arrived when no responder of their label was idle', labelNames: ['label'], registers });
-  const clientRefused = new Counter({ name: 'taas_clients_refused_total', help: 'Mobile-client connections closed unpaired, by reason (no-responder, queue-full, timeout, conn-limit, closing)', labelNames: ['why'], registers });
+  const clientRefused = new Counter({ name: 'taas_clients_refused_total', help: 'Mobile-client connections closed unpaired, by reason (no-responder, queue-full, timeout, conn-limit, closing, and the policy\'s denied, max-pairings, max-per-client, rate)', labelNames: ['why'], registers });
+  const policyRefused = new Counter({ name: 'taas_policy_refusals_total', help: "Mobile clients refused by their label's traffic policy, by label, reason (denied, max-pairings, max-per-client, rate) and where (redirect: the registrar's 307; connection: a relay port)", labelNames: ['label', 'why', 'at'], registers });
+  const policyClosed = new Counter({ name: 'taas_policy_closed_pairings_total', help: "Established pairings closed because their label's policy came to deny their client's address", labelNames: ['label'], registers });
   const respDead = new Counter({ name: 'taas_responders_dead_total', help: 'Idle responders found dead at pairing time and replaced by the next one', labelNames: ['label'], registers });
   const respRefused = new Counter({ name: 'taas_responders_refused_total', help: 'Connections to allocated ports refused (address, cookie, timeout)', labelNames: ['why'], registers });
   const expired = new Counter({ name: 'taas_registrations_expired_total', help: 'Allocated ports closed because no hidden server connected in time', registers });
@@ -102,6 +104,8 @@ export function createMetrics(d: MetricsDeps): Metrics {
     }],
     [d.relay, 'pool-empty', (e: { label: string }) => poolEmpty.inc({ label: cap.name(e.label) })],
     [d.relay, 'client-refused', (e: { why: string }) => clientRefused.inc({ why: e.why })],
+    [d.relay, 'policy-refused', (e: { label: string; why: string; at: string }) => policyRefused.inc({ label: cap.name(e.label), why: e.why, at: e.at })],
+    [d.relay, 'policy-closed', (e: { label: string; count: number }) => policyClosed.inc({ label: cap.name(e.label) }, e.count)],
     [d.relay, 'responder-dead', (e: { label: string }) => respDead.inc({ label: cap.name(e.label) })],
     [d.relay, 'responder-refused', (e: { why: string }) => respRefused.inc({ why: e.why })],
     [d.relay, 'registration-expired', () => expired.inc()],

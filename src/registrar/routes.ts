@@ -19,6 +19,7 @@ import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
 import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
+import { LogBudget } from '../observe/log-budget.js';
 
 /** Where a label's responders live when not here (multi-node); null when nowhere. */
 export type ElsewhereLookup = (label: string, client: { address: string; path: string }) => Promise<{ host: string; port: number } | null>;
@@ -41,6 +42,9 @@ export interface RoutesDeps {
 const NO_RESPONDER_RETRY_S = 5;
 
 export class RegistrarRoutes extends EventEmitter {
+  /** Clients refused by a label's policy, logged at info: 10 per label and minute, the rest at debug. */
+  private readonly policyLogBudget = new LogBudget(10, 60_000);
+
   constructor(private readonly d: RoutesDeps) {
     super();
   }
@@ -154,6 +158,16 @@ export class RegistrarRoutes extends EventEmitter {
     if (!(await this.knownLabel(label))) throw fail('TAAS_NOT_FOUND', 'unknown label');
     const path = req.url ?? '/';
     const address = req.socket.remoteAddress ?? '';
+    // The label's policy before the 307 (the same check the relay's ports make): a refused
+    // client is sent nowhere, and learns nothing of the label's responders.
+    const refused = this.d.relay.admitClient(label, address, 'redirect');
+    if (refused) {
+      const quiet = !this.policyLogBudget.allow(label);
+      this.d.logger[quiet ? 'debug' : 'info']({ label, why: refused.why, from: address }, 'mobile client refused by the label policy');
+      this.emit('client', { label, result: `policy-${refused.why}` });
+      if (refused.why === 'denied') throw fail('TAAS_POLICY_DENIED', `this address may not reach ${label}`);
+      throw fail('TAAS_POLICY_LIMIT', `a limit of ${label}'s policy is reached (${refused.why}); try again later`, { retryAfter: refused.retryAfter });
+    }
     const scheme = this.d.tls() ? 'https' : 'http';
     const here = async (): Promise<string | null> => {
       const port = await this.d.relay.clientPort(label, { remoteAddress: address, path });

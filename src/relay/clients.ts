@@ -13,6 +13,9 @@ import type { ClientRefusal, RelayCore } from './core.js';
 import type { LabelQueues } from './label-queue.js';
 import type { PathBook } from './path-book.js';
 import type { PortAllocator } from './ports.js';
+import type { Admission } from './admission.js';
+import { addressBucket } from '../protocol/address.js';
+import { normaliseAddress } from './address.js';
 
 /** A refused mobile client: one log line (within a budget) and the `client-refused` event. */
 export class ClientRefusals {
@@ -39,6 +42,7 @@ export class MobileClients {
     private readonly allocator: PortAllocator,
     private readonly connLimit: ConnLimit,
     private readonly refusals: ClientRefusals,
+    private readonly admission: Admission,
   ) {}
 
   /**
@@ -92,6 +96,13 @@ export class MobileClients {
       socket.destroy();
       return refusals.refuse(label, 'closing');
     }
+    // The label's policy before anything else: a refused client costs no responder, no place in
+    // the queue, and learns nothing about the label's state. A reset, not a FIN: a refusal.
+    const refused = this.admission.check(label, socket.remoteAddress, 'connection');
+    if (refused) {
+      socket.resetAndDestroy();
+      return refusals.refuse(label, refused.why);
+    }
     const q = this.queues.get(label);
     if (!q || q.idle === 0) core.emit('pool-empty', { label });
     if (!q || q.responders === 0) {
@@ -106,6 +117,6 @@ export class MobileClients {
       return refusals.refuse(label, noWait ? 'timeout' : 'queue-full');
     }
     const now = Date.now();
-    q.enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, now, now + core.config.clientWaitTimeout * 1000);
+    q.enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, now, now + core.config.clientWaitTimeout * 1000, addressBucket(normaliseAddress(socket.remoteAddress)));
   }
 }

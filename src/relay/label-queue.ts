@@ -20,6 +20,10 @@
  * 2. A waiting client has its wait timer armed; a client taken for pairing has none.
  * 3. responders = idle + pending + verifying + active, and none of the counts is negative;
  *    LabelQueues.active is the sum of every queue's active.
+ * 5. clientsFrom(b) is the number of the label's clients from address bucket b that are
+ *    waiting, being paired or paired (what maxPairingsPerClient counts); their sum over every
+ *    bucket is waiting + verifying + active (`clients`). The pairings in progress (`pairings()`)
+ *    are exactly the `active` ones begun and not released.
  * 4. A queue is forgotten (removed from LabelQueues, `forgotten` told once) as soon as it holds
  *    nothing — no responder in any state, no waiting client, no client port open or opening —
  *    and only then; no caller asks for it. Whoever holds a queue holds it through one of those
@@ -33,12 +37,23 @@ import { HeldSocket } from './held-socket.js';
 
 export interface WaitingClient {
   readonly held: HeldSocket;
+  /** The client's address bucket (addressBucket: IPv6 by /64), for invariant 5. */
+  readonly bucket: string;
   /** When the client connected, ms since the epoch (for the pair-wait metric). */
   readonly arrived: number;
   /** ms since the epoch after which it is refused ('timeout'). */
   readonly deadline: number;
   /** @internal the queue's wait timer, armed only while the client waits */
   timer: NodeJS.Timeout | null;
+}
+
+/** What the queue keeps of a pairing in progress (a LivePairing): enough to close it for policy. */
+export interface QueuedPairing {
+  /** The client's address, normalised. */
+  readonly clientAddr: string;
+  readonly clientBucket: string;
+  /** Ends the pairing now (its end is then reported as any other). */
+  close(): void;
 }
 
 /** What a queue tells the rest of the relay. */
@@ -60,6 +75,9 @@ export class LabelQueue {
   private pendingCount = 0;
   private verifyingCount = 0;
   private activeCount = 0;
+  /** Invariant 5: clients per address bucket, waiting, being paired or paired. */
+  private readonly perClient = new Map<string, number>();
+  private readonly live = new Set<QueuedPairing>();
   private port: ClientPort | null = null;
   private openingPort: Promise<number> | null = null;
   private gone = false;
@@ -90,6 +108,21 @@ export class LabelQueue {
   /** Pairings in progress. */
   get active(): number {
     return this.activeCount;
+  }
+
+  /** Mobile clients waiting, being paired or paired: what maxPairings counts (invariant 5). */
+  get clients(): number {
+    return this.waitingList.length + this.verifyingCount + this.activeCount;
+  }
+
+  /** Those of `clients` from address bucket `bucket` (invariant 5). */
+  clientsFrom(bucket: string): number {
+    return this.perClient.get(bucket) ?? 0;
+  }
+
+  /** The pairings in progress (a copy: closing one changes the set). */
+  pairings(): QueuedPairing[] {
+    return [...this.live];
   }
 
   /** Mobile clients waiting for a responder. */
@@ -162,9 +195,10 @@ export class LabelQueue {
    * held (reading up to `bufferBytes`, a half-close after some octets kept), refused at
    * `deadline`, paired at once if a responder is idle.
    */
-  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number): WaitingClient {
+  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number, bucket = ''): WaitingClient {
     const held = new HeldSocket(socket, undefined, bufferBytes, this.clientLeft, true);
-    const w: WaitingClient = { held, arrived, deadline, timer: null };
+    const w: WaitingClient = { held, bucket, arrived, deadline, timer: null };
+    this.perClient.set(bucket, this.clientsFrom(bucket) + 1);
     this.waitingList.push(w);
     this.armWait(w);
     this.pairUp();
@@ -173,10 +207,11 @@ export class LabelQueue {
 
   // ── the outcome of a match (verifying → …), reported by pairing ──────────────
 
-  /** The pair passed its check: verifying → active. */
-  begin(): void {
+  /** The pair passed its check: verifying → active; `p` is kept until `release(p)`. */
+  begin(p?: QueuedPairing): void {
     this.verifyingCount--;
     this.activeCount++;
+    if (p) this.live.add(p);
     this.owner.activeChanged(1);
   }
 
@@ -187,9 +222,13 @@ export class LabelQueue {
    */
   requeue(w: WaitingClient): void {
     this.verifyingCount--;
-    if (!w.held.alive) return this.forgetIfEmpty();
+    if (!w.held.alive) {
+      this.clientGone(w.bucket);
+      return this.forgetIfEmpty();
+    }
     const none = this.responders === 0;
     if (none || Date.now() >= w.deadline) {
+      this.clientGone(w.bucket);
       w.held.destroy();
       this.owner.hooks.refused(this.label, none ? 'no-responder' : 'timeout');
       return this.forgetIfEmpty();
@@ -200,24 +239,27 @@ export class LabelQueue {
   }
 
   /** The client left while its responder was checked: the responder is first in line again. */
-  putBack(r: HeldSocket): void {
+  putBack(r: HeldSocket, w?: WaitingClient): void {
     this.verifyingCount--;
+    if (w) this.clientGone(w.bucket);
     this.idleList.unshift(r);
     this.pairUp();
   }
 
   /** The relay closed while the pair was checked (the caller closed both). */
-  abandon(): void {
+  abandon(w?: WaitingClient): void {
     this.verifyingCount--;
+    if (w) this.clientGone(w.bucket);
     this.forgetIfEmpty();
   }
 
   /** A pairing of this label ended: active → gone; the client port's idle period restarts. */
-  release(): void {
+  release(p?: QueuedPairing): void {
     if (this.activeCount > 0) {
       this.activeCount--;
       this.owner.activeChanged(-1);
     }
+    if (p && this.live.delete(p)) this.clientGone(p.clientBucket);
     this.port?.touch();
     this.forgetIfEmpty();
   }
@@ -258,6 +300,7 @@ export class LabelQueue {
   /** Relay shutdown: idle responders and waiting clients closed, the client port closed. */
   close(): Promise<void>[] {
     for (const h of this.idleList.splice(0)) h.destroy();
+    this.perClient.clear();
     for (const w of this.waitingList.splice(0)) {
       if (w.timer) clearTimeout(w.timer);
       w.timer = null;
@@ -289,6 +332,12 @@ export class LabelQueue {
     w.timer.unref();
   }
 
+  private clientGone(bucket: string): void {
+    const n = this.clientsFrom(bucket) - 1;
+    if (n > 0) this.perClient.set(bucket, n);
+    else this.perClient.delete(bucket);
+  }
+
   private forgetIfEmpty(): void {
     if (!this.gone && this.empty) {
       this.gone = true;
@@ -301,6 +350,7 @@ export class LabelQueue {
     const i = this.waitingList.indexOf(w);
     if (i < 0) return;
     this.waitingList.splice(i, 1);
+    this.clientGone(w.bucket);
     w.held.destroy();
     this.owner.hooks.refused(this.label, 'timeout');
     this.forgetIfEmpty();
@@ -319,6 +369,7 @@ export class LabelQueue {
     const i = this.waitingList.findIndex((w) => w.held === h);
     if (i >= 0) {
       const [w] = this.waitingList.splice(i, 1);
+      this.clientGone(w!.bucket);
       if (w!.timer) clearTimeout(w!.timer);
       w!.timer = null;
       this.owner.logger.debug({ label: this.label }, 'waiting client left');

@@ -9,17 +9,22 @@ import type net from 'node:net';
 import { withCorrelation } from '../observe/correlation.js';
 import { normaliseAddress } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
-import type { PairingObserver, PairingResult } from './engine.js';
+import { addressBucket } from '../protocol/address.js';
+import type { PairingHandle, PairingObserver, PairingResult } from './engine.js';
 import type { PathBook } from './path-book.js';
-import type { LabelQueue } from './label-queue.js';
+import type { LabelQueue, QueuedPairing } from './label-queue.js';
 
-export class LivePairing implements PairingObserver {
+export class LivePairing implements PairingObserver, QueuedPairing {
   /** ms since the epoch. */
   readonly start = Date.now();
   readonly clientAddr: string;
   readonly clientPort: number;
   /** Whether the client's connection counts for maxConnsPerAddress until the end. */
   readonly clientCounted: boolean;
+  /** The client's address bucket (IPv6 by /64): what maxPairingsPerClient counts. */
+  readonly clientBucket: string;
+  /** The engine's handle, once handed over: a deny in the label's policy closes through it. */
+  handle: PairingHandle | null = null;
   readonly responderAddr: string;
   readonly responderPort: number;
   readonly responderCounted: boolean;
@@ -41,11 +46,16 @@ export class LivePairing implements PairingObserver {
     this.clientAddr = c ?? normaliseAddress(client.remoteAddress);
     this.clientPort = client.remotePort ?? 0;
     this.clientCounted = c !== undefined;
+    this.clientBucket = addressBucket(this.clientAddr);
     const r = connLimit.keep(responder);
     this.responderAddr = r ?? normaliseAddress(responder.remoteAddress);
     this.responderPort = responder.remotePort ?? 0;
     this.responderCounted = r !== undefined;
     this.path = paths.lookup(queue.label, client.remoteAddress);
+  }
+
+  close(): void {
+    this.handle?.close('closed');
   }
 
   /** Called by the engine (a native completion for splice), outside the pairing's asynchronous

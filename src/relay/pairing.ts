@@ -40,7 +40,7 @@ export class Pairing {
     if (core.closed) {
       r.destroy();
       w.held.destroy();
-      return q.abandon();
+      return q.abandon(w);
     }
     if (!alive) {
       r.destroy();
@@ -49,7 +49,7 @@ export class Pairing {
       return q.requeue(w);
     }
     // The client left while the responder was checked: the responder goes back, first in line.
-    if (!w.held.alive) return q.putBack(r);
+    if (!w.held.alive) return q.putBack(r, w);
     // One correlation id per pairing: its start and end lines (and the engine's) share it.
     const cid = newCorrelationId('p');
     withCorrelation(cid, () => this.handOver(q, w, r, cid));
@@ -64,9 +64,9 @@ export class Pairing {
     const client = w.held.take();
     const responder = r.take();
     const live = new LivePairing(q, cid, client.socket, responder.socket, this.connLimit, this.paths, this.pairingEnded);
-    q.begin();
+    q.begin(live);
     core.emit('paired', { label: q.label, waitMs: live.start - w.arrived });
-    this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live });
+    live.handle = this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live });
   }
 
   /**
@@ -86,7 +86,7 @@ export class Pairing {
     const q = live.queue;
     // Waiting clients stay until their clientWaitTimeout even when no responder is left at this
     // instant: an agent registers replacements as its pairings end, moments later.
-    q.release();
+    q.release(live);
     if (live.clientCounted) connLimit.release(live.clientAddr);
     if (live.responderCounted) connLimit.release(live.responderAddr);
     const rec: PairingRecord = {

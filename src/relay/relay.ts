@@ -24,6 +24,10 @@ import { PathBook } from './path-book.js';
 import { PortAllocator } from './ports.js';
 import { Responders } from './responders.js';
 import { Revocation } from './revocation.js';
+import { Admission, type AdmissionPoint, type Refused } from './admission.js';
+import { Policies, addressAllowed } from './policies.js';
+import { RateBuckets } from './rate-buckets.js';
+import type { LabelPolicy } from '../protocol/policy.js';
 
 export type { ClientRefusal, RelayEvents } from './core.js';
 
@@ -48,6 +52,8 @@ export class Relay extends EventEmitter {
   private readonly clients: MobileClients;
   private readonly revocation: Revocation;
   private readonly responders: Responders;
+  private readonly policies: Policies;
+  private readonly admission: Admission;
 
   constructor(deps: RelayDeps) {
     super();
@@ -68,7 +74,9 @@ export class Relay extends EventEmitter {
       },
       this.logger,
     );
-    this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals);
+    this.policies = new Policies(() => core.config.defaultPolicy);
+    this.admission = new Admission(core, this.policies, this.queues, new RateBuckets());
+    this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals, this.admission);
     this.fixed = new FixedPorts(core, allocator, this.clients);
     this.revocation = new Revocation(this.queues, this.logger);
     this.responders = new Responders(core, this.queues, allocator, connLimit, this.revocation);
@@ -111,6 +119,49 @@ export class Relay extends EventEmitter {
 
   setFixedPorts(ports: Map<string, number>): Promise<void> {
     return this.fixed.set(ports);
+  }
+
+  /**
+   * The admission check of the label's traffic policy (admission.ts) for a mobile client from
+   * `address`: null to go on, else why not. The registrar calls it before its 307 ('redirect');
+   * relay ports call it for every connection ('connection', which takes a rate token), and so
+   * may any other entry point (SNI passthrough) that hands clients to the relay.
+   */
+  admitClient(label: string, address: string | undefined, at: AdmissionPoint): Refused | null {
+    return this.admission.check(label, address, at);
+  }
+
+  /**
+   * The entries' traffic policies (label → policy), whenever entries change. New pairings get
+   * them at once; established ones keep theirs, except that a label whose allow/deny lists
+   * changed has its pairings from addresses now refused closed. Returns how many were closed.
+   */
+  setPolicies(policies: ReadonlyMap<string, LabelPolicy>): number {
+    const { changed, addresses } = this.policies.set(policies);
+    if (changed.length > 0) this.logger.info({ labels: changed }, 'label policies changed');
+    return this.closeDenied(addresses);
+  }
+
+  /** Closes the pairings of `labels` whose client the label's policy (own or default) now refuses. */
+  closeDenied(labels: Iterable<string>): number {
+    let total = 0;
+    for (const label of labels) {
+      const p = this.policies.of(label);
+      const q = this.queues.get(label);
+      if (!p || !q) continue;
+      let n = 0;
+      for (const live of q.pairings()) {
+        if (addressAllowed(p, live.clientAddr)) continue;
+        live.close();
+        n++;
+      }
+      if (n > 0) {
+        this.logger.info({ label, closed: n }, 'pairings closed: their client is now denied by the label policy');
+        this.emit('policy-closed', { label, count: n });
+      }
+      total += n;
+    }
+    return total;
   }
 
   /** See Revocation.dropRevoked. Returns how many idle responders were closed. */
