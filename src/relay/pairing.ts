@@ -9,7 +9,7 @@ import type { PairingRecord } from '../store/types.js';
 import { formatPeer } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
 import type { RelayCore } from './core.js';
-import type { PairingResult, RelayEngine } from './engine.js';
+import type { PairingResult, PairOptions, RelayEngine } from './engine.js';
 import type { HeldSocket } from './held-socket.js';
 import type { LabelQueue, WaitingClient } from './label-queue.js';
 import { LivePairing } from './live-pairing.js';
@@ -22,6 +22,8 @@ export class Pairing {
     private readonly connLimit: ConnLimit,
     private readonly paths: PathBook,
     private readonly nodeId: string | undefined,
+    /** The label's bandwidth buckets under its policy now, if it sets one (bandwidth.ts). */
+    private readonly bandwidthOf: (label: string) => PairOptions['bandwidth'],
   ) {}
 
   /** QueueHooks.matched: checks the responder, then pairs (or reports back to the queue). */
@@ -66,7 +68,8 @@ export class Pairing {
     const live = new LivePairing(q, cid, client.socket, responder.socket, this.connLimit, this.paths, this.pairingEnded);
     q.begin(live);
     core.emit('paired', { label: q.label, waitMs: live.start - w.arrived });
-    live.handle = this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live });
+    const bandwidth = this.bandwidthOf(q.label);
+    live.handle = this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live, ...(bandwidth ? { bandwidth } : {}) });
   }
 
   /**

@@ -27,6 +27,7 @@ import { Revocation } from './revocation.js';
 import { Admission, type AdmissionPoint, type Refused } from './admission.js';
 import { Policies, addressAllowed } from './policies.js';
 import { RateBuckets } from './rate-buckets.js';
+import { Bandwidths } from './bandwidth.js';
 import type { LabelPolicy } from '../protocol/policy.js';
 
 export type { ClientRefusal, RelayEvents } from './core.js';
@@ -65,16 +66,24 @@ export class Relay extends EventEmitter {
     const connLimit = new ConnLimit(() => core.config.maxConnsPerAddress);
     const paths = new PathBook();
     const refusals = new ClientRefusals(core);
-    const pairing = new Pairing(core, this.engine, connLimit, paths, deps.nodeId ?? deps.config.current.nodeId);
+    this.policies = new Policies(() => core.config.defaultPolicy);
+    const bandwidths = new Bandwidths(this.engine);
+    const bandwidthOf = (label: string) => {
+      const rate = this.policies.of(label)?.policy.bandwidth;
+      return rate === undefined ? undefined : bandwidths.of(label, rate);
+    };
+    const pairing = new Pairing(core, this.engine, connLimit, paths, deps.nodeId ?? deps.config.current.nodeId, bandwidthOf);
     this.queues = new LabelQueues(
       {
         matched: (q, w, r) => pairing.matched(q, w, r),
         refused: (label, why) => refusals.refuse(label, why),
-        forgotten: (label) => paths.forget(label),
+        forgotten: (label) => {
+          paths.forget(label);
+          bandwidths.forget(label);
+        },
       },
       this.logger,
     );
-    this.policies = new Policies(() => core.config.defaultPolicy);
     this.admission = new Admission(core, this.policies, this.queues, new RateBuckets());
     this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals, this.admission);
     this.fixed = new FixedPorts(core, allocator, this.clients);
