@@ -95,7 +95,9 @@ export class Daemon {
     const nodeId = config.nodeId ?? defaultNodeId(config);
     const live = new LiveConfig(config);
     const view = live.view;
-    const relay = new Relay({ config: view, engine, logger, nodeId });
+    // A label policy's quota counts the day's octets of every node: the store's daily counts.
+    const dailyBytes = async (label: string, day: string) => (await store.listDailyCounts(label)).find((c) => c.day === day)?.bytes ?? 0;
+    const relay = new Relay({ config: view, engine, logger, nodeId, dailyBytes });
     const auth = new Authenticator(store, view, logger);
     let d: Daemon | null = null;
     const routes = new RegistrarRoutes({

@@ -37,6 +37,7 @@ export const ERROR_CODES = {
   TAAS_POLICY_INVALID: 'a label policy has a member outside what is allowed',
   TAAS_POLICY_DENIED: "the client's address is not allowed by the label's policy",
   TAAS_POLICY_LIMIT: "a limit of the label's policy is reached (pairings at once, per client, or rate)",
+  TAAS_QUOTA_EXCEEDED: "the label has used its policy's quota of octets for the day (UTC)",
   // admin API
   TAAS_ADMIN_AUTH_REQUIRED: 'no API key, access token or session cookie came with the request',
   TAAS_ADMIN_AUTH_INVALID: 'the API key or token is unknown, expired or revoked',
@@ -75,6 +76,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TAAS_POLICY_INVALID: 422,
   TAAS_POLICY_DENIED: 403,
   TAAS_POLICY_LIMIT: 429,
+  TAAS_QUOTA_EXCEEDED: 429,
   TAAS_ADMIN_AUTH_REQUIRED: 401,
   TAAS_ADMIN_AUTH_INVALID: 401,
   TAAS_FORBIDDEN: 403,

@@ -160,12 +160,14 @@ export class RegistrarRoutes extends EventEmitter {
     const address = req.socket.remoteAddress ?? '';
     // The label's policy before the 307 (the same check the relay's ports make): a refused
     // client is sent nowhere, and learns nothing of the label's responders.
+    await this.d.relay.refreshQuota(label);
     const refused = this.d.relay.admitClient(label, address, 'redirect');
     if (refused) {
       const quiet = !this.policyLogBudget.allow(label);
       this.d.logger[quiet ? 'debug' : 'info']({ label, why: refused.why, from: address }, 'mobile client refused by the label policy');
       this.emit('client', { label, result: `policy-${refused.why}` });
       if (refused.why === 'denied') throw fail('TAAS_POLICY_DENIED', `this address may not reach ${label}`);
+      if (refused.why === 'quota') throw fail('TAAS_QUOTA_EXCEEDED', `${label} has used its quota of the day; it is reset at 00:00 UTC`, { retryAfter: refused.retryAfter });
       throw fail('TAAS_POLICY_LIMIT', `a limit of ${label}'s policy is reached (${refused.why}); try again later`, { retryAfter: refused.retryAfter });
     }
     const scheme = this.d.tls() ? 'https' : 'http';

@@ -4,7 +4,7 @@
  * connection arrives on a client port, a fixed port or (shared port) by SNI passthrough, before
  * the client is queued. A refused client takes no responder and no place in the queue.
  *
- * Order: deny/allow, then maxPairings, maxPairingsPerClient, then rate last, so that a token is
+ * Order: deny/allow, the day's quota, then maxPairings, maxPairingsPerClient, then rate last, so that a token is
  * taken only by a client that is let in. The counts are the label queue's (label-queue.ts,
  * invariant 5): this node's clients waiting, being paired or paired.
  */
@@ -13,8 +13,9 @@ import type { RelayCore } from './core.js';
 import type { LabelQueues } from './label-queue.js';
 import { addressAllowed, type CompiledPolicy, type Policies } from './policies.js';
 import type { RateBuckets } from './rate-buckets.js';
+import { secondsToNextDay, type QuotaBook } from './quota.js';
 
-export type PolicyRefusal = 'denied' | 'max-pairings' | 'max-per-client' | 'rate';
+export type PolicyRefusal = 'denied' | 'quota' | 'max-pairings' | 'max-per-client' | 'rate';
 
 export interface Refused {
   why: PolicyRefusal;
@@ -34,6 +35,7 @@ export class Admission {
     private readonly policies: Policies,
     private readonly queues: LabelQueues,
     private readonly rates: RateBuckets,
+    private readonly quota: QuotaBook,
   ) {}
 
   /**
@@ -52,6 +54,7 @@ export class Admission {
   private verdict(label: string, addr: string, compiled: CompiledPolicy, take: boolean): Refused | null {
     const { policy } = compiled;
     if (!addressAllowed(compiled, addr)) return { why: 'denied' };
+    if (policy.quota !== undefined && this.quota.over(label, policy.quota)) return { why: 'quota', retryAfter: secondsToNextDay(Date.now()) };
     const q = this.queues.get(label);
     if (policy.maxPairings !== undefined && (q?.clients ?? 0) >= policy.maxPairings) return { why: 'max-pairings', retryAfter: CAP_RETRY_S };
     const bucket = addressBucket(addr);

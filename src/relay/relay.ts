@@ -13,6 +13,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
 import type { LabelLiveState } from '../store/directory.js';
+import type { PairingRecord } from '../store/types.js';
 import { ClientRefusals, MobileClients } from './clients.js';
 import { ConnLimit } from './conn-limit.js';
 import { RelayCore, type RelayEvents } from './core.js';
@@ -28,6 +29,7 @@ import { Admission, type AdmissionPoint, type Refused } from './admission.js';
 import { Policies, addressAllowed } from './policies.js';
 import { RateBuckets } from './rate-buckets.js';
 import { Bandwidths } from './bandwidth.js';
+import { QUOTA_READ_WAIT_MS, QuotaBook, type DailyBytes } from './quota.js';
 import type { LabelPolicy } from '../protocol/policy.js';
 
 export type { ClientRefusal, RelayEvents } from './core.js';
@@ -38,6 +40,8 @@ export interface RelayDeps {
   engine: RelayEngine;
   logger: Logger;
   nodeId?: string;
+  /** The store's count of a label's octets on a UTC day, over every node (a label policy's quota). */
+  dailyBytes?: DailyBytes;
 }
 
 /** One label's live state on this node; the same shape the directory shares between nodes. */
@@ -55,6 +59,7 @@ export class Relay extends EventEmitter {
   private readonly responders: Responders;
   private readonly policies: Policies;
   private readonly admission: Admission;
+  private readonly quota: QuotaBook;
 
   constructor(deps: RelayDeps) {
     super();
@@ -84,7 +89,9 @@ export class Relay extends EventEmitter {
       },
       this.logger,
     );
-    this.admission = new Admission(core, this.policies, this.queues, new RateBuckets());
+    this.quota = new QuotaBook(deps.dailyBytes ?? null, (label, err) => this.logger.warn({ label, err: (err as Error)?.message }, "the label's day count could not be read from the store; its quota counts this node's pairings only until it can"));
+    this.on('pairing-end', (rec: PairingRecord) => this.quota.add(rec.label, rec.bytesUp + rec.bytesDown, Date.parse(rec.end)));
+    this.admission = new Admission(core, this.policies, this.queues, new RateBuckets(), this.quota);
     this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals, this.admission);
     this.fixed = new FixedPorts(core, allocator, this.clients);
     this.revocation = new Revocation(this.queues, this.logger);
@@ -138,6 +145,14 @@ export class Relay extends EventEmitter {
    */
   admitClient(label: string, address: string | undefined, at: AdmissionPoint): Refused | null {
     return this.admission.check(label, address, at);
+  }
+
+  /**
+   * Reads the label's count of the day from the store, when its policy sets a quota: the
+   * registrar awaits it before its 307, so a quota used up on another node is seen at once.
+   */
+  async refreshQuota(label: string): Promise<void> {
+    if (this.policies.of(label)?.policy.quota !== undefined) await this.quota.refreshWithin(label, QUOTA_READ_WAIT_MS);
   }
 
   /**
