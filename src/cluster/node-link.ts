@@ -21,6 +21,7 @@ export class NodeLink {
   private advertised = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
+  private reading: Promise<void> | null = null;
 
   private constructor(
     private readonly directory: Directory,
@@ -49,8 +50,12 @@ export class NodeLink {
     for (const ev of ['responder-ready', 'paired', 'pairing-end', 'registration-expired', 'responder-refused']) {
       this.relay.on(ev, () => this.schedule());
     }
-    this.timer = setInterval(() => this.sync(), SYNC_MS);
+    this.timer = setInterval(() => {
+      this.sync();
+      void this.readRemote();
+    }, SYNC_MS);
     this.timer.unref();
+    this.relay.setRemoteRefresh(() => this.readRemote());
     this.sync();
     await this.directory.start();
   }
@@ -76,6 +81,26 @@ export class NodeLink {
     this.advertised = now;
     this.directory.setLiveState(states);
     this.directory.setLoad(Math.min(1, this.relay.openPorts / this.config.current.maxPorts));
+  }
+
+  /**
+   * The other nodes' clients per label (waiting and paired, as each last published), for the
+   * maxPairings of label policies. One read at a time; a failed read keeps the last counts.
+   */
+  private readRemote(): Promise<void> {
+    this.reading ??= this.directory
+      .listLiveStates()
+      .then((nodes) => {
+        const counts = new Map<string, number>();
+        for (const n of nodes) {
+          if (n.nodeId === this.directory.self.id) continue;
+          for (const s of n.labels) counts.set(s.label, (counts.get(s.label) ?? 0) + s.active + s.waiting);
+        }
+        this.relay.setRemoteClients(counts);
+      })
+      .catch(() => undefined)
+      .finally(() => (this.reading = null));
+    return this.reading;
   }
 
   /** Another node asks for this node's client port of a label: granted only with an idle responder here. */
@@ -130,6 +155,7 @@ export class NodeLink {
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.relay.setRemoteRefresh(null);
     await this.directory.close();
   }
 }

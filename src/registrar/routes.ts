@@ -160,7 +160,7 @@ export class RegistrarRoutes extends EventEmitter {
     const address = req.socket.remoteAddress ?? '';
     // The label's policy before the 307 (the same check the relay's ports make): a refused
     // client is sent nowhere, and learns nothing of the label's responders.
-    await this.d.relay.refreshQuota(label);
+    await this.d.relay.prepareAdmission(label);
     const refused = this.d.relay.admitClient(label, address, 'redirect');
     if (refused) {
       const quiet = !this.policyLogBudget.allow(label);

@@ -6,7 +6,8 @@
  *
  * Order: deny/allow, the day's quota, then maxPairings, maxPairingsPerClient, then rate last, so that a token is
  * taken only by a client that is let in. The counts are the label queue's (label-queue.ts,
- * invariant 5): this node's clients waiting, being paired or paired.
+ * invariant 5): this node's clients waiting, being paired or paired; maxPairings adds those
+ * of the other nodes (multi-node), as of their last published state (their heartbeat).
  */
 import { addressBucket, normaliseAddress } from '../protocol/address.js';
 import type { RelayCore } from './core.js';
@@ -36,6 +37,8 @@ export class Admission {
     private readonly queues: LabelQueues,
     private readonly rates: RateBuckets,
     private readonly quota: QuotaBook,
+    /** The label's clients on the other nodes of a multi-node relay, as they last published them. */
+    private readonly remoteClients: (label: string) => number,
   ) {}
 
   /**
@@ -56,7 +59,7 @@ export class Admission {
     if (!addressAllowed(compiled, addr)) return { why: 'denied' };
     if (policy.quota !== undefined && this.quota.over(label, policy.quota)) return { why: 'quota', retryAfter: secondsToNextDay(Date.now()) };
     const q = this.queues.get(label);
-    if (policy.maxPairings !== undefined && (q?.clients ?? 0) >= policy.maxPairings) return { why: 'max-pairings', retryAfter: CAP_RETRY_S };
+    if (policy.maxPairings !== undefined && (q?.clients ?? 0) + this.remoteClients(label) >= policy.maxPairings) return { why: 'max-pairings', retryAfter: CAP_RETRY_S };
     const bucket = addressBucket(addr);
     if (policy.maxPairingsPerClient !== undefined && (q?.clientsFrom(bucket) ?? 0) >= policy.maxPairingsPerClient) return { why: 'max-per-client', retryAfter: CAP_RETRY_S };
     if (policy.rate) {

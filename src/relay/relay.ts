@@ -60,6 +60,9 @@ export class Relay extends EventEmitter {
   private readonly policies: Policies;
   private readonly admission: Admission;
   private readonly quota: QuotaBook;
+  /** Clients per label on the other nodes (multi-node: the directory's live states), for maxPairings. */
+  private remote = new Map<string, number>();
+  private remoteRefresh: (() => Promise<void>) | null = null;
 
   constructor(deps: RelayDeps) {
     super();
@@ -91,7 +94,7 @@ export class Relay extends EventEmitter {
     );
     this.quota = new QuotaBook(deps.dailyBytes ?? null, (label, err) => this.logger.warn({ label, err: (err as Error)?.message }, "the label's day count could not be read from the store; its quota counts this node's pairings only until it can"));
     this.on('pairing-end', (rec: PairingRecord) => this.quota.add(rec.label, rec.bytesUp + rec.bytesDown, Date.parse(rec.end)));
-    this.admission = new Admission(core, this.policies, this.queues, new RateBuckets(), this.quota);
+    this.admission = new Admission(core, this.policies, this.queues, new RateBuckets(), this.quota, (label) => this.remote.get(label) ?? 0);
     this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals, this.admission);
     this.fixed = new FixedPorts(core, allocator, this.clients);
     this.revocation = new Revocation(this.queues, this.logger);
@@ -148,11 +151,29 @@ export class Relay extends EventEmitter {
   }
 
   /**
-   * Reads the label's count of the day from the store, when its policy sets a quota: the
-   * registrar awaits it before its 307, so a quota used up on another node is seen at once.
+   * What the registrar awaits before admitting a client of `label` for its 307 (bounded by
+   * QUOTA_READ_WAIT_MS): the day's count from the store when the policy sets a quota, the other
+   * nodes' clients when it sets maxPairings, so that what other nodes did is seen at once.
    */
-  async refreshQuota(label: string): Promise<void> {
-    if (this.policies.of(label)?.policy.quota !== undefined) await this.quota.refreshWithin(label, QUOTA_READ_WAIT_MS);
+  async prepareAdmission(label: string): Promise<void> {
+    const p = this.policies.of(label)?.policy;
+    if (!p) return;
+    const reads: Promise<void>[] = [];
+    if (p.quota !== undefined) reads.push(this.quota.refreshWithin(label, QUOTA_READ_WAIT_MS));
+    if (p.maxPairings !== undefined && this.remoteRefresh) reads.push(withinMs(this.remoteRefresh(), QUOTA_READ_WAIT_MS));
+    await Promise.all(reads);
+  }
+
+  /**
+   * Multi-node: the clients (waiting and paired) of each label on the other nodes, and how to
+   * read them again (src/cluster/node-link.ts sets both). maxPairings counts them too.
+   */
+  setRemoteClients(counts: ReadonlyMap<string, number>): void {
+    this.remote = new Map(counts);
+  }
+
+  setRemoteRefresh(refresh: (() => Promise<void>) | null): void {
+    this.remoteRefresh = refresh;
   }
 
   /**
@@ -260,4 +281,11 @@ export class Relay extends EventEmitter {
     closing.push(this.fixed.close());
     await Promise.all(closing);
   }
+}
+
+/** Resolves when `p` settles or after `ms`, whichever is first; never rejects. */
+async function withinMs(p: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p.catch(() => undefined), new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  clearTimeout(timer);
 }
