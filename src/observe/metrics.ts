@@ -55,6 +55,8 @@ export function createMetrics(d: MetricsDeps): Metrics {
   const bytes = new Counter({ name: 'taas_relay_bytes_total', help: 'Octets relayed by ended pairings; up = client to hidden server, down = hidden server to client', labelNames: ['direction'], registers });
   const poolEmpty = new Counter({ name: 'taas_pool_empty_total', help: 'Mobile clients that arrived when no responder of their label was idle', labelNames: ['label'], registers });
   const clientRefused = new Counter({ name: 'taas_clients_refused_total', help: 'Mobile-client connections closed unpaired, by reason (no-responder, queue-full, timeout, conn-limit, closing, and the policy\'s denied, quota, max-pairings, max-per-client, rate)', labelNames: ['why'], registers });
+  const labelPairings = new Counter({ name: 'taas_label_pairings_total', help: 'Pairings started, by label', labelNames: ['label'], registers });
+  const labelBytes = new Counter({ name: 'taas_label_bytes_total', help: 'Octets relayed by ended pairings, by label; up = client to hidden server, down = hidden server to client', labelNames: ['label', 'direction'], registers });
   const policyRefused = new Counter({ name: 'taas_policy_refusals_total', help: "Mobile clients refused by their label's traffic policy, by label, reason (denied, quota, max-pairings, max-per-client, rate) and where (redirect: the registrar's 307; connection: a relay port)", labelNames: ['label', 'why', 'at'], registers });
   const policyClosed = new Counter({ name: 'taas_policy_closed_pairings_total', help: "Established pairings closed because their label's policy came to deny their client's address", labelNames: ['label'], registers });
   const respDead = new Counter({ name: 'taas_responders_dead_total', help: 'Idle responders found dead at pairing time and replaced by the next one', labelNames: ['label'], registers });
@@ -93,14 +95,18 @@ export function createMetrics(d: MetricsDeps): Metrics {
   const listeners: [EventEmitter, string, Parameters<EventEmitter['on']>[1]][] = [
     [d.routes, 'registration', (e: { result: string }) => registrations.inc({ result: e.result })],
     [d.routes, 'client', (e: { result: string }) => clientRequests.inc({ result: e.result })],
-    [d.relay, 'paired', (e: { waitMs: number }) => {
+    [d.relay, 'paired', (e: { label: string; waitMs: number }) => {
       pairings.inc();
+      labelPairings.inc({ label: cap.name(e.label) });
       wait.observe(e.waitMs / 1000);
     }],
     [d.relay, 'pairing-end', (r: PairingRecord) => {
       pairingEnds.inc({ reason: r.reason });
       bytes.inc({ direction: 'up' }, r.bytesUp);
       bytes.inc({ direction: 'down' }, r.bytesDown);
+      const label = cap.name(r.label);
+      labelBytes.inc({ label, direction: 'up' }, r.bytesUp);
+      labelBytes.inc({ label, direction: 'down' }, r.bytesDown);
     }],
     [d.relay, 'pool-empty', (e: { label: string }) => poolEmpty.inc({ label: cap.name(e.label) })],
     [d.relay, 'client-refused', (e: { why: string }) => clientRefused.inc({ why: e.why })],
