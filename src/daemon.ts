@@ -3,6 +3,7 @@
  * life cycle: drain on SIGTERM, reload on SIGHUP, and writing the runtime file
  * (observe/runtime-file.ts) through which the CLI and tests find a running daemon's ports.
  */
+import { LabelHistory, sumSeries, type LabelSeries } from './observe/label-history.js';
 import type { LabelPolicy } from './protocol/policy.js';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -41,12 +42,24 @@ export interface AdminHandle {
   close(): Promise<void>;
 }
 
+/** Store documents of each node's label series (multi-node), refreshed this often, kept this long. */
+const HISTORY_DOCS = 'label-history';
+const HISTORY_PUBLISH_MS = 15_000;
+const HISTORY_TTL_S = 120;
+
+interface PublishedHistory {
+  at: number;
+  labels: Record<string, LabelSeries>;
+}
+
 export class Daemon {
   private drainingFlag = false;
   private admin: AdminHandle | null = null;
   private unwatch: (() => void) | null = null;
   private metrics: Metrics | null = null;
   private detachEventLog: (() => void) | null = null;
+  private history: LabelHistory | null = null;
+  private historyTimer: NodeJS.Timeout | null = null;
   private link: NodeLink | null = null;
 
   private constructor(
@@ -177,6 +190,9 @@ export class Daemon {
       draining: () => this.drainingFlag,
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
+    this.history = new LabelHistory(this.relay);
+    this.historyTimer = setInterval(() => this.publishHistory(), HISTORY_PUBLISH_MS);
+    this.historyTimer.unref();
     this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
@@ -203,6 +219,7 @@ export class Daemon {
         config: this.live.view,
         store: this.store,
         entries: this.entries,
+        history: (label: string) => this.labelHistory(label),
         live: async () => {
           const local = [{ nodeId: this.nodeId, labels: this.relay.snapshot() }];
           // Every node's view when several share Redis; this node's alone if Redis is away.
@@ -219,6 +236,25 @@ export class Daemon {
       this.logger.error({ err: oneLine(e) }, 'admin listener not started');
       return null;
     }
+  }
+
+  /**
+   * A label's last hour over every node: this node's series, and with Redis the series the other
+   * nodes published (recent ones only: a node gone for two publishing periods is left out).
+   */
+  private async labelHistory(label: string): Promise<LabelSeries> {
+    const local = this.history!.series(label);
+    if (this.store.kind !== 'redis') return local;
+    const docs = await this.store.listDocs<PublishedHistory>(HISTORY_DOCS).catch(() => []);
+    const others = docs.filter((d) => d.key !== this.nodeId && Date.now() - d.value.at < 2 * HISTORY_PUBLISH_MS).map((d) => d.value.labels[label]).filter((s) => s !== undefined);
+    return sumSeries([local, ...others], local.start);
+  }
+
+  /** Multi-node: this node's label series, for the other nodes' admin pages. */
+  private publishHistory(): void {
+    if (this.store.kind !== 'redis' || !this.history) return;
+    const doc: PublishedHistory = { at: Date.now(), labels: this.history.all() };
+    this.store.putDoc(HISTORY_DOCS, this.nodeId, doc, HISTORY_TTL_S).catch((e) => this.logger.debug({ err: oneLine(e) }, 'label history not published'));
   }
 
   /** The config in force now. */
@@ -296,6 +332,8 @@ export class Daemon {
     this.unwatch?.();
     await this.link?.close().catch(() => undefined);
     this.metrics?.close();
+    this.history?.close();
+    if (this.historyTimer) clearInterval(this.historyTimer);
     this.detachEventLog?.();
     await this.registrar.close();
     await this.admin?.close().catch(() => undefined);

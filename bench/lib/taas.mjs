@@ -21,9 +21,10 @@ function agentFor(ca) {
 }
 
 export class TaasDaemon {
-  constructor(engine, ports) {
+  constructor(engine, ports, policy = null) {
     this.engine = engine;
     this.ports = ports; // { registrar, admin, range: [lo, hi] }
+    this.policy = policy; // flags of `entries policy LABEL`, or null for none
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `taas-bench-${engine}-`));
     this.session = null;
     this.clientPort = null;
@@ -57,6 +58,7 @@ export class TaasDaemon {
     fs.writeFileSync(this.configFile, JSON.stringify(config, null, 2));
     const agentFile = path.join(this.dir, 'agent.json');
     execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'add', '--config', this.configFile, '--label', LABEL, '--out', agentFile], { stdio: 'ignore' });
+    if (this.policy) execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'policy', LABEL, '--config', this.configFile, ...this.policy], { stdio: 'ignore' });
     this.agentFile = JSON.parse(fs.readFileSync(agentFile, 'utf8'));
     this.httpsAgent = agentFor(this.agentFile.ca);
     const gcHook = path.join(root, 'bench', 'lib', 'gc-hook.mjs');

@@ -145,13 +145,21 @@ class EngineOnly extends ForwardingVariant {
   }
 }
 
+/**
+ * A label policy that checks every member on every pairing and limits nothing here: the cost
+ * of admission (CIDR lists, caps, rate bucket, quota) and of the bandwidth bucket (taken on
+ * every read, 1 TB/s) against the same daemon without a policy (issue 18: within 5%).
+ */
+const BENCH_POLICY = ['--allow', '127.0.0.0/8,::1', '--deny', '10.0.0.0/8', '--max-pairings', '1000000', '--max-pairings-per-client', '1000000', '--rate', '1000000/1000000', '--bandwidth', '1000000000000', '--quota', '1000000000000000'];
+
 /** The real daemon: registrations, 307, pairing. */
 class Taas {
-  constructor(engine) {
-    this.key = `taas-${engine}`;
-    this.label = `taas ${engine}`;
+  constructor(engine, withPolicy = false) {
+    this.key = `taas-${engine}${withPolicy ? '-policy' : ''}`;
+    this.label = `taas ${engine}${withPolicy ? ', label policy' : ''}`;
     this.kind = 'taas';
     this.engine = engine;
+    this.withPolicy = withPolicy;
     this.nodeGc = true;
   }
   get pid() {
@@ -161,8 +169,8 @@ class Taas {
     return this.daemon.memFile;
   }
   async start() {
-    const lo = this.engine === 'splice' ? 20000 : 30000;
-    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range: [lo, lo + 9999] });
+    const lo = (this.engine === 'splice' ? 20000 : 30000) + (this.withPolicy ? 5000 : 0);
+    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range: [lo, lo + 4999] }, this.withPolicy ? BENCH_POLICY : null);
     await this.daemon.start();
     await this.daemon.nearPort();
   }
@@ -176,7 +184,7 @@ class Taas {
 
 /** A fresh, unmeasured instance of the same row (memory is measured on a clean process). */
 export function fresh(v) {
-  if (v instanceof Taas) return new Taas(v.engine);
+  if (v instanceof Taas) return new Taas(v.engine, v.withPolicy);
   if (v instanceof EngineOnly) return new EngineOnly(v.engine);
   if (v instanceof HAProxy) return new HAProxy(v.bigPipes);
   throw new Error(`no fresh instance of ${v.key}`);
@@ -192,9 +200,9 @@ export function variants({ engineRows = false } = {}) {
   if (have('socat')) rows.push(new Socat());
   else skipped.push({ key: 'socat', why: 'socat not installed (scripts/install-bench-deps.sh)' });
   const addon = path.join(root, 'build', 'Release', 'taas_splice.node');
-  if (fs.existsSync(addon)) rows.push(new Taas('splice'));
+  if (fs.existsSync(addon)) rows.push(new Taas('splice'), new Taas('splice', true));
   else skipped.push({ key: 'taas-splice', why: 'native addon not built (npm run build:native)' });
-  rows.push(new Taas('stream'));
+  rows.push(new Taas('stream'), new Taas('stream', true));
   // The splice engine alone tells its own cost apart from the daemon's; the stream engine alone
   // only on request.
   if (fs.existsSync(addon)) rows.push(new EngineOnly('splice'));
