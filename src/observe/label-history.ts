@@ -28,6 +28,7 @@ export interface LabelSeries {
 
 interface RelayEvents extends EventEmitter {
   snapshot(): { label: string; idle: number }[];
+  labelState(label: string): { idle: number };
 }
 
 const empty = (): MinuteSample => ({ pairings: 0, bytesUp: 0, bytesDown: 0, idle: 0, refusals: {} });
@@ -44,6 +45,11 @@ export class LabelHistory {
     sampleMs = 5000,
   ) {
     this.listeners = [
+      // A responder arriving raises the minute's idle count at once, between samples.
+      ['responder-ready', (e: { label: string }) => {
+        const m = this.at(e.label);
+        m.idle = Math.max(m.idle, this.relay.labelState(e.label).idle);
+      }],
       ['paired', (e: { label: string }) => void this.at(e.label).pairings++],
       ['pairing-end', (r: PairingRecord) => {
         const s = this.at(r.label);

@@ -52,7 +52,8 @@ function chart(id, title, series, data, width) {
 export async function renderLabel(label) {
   const gen = ++state.gen;
   const hist = await api('GET', `/api/labels/${encodeURIComponent(label)}/history`);
-  const width = Math.max(280, Math.min(560, main.clientWidth - 40));
+  // Two charts a row on a wide screen, one on a phone: the grid's columns are at least 440 px.
+  const width = Math.max(260, Math.min(420, main.clientWidth - 80));
   let d = chartData(hist);
   const charts = {
     pairings: chart('chart-pairings', 'Pairings per minute', [{ label: 'pairings', stroke: '#2e86de', width: 2 }], d.pairings, width),
