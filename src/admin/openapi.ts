@@ -55,6 +55,7 @@ export function openApiDocument(): Record<string, unknown> {
       '/api/entries/{id}/rotate-secret': { parameters: [idParam], post: op('write', 'A fresh TOTP secret, shown this once', { '200': json('issued', ref('IssuedEntry')), '404': err('TAAS_ENTRY_NOT_FOUND') }) },
       '/api/entries/{id}/attempts': { parameters: [idParam, limitParam], get: op('read', 'Recent registration attempts of the ID', { '200': json('attempts, newest first', { type: 'array' }) }) },
       '/api/labels/{label}/pairings': { parameters: [labelParam, limitParam], get: op('read', 'Recent pairings of the label', { '200': json('pairings, newest first', { type: 'array' }) }) },
+      '/api/labels/{label}/history': { parameters: [labelParam], get: op('read', "The label's last hour over every node, one sample per minute (pairings, octets each way, idle responders, refusals by reason), and its policy", { '200': json('{ label, minuteMs, start, minutes: [...], policy, defaultPolicy }', { type: 'object' }) }) },
       '/api/counts': { get: op('read', 'Pairings and bytes per label and day', { '200': json('counts', { type: 'array' }) }, { parameters: [{ name: 'label', in: 'query', schema: { type: 'string' } }] }) },
       '/api/live': { get: op('read', 'Live state per node: idle responders, waiting clients, client ports', { '200': json('nodes', { type: 'array' }) }) },
       '/api/status': { get: op('read', 'One row per entry with live state, last registration and last pairing', { '200': json('rows', { type: 'array' }) }) },
