@@ -80,4 +80,19 @@ describe('label view', () => {
     expect(requests.filter((u) => !u.startsWith(`http://127.0.0.1:${d.adminPort}/`))).toEqual([]);
     expect(requests.some((u) => u.endsWith('/vendor/uplot.js'))).toBe(true);
   });
+
+  it('changes the policy from the page; a bad value is refused with its one line and changes nothing', async () => {
+    await page.click('#policy-form >> xpath=.. >> summary');
+    await page.fill('#pol-deny', 'nope');
+    await page.click('#policy-form button[type="submit"]');
+    await page.locator('#notice.error', { hasText: 'TAAS_POLICY_INVALID' }).waitFor();
+    expect(await page.locator('#notice').innerText()).toContain('deny: "nope" is not a CIDR');
+    await page.fill('#pol-deny', '127.0.0.2, 10.0.0.0/8');
+    await page.fill('#pol-max', '5');
+    await page.click('#policy-form button[type="submit"]');
+    await page.locator('#label-policy', { hasText: 'Pairings at once' }).waitFor();
+    expect(await page.locator('#label-policy').innerText()).toMatch(/Deny\s+127\.0\.0\.2\/32, 10\.0\.0\.0\/8[\s\S]*Pairings at once\s+5/);
+    const shown = await d.cli(['entries', 'policy', 'garden', '--json']);
+    expect(JSON.parse(shown.stdout).policy).toMatchObject({ deny: ['127.0.0.2/32', '10.0.0.0/8'], maxPairings: 5, maxPairingsPerClient: 3, bandwidth: 2_000_000 });
+  });
 });
