@@ -6,7 +6,10 @@
  */
 import type { RatePolicy } from '../protocol/policy.js';
 
-/** Buckets kept before full ones are swept (a sweep is linear: not on every call). */
+/**
+ * Buckets kept before full ones are swept; after a sweep the next comes once the map has grown
+ * by as many again, so sweeping stays amortised O(1) per new bucket even when none is full.
+ */
 const SWEEP_AT = 10_000;
 /** Hard bound: a flood from many addresses cannot grow the map further (oldest dropped first). */
 const MAX_BUCKETS = 100_000;
@@ -21,6 +24,7 @@ interface Bucket {
 
 export class RateBuckets {
   private readonly buckets = new Map<string, Bucket>();
+  private sweepAt = SWEEP_AT;
 
   /** Tokens in the bucket now (refilled), without taking any; a missing bucket is full. */
   private current(key: string, rate: RatePolicy, now: number): Bucket {
@@ -54,7 +58,10 @@ export class RateBuckets {
   }
 
   private keep(key: string, b: Bucket, now: number): void {
-    if (this.buckets.size >= SWEEP_AT) this.sweep(now);
+    if (this.buckets.size >= this.sweepAt) {
+      this.sweep(now);
+      this.sweepAt = this.buckets.size + SWEEP_AT;
+    }
     if (this.buckets.size >= MAX_BUCKETS) this.buckets.delete(this.buckets.keys().next().value!);
     this.buckets.set(key, b);
   }

@@ -7,11 +7,12 @@
  */
 export class OctetBucket {
   private tokens: number;
-  private at = performance.now();
 
   constructor(
     readonly rate: number,
     readonly burst: number,
+    /** performance.now() of the start: the bucket is full then. */
+    private at = performance.now(),
   ) {
     this.tokens = burst;
   }
