@@ -64,21 +64,45 @@ function ipv6Bytes(addr: string): Buffer {
   return out;
 }
 
-/** A set of CIDR blocks to test addresses against. */
+/** A dotted IPv4 address as an unsigned 32-bit number. */
+function ipv4Number(a: string): number {
+  const o = a.split('.');
+  return ((Number(o[0]) << 24) | (Number(o[1]) << 16) | (Number(o[2]) << 8) | Number(o[3])) >>> 0;
+}
+
+/**
+ * A set of CIDR blocks to test addresses against: IPv4 blocks as number and mask pairs (checked
+ * on every connection of a label with a list: a BlockList check costs ~1 µs, this ~0.05 µs),
+ * IPv6 blocks in node:net's BlockList.
+ */
 export class CidrSet {
-  private readonly list = new net.BlockList();
+  private readonly v6 = new net.BlockList();
+  private readonly v4: Uint32Array;
+  private readonly hasV6: boolean;
   readonly size: number;
 
   constructor(cidrs: readonly Cidr[]) {
-    for (const c of cidrs) this.list.addSubnet(c.network, c.prefix, c.family);
+    const v4 = cidrs.filter((c) => c.family === 'ipv4');
+    this.v4 = new Uint32Array(v4.length * 2);
+    v4.forEach((c, i) => {
+      const mask = c.prefix === 0 ? 0 : (0xffffffff << (32 - c.prefix)) >>> 0;
+      this.v4[2 * i] = (ipv4Number(c.network) & mask) >>> 0;
+      this.v4[2 * i + 1] = mask;
+    });
+    for (const c of cidrs) if (c.family === 'ipv6') this.v6.addSubnet(c.network, c.prefix, 'ipv6');
+    this.hasV6 = cidrs.length > v4.length;
     this.size = cidrs.length;
   }
 
   /** Whether the (socket) address lies in one of the blocks; false for no or a malformed address. */
   has(address: string | undefined): boolean {
-    const a = normaliseAddress((address ?? '').replace(/%.*$/, ''));
+    const a = normaliseAddress(address?.includes('%') ? address.replace(/%.*$/, '') : address);
     const v = net.isIP(a);
-    if (v === 0) return false;
-    return this.list.check(a, v === 4 ? 'ipv4' : 'ipv6');
+    if (v === 4) {
+      const n = ipv4Number(a);
+      for (let i = 0; i < this.v4.length; i += 2) if (((n & this.v4[i + 1]!) >>> 0) === this.v4[i]) return true;
+      return false;
+    }
+    return v === 6 && this.hasV6 && this.v6.check(a, 'ipv6');
   }
 }

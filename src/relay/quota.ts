@@ -27,8 +27,15 @@ interface Count {
   reading: Promise<void> | null;
 }
 
+const DAY_MS = 86_400_000;
+/** The day asked last, kept: admission asks on every connection of a label with a quota. */
+let cachedDay = { start: 0, day: '1970-01-01' };
+
 export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  if (ms >= cachedDay.start && ms - cachedDay.start < DAY_MS) return cachedDay.day;
+  const start = Math.floor(ms / DAY_MS) * DAY_MS;
+  cachedDay = { start, day: new Date(start).toISOString().slice(0, 10) };
+  return cachedDay.day;
 }
 
 /** Seconds until the next UTC day begins (at least 1): a refused client's Retry-After. */

@@ -26,6 +26,11 @@ describe('CIDRs', () => {
     expect(s.has('::1')).toBe(false);
     expect(s.has('')).toBe(false);
     expect(s.has('junk')).toBe(false);
+    const wide = new CidrSet(['0.0.0.0/0', '192.168.0.0/16'].map((c) => parseCidr(c)!));
+    expect(wide.has('1.2.3.4')).toBe(true);
+    expect(wide.has('::1')).toBe(false); // an IPv4 block does not hold IPv6 addresses
+    const narrow = new CidrSet(['192.168.0.0/16', '255.255.255.255/32'].map((c) => parseCidr(c)!));
+    expect(['192.168.255.1', '192.169.0.1', '255.255.255.255', '255.255.255.254'].map((a) => narrow.has(a))).toEqual([true, false, true, false]);
   });
 });
 
