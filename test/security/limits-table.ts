@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { SCHEMA, type Config } from '../../src/config/schema.js';
 import * as P from '../../src/protocol/limits.js';
 import * as R from '../../src/relay/constants.js';
+import { MAX_POLICY_CIDRS } from '../../src/protocol/policy.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -38,6 +39,7 @@ const WHEN_HIT: Partial<Record<keyof Config, string>> = {
   sessionLifetime: 'token refused; a fresh TOTP code is needed',
   codeReusePerStep: 'a further presentation of the step\'s code is a replay: `401`, counted toward lock-out',
   metricsLabelCap: 'further labels counted as "other" in metrics',
+  defaultPolicy: 'mobile client refused: `403 TAAS_POLICY_DENIED`, `429 TAAS_POLICY_LIMIT` / `TAAS_QUOTA_EXCEEDED` at the registrar, a reset on relay ports (docs/policy.md)',
 };
 
 /** Security switches: not limits, but what the threat model rests on. */
@@ -132,6 +134,8 @@ export function fixedBoundsTable(): string {
     ['attempt log per ID', `${P.ATTEMPTS_PER_ID} records`, 'oldest dropped'],
     ['pairing history per label', `${P.PAIRINGS_PER_LABEL} records`, 'oldest dropped'],
     ['remembered request paths per label', `${R.PATHS_PER_LABEL}, ${R.PATH_TTL_MS / 1000} s`, 'oldest dropped'],
+    ['CIDR blocks per allow or deny list of a label policy', String(MAX_POLICY_CIDRS), '`422 TAAS_POLICY_INVALID`'],
+    ['rate buckets kept (a label policy\'s `rate`, per label and address bucket)', '100000', 'full ones swept, then the oldest dropped'],
   ];
   return ['| bound | value | when hit |', '|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
