@@ -68,7 +68,14 @@ export class Relay extends EventEmitter {
     super();
     this.engine = deps.engine;
     this.logger = deps.logger;
-    const core = (this.core = new RelayCore(deps.config, this.logger, (event, payload) => void this.emit(event, payload)));
+    const core = (this.core = new RelayCore(deps.config, this.logger, (event, payload) => {
+      // A pairing's octets count toward its label's quota before anyone hears of its end.
+      if (event === 'pairing-end') {
+        const rec = payload as PairingRecord;
+        this.quota.add(rec.label, rec.bytesUp + rec.bytesDown, Date.parse(rec.end));
+      }
+      void this.emit(event, payload);
+    }));
     // Limits read through `core.config` at each use, so that a reload (SIGHUP) applies them.
     const allocator = (this.allocator = new PortAllocator(() => core.config.portRange, core.config.taasHost, () => core.config.maxPorts));
     const connLimit = new ConnLimit(() => core.config.maxConnsPerAddress);
@@ -93,7 +100,6 @@ export class Relay extends EventEmitter {
       this.logger,
     );
     this.quota = new QuotaBook(deps.dailyBytes ?? null, (label, err) => this.logger.warn({ label, err: (err as Error)?.message }, "the label's day count could not be read from the store; its quota counts this node's pairings only until it can"));
-    this.on('pairing-end', (rec: PairingRecord) => this.quota.add(rec.label, rec.bytesUp + rec.bytesDown, Date.parse(rec.end)));
     this.admission = new Admission(core, this.policies, this.queues, new RateBuckets(), this.quota, (label) => this.remote.get(label) ?? 0);
     this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals, this.admission);
     this.fixed = new FixedPorts(core, allocator, this.clients);
