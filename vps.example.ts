@@ -14,6 +14,9 @@ const config: Partial<Config> = {
   certFile: '/var/lib/taas-server/registrar.crt',
   dataDir: '/var/lib/taas-server',
   portRange: [20000, 29999],
+  // One port for everything (only 443 open): registrations, responders and SNI passthrough
+  // labels (`entries add --client-mode passthrough`) on taasPort; see README, "One port (443)".
+  // sharedPort: true,
   // Keep the label's name in Location so clients can check the hidden server's certificate
   // (hidden servers are still told taasHost:PORT to connect to):
   // locationHost: '{label}.taas.example.com',
@@ -24,8 +27,16 @@ const config: Partial<Config> = {
   adminPort: 8893,
   logLevel: 'info',
   relayEngine: 'auto',
+  // The pairing signal: a PROXY protocol header (v2, or 'v1') sent to an agent before each client.
+  proxyProtocol: 'v2',
   // Several nodes share entries and state through Redis (see README, "Many nodes"):
   // redis: 'rediss://:password@redis.internal:6380',
+  // A public certificate for the registrar and the labels, renewed by itself (docs/operations.md, "ACME"):
+  // acme: {
+  //   directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory',
+  //   email: 'ops@example.com',
+  //   termsOfServiceAgreed: true,
+  // },
 };
 
 export default config;

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { machine } from './lib/machine.mjs';
 import { bulk, latency, pairings, registrationUnderLoad, rss } from './lib/measure.mjs';
 import { buildTools, median, root } from './lib/proc.mjs';
-import { ratios, render, targets } from './lib/report.mjs';
+import { agentTargets, ratios, render, targets } from './lib/report.mjs';
 import { fresh, variants } from './lib/variants.mjs';
 
 const { values: o } = parseArgs({
@@ -83,7 +83,7 @@ try {
         for (const v of rotate(rows, rep)) {
           const r = await bulk(v, { streams, seconds });
           put(v, `bulk${streams}`, r);
-          log(`bulk ${streams} stream(s) rep ${rep + 1}: ${v.key} ${r.gbps.toFixed(2)} GB/s, ${r.cpuPerGB.toFixed(3)} CPU s/GB`);
+          log(`bulk ${streams} stream(s) rep ${rep + 1}: ${v.key} ${r.gbps.toFixed(2)} GB/s, ${r.cpuPerGB.toFixed(3)} CPU s/GB${r.agentCpuPerGB !== undefined ? `, agent ${r.agentCpuPerGB.toFixed(3)} CPU s/GB` : ''}`);
         }
       }
     }
@@ -183,6 +183,7 @@ for (const v of rows) {
 }
 res.ratios = ratios(res);
 res.targets = targets(res);
+res.agentTargets = agentTargets(res);
 
 res.loadAverageAtEnd = os.loadavg().map((x) => Math.round(x * 100) / 100);
 const text = render(res);

@@ -8,7 +8,7 @@ import type { LabelPolicy } from './protocol/policy.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Config } from './config/schema.js';
+import { reloaded, type Config } from './config/schema.js';
 import { loadConfig } from './config/load.js';
 import { LiveConfig } from './config/view.js';
 import { TaasError, isTaasError, oneLine } from './errors.js';
@@ -17,8 +17,12 @@ import { openSecretBox, openStore, secretKeyFile } from './store/open.js';
 import { checkSecretKey, openWithKey } from './store/key-check.js';
 import type { SecretBox } from './store/secret-box.js';
 import { EntryService } from './entries/entry-service.js';
-import type { Store } from './store/types.js';
+import { ResilientStore } from './store/resilient-store.js';
+import { clientModeOf, type ClientMode, type Store } from './store/types.js';
 import { RelayTls } from './tls/relay-tls.js';
+import { RegistrarAcme } from './tls/acme/registrar-acme.js';
+import { storedAcmeRoot } from './tls/acme/issuer-root.js';
+import { checkAcmeFiles } from './tls/acme/files-check.js';
 import { Relay } from './relay/relay.js';
 import { selectEngine } from './relay/engines/select.js';
 import type { RelayEngine } from './relay/engine.js';
@@ -32,6 +36,9 @@ import { attachEventLog } from './observe/event-log.js';
 
 /** How often a secret key check that found the store unreachable at start is tried again. */
 const KEY_RECHECK_MS = 2000;
+
+/** Documents read at start, so that they serve through a store outage: API keys (a scrape of /metrics needs one). */
+const PRELOADED_DOCS = ['apikeys'];
 
 /** After drainTimeout, how long closed pairings get to report their end (the engine is quick). */
 const DRAIN_CLOSE_WAIT_MS = 2000;
@@ -61,13 +68,15 @@ export class Daemon {
   private history: LabelHistory | null = null;
   private historyTimer: NodeJS.Timeout | null = null;
   private link: NodeLink | null = null;
+  /** The registrar's ACME certificate keeper (config `acme`), or null. */
+  private acme: RegistrarAcme | null = null;
 
   private constructor(
     /** The one live config: every part got its view; only reload() replaces it. */
     private readonly live: LiveConfig,
     readonly configFile: string | null,
     readonly logger: Logger,
-    readonly store: Store,
+    readonly store: ResilientStore,
     readonly engine: RelayEngine,
     readonly relay: Relay,
     readonly auth: Authenticator,
@@ -87,22 +96,25 @@ export class Daemon {
    */
   static async start(config: Readonly<Config>, configFile: string | null, logger: Logger, onFatal?: (e: TaasError) => void): Promise<Daemon> {
     fs.mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    checkAcmeFiles(config);
     const tls = RelayTls.load(config, { generate: config.generateCert });
     const box = openSecretBox(config);
-    const store = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));
+    const raw = await openWithKey(() => openStore(config, box, logger), box, secretKeyFile(config));
     let keyChecked = true;
     try {
-      await checkSecretKey(store, box, secretKeyFile(config), { write: true });
+      await checkSecretKey(raw, box, secretKeyFile(config), { write: true });
     } catch (e) {
       // The store being away at start is not a mismatch: the late-Redis start still works, and
       // the check is made again until the store answers (recheckKey).
       if (!isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) {
-        await store.close();
+        await raw.close();
         throw e;
       }
       keyChecked = false;
       logger.warn({ err: oneLine(e) }, 'secret key not checked against the store: it is unreachable; checking again until it answers');
     }
+    // The daemon's store serves from what it knows through an outage of the real one (issue 17).
+    const store = await ResilientStore.open(raw, logger, { preloadDocs: PRELOADED_DOCS });
     const { engine, note } = await selectEngine(config.relayEngine, logger);
     if (note) logger.warn(note);
     const nodeId = config.nodeId ?? defaultNodeId(config);
@@ -124,19 +136,40 @@ export class Daemon {
       draining: () => d?.drainingFlag ?? false,
       elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
       registerElsewhere: async () => (d?.link ? d.link.registerElsewhere(tls !== null) : null),
+      sharedPort: () => (registrar.sharedPort ? registrar.port : null),
     });
-    const registrar = new RegistrarServer(view, tls, routes, logger);
+    if (config.acme && !tls) {
+      await store.close();
+      throw new TaasError('TAAS_CONFIG_INVALID', 'config key acme: the registrar must speak HTTPS for ACME (TLS-ALPN-01); set generateCert true or give keyFile/certFile');
+    }
+    const acme = RegistrarAcme.create({ config: view, store, sealer: box, logger, nodeId, fallbackKey: () => (d?.tls ?? tls)?.material.key ?? null });
+    const registrar = new RegistrarServer(view, tls, routes, logger, acme?.book ?? null, {
+      relay,
+      elsewhere: async (label, client) => (d?.link ? d.link.elsewhere(label, client) : null),
+    });
     await registrar.listen();
     const entries = new EntryService(store, {
       config: view,
       tls: () => d?.tls ?? tls,
-      registrarEndpoint: () => ({ host: nodeHost(config), port: registrar.port }),
+      // Read at each use: a reloaded advertiseHost reaches the agent files made from then on.
+      registrarEndpoint: () => ({ host: nodeHost(view.current), port: registrar.port }),
       peers: async () => (d?.link ? d.link.peers() : []),
     });
     d = new Daemon(live, configFile, logger, store, engine, relay, auth, routes, registrar, entries, tls, nodeId);
+    if (acme) await d.startAcme(acme);
     await d.wire();
     if (!keyChecked) d.recheckKey(box, secretKeyFile(config), onFatal);
     return d;
+  }
+
+  /** The registrar's ACME certificate: each new one (stored, ordered, another node's) is swapped in. */
+  private async startAcme(acme: RegistrarAcme): Promise<void> {
+    this.acme = acme;
+    await acme.start((c, origin) => {
+      this.registrar.setTls(RelayTls.fromMaterial(this.config, c, `ACME (${origin}, until ${c.notAfter})`));
+      // Agent files written from now on also pin this certificate's root.
+      this.tls = this.tls?.withTrust(storedAcmeRoot(this.config, c.cert)) ?? null;
+    });
   }
 
   /** The start's secret key check, tried again until the store answers; a mismatch is fatal. */
@@ -144,7 +177,7 @@ export class Daemon {
     const attempt = async () => {
       this.keyRecheck = null;
       try {
-        await checkSecretKey(this.store, box, file, { write: true });
+        await checkSecretKey(this.store.inner, box, file, { write: true });
         this.logger.info('secret key checked against the store');
       } catch (e) {
         if (isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) {
@@ -159,6 +192,7 @@ export class Daemon {
   }
 
   private async wire(): Promise<void> {
+    // During a store outage the record waits in the store's outbox: only a fault is logged here.
     this.relay.on('pairing-end', (rec) => {
       this.store.addPairing(rec).catch((e) => this.logger.warn({ err: oneLine(e) }, 'pairing not recorded'));
     });
@@ -167,13 +201,17 @@ export class Daemon {
         const map = new Map<string, number>();
         const owners = new Map<string, string>();
         const policies = new Map<string, LabelPolicy>();
+        const modes = new Map<string, ClientMode>();
         for (const e of await this.store.listEntries()) {
           for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
           for (const l of e.labels) owners.set(l, e.id);
           for (const [l, p] of Object.entries(e.policies ?? {})) if (e.labels.includes(l)) policies.set(l, p);
+          for (const l of e.labels) modes.set(l, clientModeOf(e, l));
         }
         // New pairings get a changed policy at once; a newly denied address loses its pairings.
         this.relay.setPolicies(policies);
+        // The shared port routes ClientHellos by these (SNI passthrough); no store read per connection.
+        this.registrar.setClientModes(modes);
         // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
         this.relay.dropRevoked(owners);
         await this.relay.setFixedPorts(map);
@@ -188,12 +226,14 @@ export class Daemon {
       engine: this.engine.name,
       config: this.live.view,
       draining: () => this.drainingFlag,
+      ...(this.acme ? { acmeNotAfter: () => this.acme?.current?.notAfter ?? null } : {}),
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
     this.history = new LabelHistory(this.relay);
     this.historyTimer = setInterval(() => this.publishHistory(), HISTORY_PUBLISH_MS);
     this.historyTimer.unref();
-    this.link = await NodeLink.open({ store: this.store, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
+    // The directory talks to Redis itself: its view of other nodes is no entry to cache.
+    this.link = await NodeLink.open({ store: this.store.inner, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
     await syncFixed();
     this.admin = await this.startAdmin();
@@ -302,12 +342,18 @@ export class Daemon {
     await this.relay.pairingsEnded(DRAIN_CLOSE_WAIT_MS);
   }
 
-  /** SIGHUP: new config file values (certificate, limits, log level); a bad one is refused. */
+  /**
+   * SIGHUP: new config file values (certificate, limits, log level); a bad one is refused.
+   * Restart-only keys (config/schema.ts) keep their start values; the log line names those
+   * that changed, so the operator knows a restart is needed for them.
+   */
   async reload(): Promise<boolean> {
     let next: Readonly<Config>;
+    let ignored: string[];
     let tls: RelayTls | null;
     try {
-      ({ config: next } = await loadConfig({ configFile: this.configFile ?? undefined, flags: { dataDir: this.config.dataDir } }));
+      const { config: loaded } = await loadConfig({ configFile: this.configFile ?? undefined, flags: { dataDir: this.config.dataDir } });
+      ({ config: next, ignored } = reloaded(this.config, loaded));
       tls = RelayTls.load(next, { generate: next.generateCert });
     } catch (e) {
       this.logger.error({ err: oneLine(e) }, 'reload refused: the new config is invalid; keeping the old one');
@@ -320,9 +366,11 @@ export class Daemon {
     if (JSON.stringify(before ?? null) !== JSON.stringify(next.defaultPolicy ?? null)) this.relay.closeDenied(this.relay.snapshot().map((s) => s.label));
     if (tls && this.tls) {
       this.tls = tls;
-      this.registrar.setTls(tls);
+      // The ACME certificate, once there is one, stays on the registrar across reloads.
+      const a = this.acme?.current;
+      this.registrar.setTls(a ? RelayTls.fromMaterial(next, a, 'ACME') : tls);
     }
-    this.logger.info({ tls: tls?.source ?? 'none' }, 'configuration reloaded');
+    this.logger.info({ tls: tls?.source ?? 'none', ignored }, 'configuration reloaded');
     return true;
   }
 
@@ -330,6 +378,7 @@ export class Daemon {
     this.stopped = true;
     if (this.keyRecheck) clearTimeout(this.keyRecheck);
     this.unwatch?.();
+    await this.acme?.stop();
     await this.link?.close().catch(() => undefined);
     this.metrics?.close();
     this.history?.close();

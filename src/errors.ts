@@ -11,6 +11,10 @@ export const ERROR_CODES = {
   TAAS_FILE_UNREADABLE: 'a file the command needs cannot be read or parsed',
   TAAS_SECRET_KEY_MISMATCH: "the secret key file is not the one the store's secrets are sealed with",
   TAAS_ENGINE_UNAVAILABLE: 'the relay engine asked for cannot be loaded on this machine',
+  // ACME certificates
+  TAAS_ACME_ORDER_FAILED: 'the ACME CA did not issue the certificate (account, order, challenge or finalisation failed)',
+  TAAS_ACME_HOOK_FAILED: 'the DNS-01 hook command failed or timed out',
+  TAAS_ACME_STORED_INVALID: 'a stored ACME account key or certificate cannot be read',
   // registrar requests
   TAAS_AUTH_MISSING: 'no Authorization header',
   TAAS_AUTH_MALFORMED: 'the Authorization header is not TOTP username="ID", response="TKN"',

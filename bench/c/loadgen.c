@@ -3,7 +3,8 @@
  * ping-pong latency. The "near" side plays the mobile client (it connects to the relay's front
  * port); the "far" side plays the hidden server, either listening (for relays that connect to a
  * target: HAProxy, socat, the bare splice relay, or none at all for "direct") or connecting out
- * to a registered port and sending its TAAS-Cookie line first (taas-server).
+ * to a registered port and sending its TAAS-Cookie line first (taas-server), then reading the
+ * pairing signal (a PROXY v1 or v2 header) the relay sends it once its client is there.
  *
  *   loadgen bulk --seconds S --streams N ENDPOINTS     -> {"bytes":..,"seconds":..,"gbps":..}
  *   loadgen pingpong --size B --iters N ENDPOINTS      -> {"p50us":..,"p99us":..,"iters":..}
@@ -99,6 +100,24 @@ static void read_all(int fd, char *p, size_t n) {
   }
 }
 
+/* The pairing signal taas-server sends a cookie-speaking responder before the client's octets:
+ * a PROXY v2 header (16 octets + length) or a v1 line (up to CRLF). Read and dropped, as the
+ * agent does, so the far side counts and echoes the client's octets only. (The relay sends
+ * "PROXY UNKNOWN" only without a client address, never on loopback: 16 octets are always there.) */
+static void skip_signal(int fd) {
+  char h[536];
+  read_all(fd, h, 16);
+  if (!memcmp(h, "\r\n\r\n\0\r\nQUIT\n", 12)) {
+    size_t len = ((unsigned char)h[14] << 8) | (unsigned char)h[15];
+    if (len > sizeof h - 16) die("PROXY v2 header too long");
+    read_all(fd, h + 16, len);
+    return;
+  }
+  if (memcmp(h, "PROXY ", 6) != 0) die("no pairing signal");
+  size_t n = 16;
+  while (h[n - 1] != '\n' && n < 107) read_all(fd, h + n++, 1);
+}
+
 static void *sender(void *arg) {
   int i = (int)(intptr_t)arg;
   char *buf = malloc(CHUNK);
@@ -192,6 +211,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < streams; i++) {
     near_fd[i] = tcp_connect(near_port);
     if (lfd >= 0) far_fd[i] = tcp_accept(lfd);
+    else if (far_cookie[i]) skip_signal(far_fd[i]);
   }
   if (lfd >= 0) close(lfd);
   if (sync) {

@@ -1,6 +1,9 @@
 // One measurement of one variant at a time. The caller interleaves variants and repetitions.
 import net from 'node:net';
-import { collectGarbage, cpuSeconds, loadgen, loadgenSynced, percentile, pin, rssBytes } from './proc.mjs';
+import path from 'node:path';
+import { collectGarbage, cpuSeconds, loadgen, loadgenSynced, percentile, pin, root, rssBytes } from './proc.mjs';
+
+const { parseProxyHeader } = await import(path.join(root, 'dist', 'protocol', 'index.js'));
 
 const ALL_CPUS = `0-${Math.max(0, (await import('node:os')).availableParallelism() - 1)}`;
 const settle = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -12,16 +15,25 @@ export async function bulk(v, { streams, seconds, nice = 0 }) {
   // not the pairing's set-up and teardown (which the pairing rows measure).
   let cpu0 = NaN;
   let cpu1 = NaN;
+  // A row with an agent in the path (taas splice + agent) has its CPU counted apart.
+  let agent0 = NaN;
+  let agent1 = NaN;
   const r = await loadgenSynced(['bulk', '--seconds', String(seconds), '--streams', String(streams), ...args], {
     nice,
-    onReady: () => void (cpu0 = v.pid ? cpuSeconds(v.pid) : NaN),
+    onReady: () => {
+      cpu0 = v.pid ? cpuSeconds(v.pid) : NaN;
+      agent0 = v.agentPid ? cpuSeconds(v.agentPid) : NaN;
+    },
     onEnd: async () => {
       // A forking relay (socat) must first reap its per-connection children to count their CPU.
       if (v.multiProcess) await settle(300);
       cpu1 = v.pid ? cpuSeconds(v.pid) : NaN;
+      agent1 = v.agentPid ? cpuSeconds(v.agentPid) : NaN;
     },
   });
-  return { gbps: r.gbps, bytes: r.bytes, cpuPerGB: (cpu1 - cpu0) / (r.bytes / 1e9) };
+  const out = { gbps: r.gbps, bytes: r.bytes, cpuPerGB: (cpu1 - cpu0) / (r.bytes / 1e9) };
+  if (v.agentPid) out.agentCpuPerGB = (agent1 - agent0) / (r.bytes / 1e9);
+  return out;
 }
 
 /** Ping-pong round trip (µs), p50 and p99; pinned = loadgen and every relay thread on CPU 0. */
@@ -45,11 +57,29 @@ class FarEnds {
     this.sockets = new Set();
     this.waiting = new Map(); // id -> resolve
   }
-  adopt(s) {
+  /**
+   * `signalled`: a taas responder, sent the pairing signal (a PROXY header) first; dropped, as the agent does.
+   * `skip`: octets each far end receives next, before the ids (an SNI passthrough client's ClientHello).
+   */
+  adopt(s, signalled = false, skip = 0) {
     this.sockets.add(s);
     s.on('error', () => {});
     let buf = '';
+    let head = signalled ? Buffer.alloc(0) : null;
+    let toSkip = skip;
     s.on('data', (d) => {
+      if (head) {
+        head = Buffer.concat([head, d]);
+        const h = parseProxyHeader(head);
+        if (h.kind === 'need-more') return;
+        d = h.kind === 'header' ? head.subarray(h.length) : head;
+        head = null;
+      }
+      if (toSkip > 0) {
+        const n = Math.min(toSkip, d.length);
+        toSkip -= n;
+        d = d.subarray(n);
+      }
       buf += d.toString('latin1');
       while (buf.length >= 8) {
         const id = Number(buf.slice(0, 8));
@@ -79,7 +109,7 @@ async function fillPool(v, far, n, conc) {
   const worker = async () => {
     while (next < n) {
       next++;
-      far.adopt(await v.daemon.responder());
+      far.adopt(await v.daemon.responder(), true, v.clientPrefix?.length ?? 0);
     }
   };
   await Promise.all(Array.from({ length: conc }, worker));
@@ -118,7 +148,8 @@ export async function pairings(v, { n, conc, onStage, batches = 1 }) {
           const c = net.connect({ port: front, host: '127.0.0.1' });
           c.on('error', () => {});
           clients.push(c);
-          c.write(String(id).padStart(8, '0'));
+          const idBytes = Buffer.from(String(id).padStart(8, '0'));
+          c.write(v.clientPrefix ? Buffer.concat([v.clientPrefix, idBytes]) : idBytes);
           await got;
           times.push(performance.now() - start);
         }

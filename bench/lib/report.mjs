@@ -190,6 +190,31 @@ export function targets(res) {
   return [...t, ...p];
 }
 
+/**
+ * Issue 13's targets for the agent's data path, judged on per-repetition ratios like the rest:
+ * through relay and agent ≥ 0.8× through the relay alone (1 and 4 streams), the agent's CPU
+ * per GB ≤ 1.2× the daemon's in the same runs, and 4 streams faster than 1.
+ */
+export function agentTargets(res) {
+  const a = res.rows['taas-splice-agent'];
+  if (!a) return [];
+  const s = res.rows['taas-splice'];
+  const t = [];
+  const add = (target, value, limit, cmp, detail) => t.push({ target, met: Number.isFinite(value) && Number.isFinite(limit) ? cmp(value, limit) : null, detail });
+  const pair = (x) => `median of per-repetition ratios ${f(x)}×`;
+  const p1 = paired(res, 'taas-splice-agent', 'taas-splice', 'bulk1', 'gbps');
+  const p4 = paired(res, 'taas-splice-agent', 'taas-splice', 'bulk4', 'gbps');
+  add('1 stream through relay and agent ≥ 0.8× relay alone', p1, 0.8, (x, l) => x >= l, `${pair(p1)}; medians ${f(a.bulk1?.gbps)} vs ${f(s?.bulk1?.gbps)} GB/s`);
+  add('4 streams through relay and agent ≥ 0.8× relay alone', p4, 0.8, (x, l) => x >= l, `${pair(p4)}; medians ${f(a.bulk4?.gbps)} vs ${f(s?.bulk4?.gbps)} GB/s`);
+  for (const m of ['bulk1', 'bulk4']) {
+    const xs = (a.runs?.[m] ?? []).map((r) => ratio(r.agentCpuPerGB, r.cpuPerGB)).filter(Number.isFinite).sort((x, y) => x - y);
+    const med = xs.length ? (xs.length % 2 ? xs[xs.length >> 1] : (xs[xs.length / 2 - 1] + xs[xs.length / 2]) / 2) : NaN;
+    add(`agent CPU per GB ≤ 1.2× the daemon's (${m === 'bulk1' ? '1 stream' : '4 streams'})`, med, 1.2, (x, l) => x <= l, `${pair(med)}; medians agent ${f(a[m]?.agentCpuPerGB, 3)} vs daemon ${f(a[m]?.cpuPerGB, 3)} s/GB`);
+  }
+  add('4 streams faster than 1 (relay and agent)', a.bulk4?.gbps, a.bulk1?.gbps, (x, l) => x > l, `medians ${f(a.bulk4?.gbps)} vs ${f(a.bulk1?.gbps)} GB/s`);
+  return t;
+}
+
 export function targetLines(list) {
   const verdict = (x) => (x.comparison ? 'for comparison' : x.met === null ? 'NOT MEASURED' : x.met ? 'met' : 'MISSED');
   return list.map((x) => `- ${verdict(x)}: ${x.target} — ${x.detail}`).join('\n');
@@ -205,5 +230,6 @@ export function render(res) {
     `Medians of ${c.reps} interleaved repetitions, ${c.bulkSeconds} s bulk runs, ${c.latencyIters} round trips per latency run, ${c.pairings} pairings (${c.pairingConcurrency} in flight) per pairing run; descriptor limit soft ${c.descriptorLimits.soft} / hard ${c.descriptorLimits.hard}; ${res.durationSeconds} s in all (${res.when}).`,
     `Load average (1 min) ${m.loadAverageAtStart[0]} at start, ${res.loadAverageAtEnd?.[0]} at end.${busy ? ` WARNING: other work used this ${m.cpus}-CPU machine during the run; absolute figures are depressed and noisy, paired ratios and best-of figures less so.` : ''}`,
   ].join('\n');
-  return `${header}\n\n${tables(res)}\n\n### Targets (taas splice)\n${targetLines(res.targets)}\n`;
+  const agent = res.agentTargets?.length ? `\n### Targets (taas splice + agent)\n${targetLines(res.agentTargets)}\n` : '';
+  return `${header}\n\n${tables(res)}\n\n### Targets (taas splice)\n${targetLines(res.targets)}\n${agent}`;
 }

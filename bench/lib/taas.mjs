@@ -15,16 +15,40 @@ const { totpCode } = await import(path.join(root, 'dist', 'auth', 'totp.js'));
 
 const LABEL = 'bench';
 
+/**
+ * A minimal TLS 1.3 ClientHello for LABEL.localhost (SNI and ALPN h2, 120-odd octets): what the
+ * SNI passthrough row's clients send first. The far end never answers it: the relay only routes
+ * on it, so the row measures the classification and pairing, not a handshake.
+ */
+function clientHello(name) {
+  const u16 = (n) => Buffer.from([n >> 8, n & 0xff]);
+  const v16 = (b) => Buffer.concat([u16(b.length), b]);
+  const v8 = (b) => Buffer.concat([Buffer.from([b.length]), b]);
+  const ext = (t, d) => Buffer.concat([u16(t), v16(d)]);
+  const sni = ext(0, v16(Buffer.concat([Buffer.from([0]), v16(Buffer.from(name))])));
+  const alpn = ext(16, v16(v8(Buffer.from('h2'))));
+  const body = Buffer.concat([Buffer.from([3, 3]), Buffer.alloc(32, 1), v8(Buffer.alloc(0)), v16(Buffer.from([0x13, 0x01])), v8(Buffer.from([0])), v16(Buffer.concat([sni, alpn]))]);
+  const msg = Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
+  return Buffer.concat([Buffer.from([0x16, 3, 1]), u16(msg.length), msg]);
+}
+
 /** A keep-alive agent: a hidden server refilling its pool reuses its registrar connection. */
 function agentFor(ca) {
   return new https.Agent({ keepAlive: true, maxSockets: 64, ca, servername: 'registrar.localhost' });
 }
 
 export class TaasDaemon {
-  constructor(engine, ports, policy = null) {
+  /**
+   * `sni`: sharedPort on, the label in passthrough mode; clients go to the registrar's port with a ClientHello.
+   * `policy`: flags of `entries policy LABEL`, or null for none.
+   */
+  constructor(engine, ports, { sni = false, policy = null } = {}) {
     this.engine = engine;
+    this.sni = sni;
+    /** What each mobile client sends before its own octets (SNI passthrough), and each responder then receives first. */
+    this.clientPrefix = sni ? clientHello(`${LABEL}.localhost`) : null;
     this.ports = ports; // { registrar, admin, range: [lo, hi] }
-    this.policy = policy; // flags of `entries policy LABEL`, or null for none
+    this.policy = policy;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `taas-bench-${engine}-`));
     this.session = null;
     this.clientPort = null;
@@ -53,11 +77,12 @@ export class TaasDaemon {
       clientWaitTimeout: 60,
       clientPortIdle: 3600,
       sessionLifetime: 3600,
+      ...(this.sni ? { sharedPort: true } : {}),
     };
     this.configFile = path.join(this.dir, 'config.json');
     fs.writeFileSync(this.configFile, JSON.stringify(config, null, 2));
     const agentFile = path.join(this.dir, 'agent.json');
-    execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'add', '--config', this.configFile, '--label', LABEL, '--out', agentFile], { stdio: 'ignore' });
+    execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'add', '--config', this.configFile, '--label', LABEL, '--out', agentFile, ...(this.sni ? ['--client-mode', 'passthrough'] : [])], { stdio: 'ignore' });
     if (this.policy) execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'policy', LABEL, '--config', this.configFile, ...this.policy], { stdio: 'ignore' });
     this.agentFile = JSON.parse(fs.readFileSync(agentFile, 'utf8'));
     this.httpsAgent = agentFor(this.agentFile.ca);
@@ -150,6 +175,13 @@ export class TaasDaemon {
   }
 
   async nearPort() {
+    // SNI passthrough: the shared port itself, no redirect. One registration (never connected:
+    // it just expires) gets the session token first, as for the client-port rows, so the pool's
+    // concurrent registrations do not all present one TOTP code.
+    if (this.sni) {
+      if (!this.session) await this.register();
+      return this.ports.registrar;
+    }
     if (this.clientPort) return this.clientPort;
     // A redirect needs an idle responder: register one, take the port, then pair it away.
     const s = await this.responder();

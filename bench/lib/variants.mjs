@@ -154,13 +154,22 @@ const BENCH_POLICY = ['--allow', '127.0.0.0/8,::1', '--deny', '10.0.0.0/8', '--m
 
 /** The real daemon: registrations, 307, pairing. */
 class Taas {
-  constructor(engine, withPolicy = false) {
-    this.key = `taas-${engine}${withPolicy ? '-policy' : ''}`;
-    this.label = `taas ${engine}${withPolicy ? ', label policy' : ''}`;
+  /**
+   * `sni`: mobile clients reach the label by SNI passthrough on the shared port, not a client port.
+   * `withPolicy`: the label has BENCH_POLICY (every member that costs per connection or per octet).
+   */
+  constructor(engine, { sni = false, withPolicy = false } = {}) {
+    this.key = `taas-${engine}${sni ? '-sni' : ''}${withPolicy ? '-policy' : ''}`;
+    this.label = `taas ${engine}${sni ? ', SNI passthrough' : ''}${withPolicy ? ', label policy' : ''}`;
     this.kind = 'taas';
     this.engine = engine;
     this.withPolicy = withPolicy;
+    this.sni = sni;
     this.nodeGc = true;
+  }
+  /** Octets each mobile client sends first (the SNI row's ClientHello), or null. */
+  get clientPrefix() {
+    return this.daemon?.clientPrefix ?? null;
   }
   get pid() {
     return this.daemon.pid;
@@ -170,7 +179,9 @@ class Taas {
   }
   async start() {
     const lo = (this.engine === 'splice' ? 20000 : 30000) + (this.withPolicy ? 5000 : 0);
-    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range: [lo, lo + 4999] }, this.withPolicy ? BENCH_POLICY : null);
+    // The SNI rows allocate no ports (their responders come to the shared port): a small range apart.
+    const range = this.sni ? [this.engine === 'splice' ? 40000 : 41000, this.engine === 'splice' ? 40999 : 41999] : [lo, lo + 4999];
+    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range }, { sni: this.sni, policy: this.withPolicy ? BENCH_POLICY : null });
     await this.daemon.start();
     await this.daemon.nearPort();
   }
@@ -182,9 +193,63 @@ class Taas {
   }
 }
 
+/**
+ * Issue 13: the daemon (splice) with the real `taas-agent` in front of the far end, as a hidden
+ * server runs it: loadgen's far side listens as the agent's target, and every pairing goes
+ * client → relay → agent → target. `pid` is the daemon (relay CPU, as in the taas rows);
+ * `agentPid` is the agent, whose CPU is reported beside it (agentCpuPerGB).
+ */
+class TaasAgent {
+  constructor() {
+    this.key = 'taas-splice-agent';
+    this.label = 'taas splice + agent';
+    this.kind = 'forward';
+    this.pool = 8; // above the 4 streams of a bulk run, so the pool is never the limit
+  }
+  get pid() {
+    return this.daemon.pid;
+  }
+  get agentPid() {
+    return this.agent?.pid;
+  }
+  async start() {
+    this.daemon = new TaasDaemon('splice', { registrar: await freePort(), admin: await freePort(), range: [10000, 19999] });
+    await this.daemon.start();
+    this.target = await freePort();
+    this.metricsPort = await freePort();
+    const file = path.join(this.daemon.dir, 'agent.json');
+    this.agent = spawn(process.execPath, [path.join(root, 'bin', 'taas-agent'), '--config', file, '--target', `127.0.0.1:${this.target}`, '--pool', String(this.pool), '--engine', 'splice', '--log-level', 'warn', '--metrics', `127.0.0.1:${this.metricsPort}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.agent.stderr.on('data', (d) => process.stderr.write(`[taas-agent] ${d}`));
+    await this.poolFull();
+    this.front = await this.daemon.redirectPort();
+  }
+  /** Resolves when the agent holds its whole pool idle (its own metrics say so). */
+  async poolFull() {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const text = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`).then((r) => r.text(), () => '');
+      const m = /^taas_agent_idle_responders\{label="bench"\} (\d+)/m.exec(text);
+      if (m && Number(m[1]) >= this.pool) return;
+      if (Date.now() > deadline) throw new Error('taas-agent did not fill its pool within 30 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  async endpoints() {
+    await this.poolFull(); // the previous run's pairings are replaced before the next one
+    return { args: ['--near', String(this.front), '--listen', String(this.target)] };
+  }
+  async stop() {
+    if (this.agent && this.agent.exitCode === null) {
+      this.agent.kill('SIGTERM');
+      await new Promise((r) => this.agent.once('exit', r));
+    }
+    await this.daemon?.stop();
+  }
+}
+
 /** A fresh, unmeasured instance of the same row (memory is measured on a clean process). */
 export function fresh(v) {
-  if (v instanceof Taas) return new Taas(v.engine, v.withPolicy);
+  if (v instanceof Taas) return new Taas(v.engine, { sni: v.sni, withPolicy: v.withPolicy });
   if (v instanceof EngineOnly) return new EngineOnly(v.engine);
   if (v instanceof HAProxy) return new HAProxy(v.bigPipes);
   throw new Error(`no fresh instance of ${v.key}`);
@@ -200,9 +265,13 @@ export function variants({ engineRows = false } = {}) {
   if (have('socat')) rows.push(new Socat());
   else skipped.push({ key: 'socat', why: 'socat not installed (scripts/install-bench-deps.sh)' });
   const addon = path.join(root, 'build', 'Release', 'taas_splice.node');
-  if (fs.existsSync(addon)) rows.push(new Taas('splice'), new Taas('splice', true));
+  if (fs.existsSync(addon)) rows.push(new Taas('splice'), new Taas('splice', { withPolicy: true }));
   else skipped.push({ key: 'taas-splice', why: 'native addon not built (npm run build:native)' });
-  rows.push(new Taas('stream'), new Taas('stream', true));
+  if (fs.existsSync(addon)) rows.push(new TaasAgent());
+  rows.push(new Taas('stream'), new Taas('stream', { withPolicy: true }));
+  // SNI passthrough on the shared port, against the client-port rows above (issue 14: ≥ 0.8×).
+  if (fs.existsSync(addon)) rows.push(new Taas('splice', { sni: true }));
+  rows.push(new Taas('stream', { sni: true }));
   // The splice engine alone tells its own cost apart from the daemon's; the stream engine alone
   // only on request.
   if (fs.existsSync(addon)) rows.push(new EngineOnly('splice'));

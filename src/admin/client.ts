@@ -12,7 +12,7 @@ import type { Config } from '../config/schema.js';
 import { ERROR_CODES, TaasError, type ErrorCode } from '../errors.js';
 import type { AgentFile } from '../protocol/agent-file.js';
 import { formatEndpoint } from '../protocol/endpoint.js';
-import type { AttemptRecord, PairingRecord } from '../store/types.js';
+import type { AttemptRecord, ClientMode, PairingRecord } from '../store/types.js';
 import { readManagementKey } from './management-key.js';
 import { adminUrlFile } from './url-file.js';
 import type { PublicEntry } from './views.js';
@@ -33,7 +33,7 @@ export interface IssuedEntryView {
 
 export interface AdminClient {
   readonly url: string;
-  createEntry(input: { id?: string; labels: string[]; clientPorts?: Record<string, number> }): Promise<IssuedEntryView>;
+  createEntry(input: { id?: string; labels: string[]; clientPorts?: Record<string, number>; clientMode?: Record<string, ClientMode> }): Promise<IssuedEntryView>;
   listEntries(): Promise<PublicEntry[]>;
   getEntry(id: string): Promise<PublicEntry>;
   removeEntry(id: string): Promise<boolean>;
@@ -140,7 +140,7 @@ export async function adminClient(dataDir: string, config: Readonly<Config>): Pr
 
   return {
     url,
-    createEntry: (input) => (input.id ? call('PUT', `/api/entries/${e(input.id)}`, { labels: input.labels, clientPorts: input.clientPorts }) : call('POST', '/api/entries', { labels: input.labels, clientPorts: input.clientPorts })),
+    createEntry: (input) => (input.id ? call('PUT', `/api/entries/${e(input.id)}`, { labels: input.labels, clientPorts: input.clientPorts, clientMode: input.clientMode }) : call('POST', '/api/entries', { labels: input.labels, clientPorts: input.clientPorts, clientMode: input.clientMode })),
     listEntries: () => call('GET', '/api/entries'),
     getEntry: (id) => call('GET', `/api/entries/${e(id)}`),
     removeEntry: async (id) => {

@@ -1,13 +1,15 @@
 /**
  * Every admin error leaves as `{"errorCode", "errorMsg"}` with the code's status: TaasErrors as
  * they are, fastify's own errors mapped to our codes, anything else as TAAS_INTERNAL with a
- * generic message (the details go to the log, never to the client). 5xx are logged at error
- * level, client faults at debug.
+ * generic message (the details go to the log, never to the client). 5xx faults are logged at
+ * error level, expected 5xx refusals (the store's outage) at info, both budgeted
+ * (observe/failure-log.ts); client faults at debug.
  */
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import { TaasError, type ErrorCode } from '../errors.js';
 import { errorBody } from '../protocol/error-body.js';
 import { formatRetryAfter } from '../protocol/retry-after.js';
+import { FailureLog } from '../observe/failure-log.js';
 
 /** fastify's error codes mapped to ours. */
 const FASTIFY_CODES: Record<string, ErrorCode> = {
@@ -39,9 +41,12 @@ export function toTaasError(err: unknown): TaasError {
 }
 
 export function installErrorHandling(app: FastifyInstance): void {
+  const failures = new FailureLog();
   app.setErrorHandler((err, req, reply) => {
     const e = toTaasError(err);
-    if (e.status >= 500) req.log.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err), code: e.code }, 'admin request failed');
+    // A refusal such as the store's outage is no fault: no stack, and within a budget (a page polling through an outage).
+    if (e.status >= 500 && FailureLog.expected(e.code)) req.log[failures.level(e.code)]({ errorCode: e.code, errorMsg: e.message }, 'admin request refused (5xx)');
+    else if (e.status >= 500) req.log[failures.level(e.code)]({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err), code: e.code }, 'admin request failed');
     else req.log.debug({ code: e.code, status: e.status }, 'admin request refused');
     if (e.retryAfter !== undefined) void reply.header('retry-after', formatRetryAfter(e.retryAfter));
     void reply.status(e.status).type('application/json; charset=utf-8').send(errorBody(e.code, e.message));

@@ -9,11 +9,15 @@ import { EventEmitter } from 'node:events';
 import https from 'node:https';
 import tls from 'node:tls';
 import { TaasError } from '../errors.js';
-import type { AgentFile, AgentServer } from '../protocol/index.js';
+import type { AgentFile, AgentServer, ProxyAddresses, ProxyVersion } from '../protocol/index.js';
+import { formatProxyClient } from '../protocol/index.js';
+import type { RelayEngine } from '../relay/engine.js';
+import { StreamEngine } from '../relay/engines/stream.js';
 import { Backoff } from './backoff.js';
 import { CredentialState } from './credential-state.js';
 import { Credentials, type Authorization } from './credentials.js';
 import type { Logger } from './log.js';
+import { RelayNodes } from './nodes.js';
 import { LabelPool } from './pool.js';
 import { register, type RegisterOutcome, type RegistrarTarget } from './registrar-client.js';
 import { Responder, type Endpoint, type ResponderDone } from './responder.js';
@@ -25,7 +29,14 @@ export interface AgentOptions {
   labels: string[];
   pool: number;
   tls: boolean;
+  /** Accepted for compatibility, no effect: the target is connected when a client is paired, whatever it is. */
   serverFirst: boolean;
+  /** Pass the pairing signal (PROXY header) on to the target in this version; null strips it. */
+  proxyProtocol?: ProxyVersion | null;
+  /** Moves octets in raw mode (the CLI picks splice where it loads); default: the stream engine. */
+  engine?: RelayEngine;
+  /** taas-agent --acme: the responders' TLS (certificate of the moment and ACME answers); implies TLS. */
+  acmeTls?: () => { secureContext: tls.SecureContext } & Partial<tls.TlsOptions>;
   /** Idle registrations older than this are replaced (NAT mappings, dead pool members). */
   recycleMs: number;
   retryBaseMs: number;
@@ -63,20 +74,25 @@ const MIN_RETRY_MS = 50;
 
 export interface AgentEvents {
   established: [label: string];
-  paired: [label: string];
+  paired: [label: string, client: ProxyAddresses | null];
+  /** A registration's outcome: ok, refused-401, retry-429, unreachable, connect-failed, ... */
+  registration: [label: string, result: string];
+  /** An idle registration the relay or the network closed (not the agent): it is replaced. */
+  lost: [label: string];
+  'pairing-end': [label: string, done: ResponderDone];
   /** A failed attempt and the pause it caused. */
   failure: [info: { label: string; kind: string; status?: number; waitMs: number }];
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
   readonly pools: LabelPool[];
-  private readonly servers: RegistrarTarget[];
+  readonly nodes: RelayNodes;
+  readonly engine: RelayEngine;
   private readonly credentials: Credentials;
   private readonly backoff: Backoff;
   private readonly secureContext: tls.SecureContext | null;
   private readonly abort = new AbortController();
   private gateUntil = 0;
-  private rr = 0;
   private wakeUp: (() => void) | null = null;
   /** A wake() that came while the loop was not paused: the next pause returns at once. */
   private woken = false;
@@ -94,7 +110,8 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (!file.labels.includes(l)) throw new TaasError('TAAS_LABEL_NOT_GRANTED', `label ${l} is not in the agent file (it lists ${file.labels.join(', ')})`);
     }
     this.pools = opts.labels.map((l) => new LabelPool(l, opts.pool));
-    this.servers = dedupe([file.server, ...(file.servers ?? [])]).map((s) => ({ host: s.host, port: s.port, servername: file.registrar }));
+    this.nodes = new RelayNodes(dedupe([file.server, ...(file.servers ?? [])]).map((s) => ({ host: s.host, port: s.port, servername: file.registrar })));
+    this.engine = opts.engine ?? new StreamEngine();
     const state = opts.stateFile ? new CredentialState(opts.stateFile, (msg) => this.log.warn(msg)) : null;
     this.credentials = new Credentials(file, Date.now, state);
     this.backoff = new Backoff({ baseMs: opts.retryBaseMs, capMs: opts.retryCapMs });
@@ -183,10 +200,15 @@ export class Agent extends EventEmitter<AgentEvents> {
     pool.registering++;
     try {
       const auth = await this.credentials.next(this.abort.signal);
-      const outcome = await this.registerAnywhere(pool.label, auth);
+      const { outcome, node } = await this.registerAnywhere(pool.label, auth);
+      this.emit('registration', pool.label, resultName(outcome));
       // A request that never left, or a certificate refused before it was sent, spent no code.
       if ((outcome.kind === 'unreachable' && outcome.unsent) || outcome.kind === 'untrusted') this.credentials.refund(auth);
-      await this.act(pool, auth, outcome);
+      try {
+        await this.act(pool, auth, outcome, node);
+      } finally {
+        if (node) this.nodes.inflight(node, -1);
+      }
     } catch (e) {
       if (!this.stopping) throw e;
     } finally {
@@ -194,11 +216,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  /** Round-robin over the relay's nodes; when one is unreachable, the next ones are tried at once. */
-  private async registerAnywhere(label: string, auth: Authorization): Promise<RegisterOutcome> {
+  /**
+   * To the answering node with the fewest of our idle responders (RelayNodes); when one is
+   * unreachable it is set aside and the next ones are tried at once.
+   */
+  private async registerAnywhere(label: string, auth: Authorization): Promise<{ outcome: RegisterOutcome; node: RegistrarTarget | null }> {
     let outcome: RegisterOutcome = { kind: 'unreachable', reason: 'no server' };
-    for (let i = 0; i < this.servers.length; i++) {
-      const target = this.servers[this.rr++ % this.servers.length]!;
+    for (const target of this.nodes.order()) {
+      this.nodes.inflight(target, 1);
       outcome = await register({
         target,
         label,
@@ -207,22 +232,31 @@ export class Agent extends EventEmitter<AgentEvents> {
         timeoutMs: this.opts.requestTimeoutMs,
         signal: this.abort.signal,
         agent: this.http,
+      }).catch((e: unknown) => {
+        this.nodes.inflight(target, -1);
+        throw e;
       });
-      if (outcome.kind !== 'unreachable') return outcome;
+      // The node that answered stays counted in flight until its responder is idle (registerOne).
+      if (outcome.kind !== 'unreachable') {
+        this.nodes.markUp(target);
+        return { outcome, node: target };
+      }
+      this.nodes.inflight(target, -1);
+      this.nodes.markDown(target, this.opts.retryCapMs);
       this.log.warn({ label, server: `${target.host}:${target.port}`, err: outcome.reason }, 'relay unreachable');
       // A TOTP code that may have reached a node is spent there (and, with a shared store,
       // everywhere): the next node gets a fresh credential after the backoff instead.
       if (auth.kind === 'totp' && !outcome.unsent) break;
     }
-    return outcome;
+    return { outcome, node: null };
   }
 
-  private async act(pool: LabelPool, auth: Authorization, o: RegisterOutcome): Promise<void> {
+  private async act(pool: LabelPool, auth: Authorization, o: RegisterOutcome, node: RegistrarTarget | null): Promise<void> {
     const label = pool.label;
     switch (o.kind) {
       case 'ok':
         if (o.session) this.credentials.acceptSession(o.session);
-        return this.establish(pool, o.endpoint, o.cookie);
+        return this.establish(pool, o.endpoint, o.cookie, node);
       case 'retry-after': {
         const ms = o.seconds === null ? this.backoff.next() : Math.min(this.opts.retryAfterMaxMs, o.seconds * 1000);
         this.log.info({ label, status: o.status, retryInMs: ms }, o.status === 429 ? 'relay asks to slow down' : 'relay temporarily unavailable');
@@ -261,15 +295,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.emit('failure', { label, kind, ...(status !== undefined ? { status } : {}), waitMs });
   }
 
-  private async establish(pool: LabelPool, relay: Endpoint, cookie: string | null): Promise<void> {
+  /** TLS for the next responder: --acme's certificate of the moment, --tls's, or none. */
+  private responderTls(): { tls: tls.SecureContext | null; tlsOptions?: Partial<tls.TlsOptions> } {
+    if (!this.opts.acmeTls) return { tls: this.secureContext };
+    const { secureContext, ...tlsOptions } = this.opts.acmeTls();
+    return { tls: secureContext, tlsOptions };
+  }
+
+  private async establish(pool: LabelPool, relay: Endpoint, cookie: string | null, node: RegistrarTarget | null): Promise<void> {
     const label = pool.label;
     const r = new Responder({
       label,
       relay,
       cookie,
       target: this.opts.target,
-      tls: this.secureContext,
-      serverFirst: this.opts.serverFirst,
+      ...this.responderTls(),
+      proxyProtocol: this.opts.proxyProtocol ?? null,
+      engine: this.engine,
       connectTimeoutMs: this.opts.connectTimeoutMs,
       keepAliveMs: this.opts.keepAliveMs,
       log: this.log,
@@ -278,20 +320,30 @@ export class Agent extends EventEmitter<AgentEvents> {
       await r.start();
     } catch (e) {
       r.close();
-      const what = this.opts.serverFirst ? 'the allocated port or the target' : 'the allocated port';
-      return this.fail(label, 'connect', Math.max(MIN_RETRY_MS, this.backoff.next()), undefined, `cannot connect to ${what} (${(e as Error).message})`);
+      this.emit('registration', label, 'connect-failed');
+      return this.fail(label, 'connect', Math.max(MIN_RETRY_MS, this.backoff.next()), undefined, `cannot connect to the allocated port (${(e as Error).message})`);
     }
     if (this.stopping) return r.close();
     pool.idle.add(r);
+    if (node) this.nodes.count(node, 1);
+    let counted = node !== null;
+    const uncount = () => {
+      if (counted && node) this.nodes.count(node, -1);
+      counted = false;
+    };
     pool.closeOneRetiring();
-    r.once('paired', () => {
+    r.once('paired', (client: ProxyAddresses | null) => {
+      uncount();
       pool.markPaired(r);
       this.backoff.reset();
-      this.log.info({ label, idle: pool.idle.size }, 'paired with a mobile client');
-      this.emit('paired', label);
+      this.log.info({ label, client: formatProxyClient(client), idleMs: Date.now() - r.idleSince, idle: pool.idle.size }, 'paired with a mobile client');
+      this.emit('paired', label, client);
       this.wake();
     });
-    r.once('done', (d: ResponderDone) => this.onDone(pool, r, d));
+    r.once('done', (d: ResponderDone) => {
+      uncount();
+      this.onDone(pool, r, d);
+    });
     this.log.info({ label, relay: `${relay.host}:${relay.port}`, idle: pool.idle.size }, 'registration established');
     this.emit('established', label);
   }
@@ -299,11 +351,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   private onDone(pool: LabelPool, r: Responder, d: ResponderDone): void {
     pool.remove(r);
     if (d.paired) {
-      this.log.info({ label: pool.label, clientToTarget: d.bytes?.aToB ?? 0, targetToClient: d.bytes?.bToA ?? 0, err: d.bytes?.error?.message, idle: pool.idle.size }, 'pairing ended');
+      this.emit('pairing-end', pool.label, d);
+      this.log.info({ label: pool.label, client: formatProxyClient(d.client), clientToTarget: d.bytes?.aToB ?? 0, targetToClient: d.bytes?.bToA ?? 0, err: d.bytes?.error?.message, idle: pool.idle.size }, 'pairing ended');
     } else if (d.byAgent) {
       this.log.debug({ label: pool.label, idleMs: d.idleMs, idle: pool.idle.size }, 'idle registration recycled');
     } else if (!this.stopping) {
       this.log.info({ label: pool.label, idleMs: d.idleMs, idle: pool.idle.size }, 'registration closed while idle');
+      this.emit('lost', pool.label);
       if (d.idleMs < EARLY_CLOSE_MS) this.fail(pool.label, 'early-close', Math.max(MIN_RETRY_MS, this.backoff.next()));
     }
     this.wake();
@@ -333,6 +387,26 @@ export class Agent extends EventEmitter<AgentEvents> {
       clearTimeout(timer);
     }
     for (const r of paired) r.close();
+    await this.engine.shutdown();
+  }
+
+  /** One line of state for the log (SIGUSR1): pools, nodes, engine ('pipe': --tls copies in JavaScript). */
+  status(): { engine: string; stopping: boolean; pools: ReturnType<LabelPool['snapshot']>[]; nodes: ReturnType<RelayNodes['snapshot']> } {
+    return { engine: this.opts.tls ? 'pipe' : this.engine.name, stopping: this.stopping, pools: this.snapshot(), nodes: this.nodes.snapshot() };
+  }
+}
+
+/** A registration outcome as a metric label. */
+function resultName(o: RegisterOutcome): string {
+  switch (o.kind) {
+    case 'ok':
+      return 'ok';
+    case 'retry-after':
+      return `retry-${o.status}`;
+    case 'refused':
+      return `refused-${o.status}`;
+    default:
+      return o.kind;
   }
 }
 

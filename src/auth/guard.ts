@@ -7,7 +7,7 @@
 import crypto from 'node:crypto';
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
-import { TaasError } from '../errors.js';
+import { TaasError, isTaasError } from '../errors.js';
 import { addressBucket } from '../protocol/address.js';
 import { authScheme, parseSessionAuthorization, verifySessionToken } from '../protocol/session.js';
 import { parseTotpAuthorization } from '../protocol/totp-header.js';
@@ -39,6 +39,12 @@ export class AuthFailure extends TaasError {
   ) {
     super(code, undefined, retryAfter === undefined ? {} : { retryAfter });
   }
+}
+
+/** While the store is unreachable the auth state is unknown: no failures, no lock (sessions only). */
+function outageState(e: unknown): AuthState {
+  if (isTaasError(e, 'TAAS_STORE_UNAVAILABLE')) return { failures: 0, lockedUntil: 0 };
+  throw e;
 }
 
 export class Authenticator {
@@ -78,7 +84,10 @@ export class Authenticator {
       if (blockedUntil > now) throw new AuthFailure('rate-limited', cred.id, 'TAAS_RATE_LIMITED', Math.ceil((blockedUntil - now) / 1000));
       this.blocked.delete(bucket);
     }
-    const state = await this.store.getAuthState(cred.id);
+    // A session token needs no shared state to be checked (its MAC and the entry's secret), so
+    // it is accepted through a store outage, with the entry as this node last read it; a bad one
+    // is refused with the outage's 503 when its failure cannot be counted (SECURITY.md).
+    const state = scheme === 'session' ? await this.store.getAuthState(cred.id).catch(outageState) : await this.store.getAuthState(cred.id);
     const entry = await this.store.getEntry(cred.id);
     if (scheme === 'session') return this.session(cred.id, cred.token, entry, state, address, bucket, now);
     if (state.lockedUntil > now) throw new AuthFailure('locked', cred.id, 'TAAS_LOCKED_OUT', Math.ceil((state.lockedUntil - now) / 1000));

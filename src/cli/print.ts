@@ -14,7 +14,8 @@ export function printEntries(entries: (EntryView & { secret?: string })[], json:
   }
   for (const e of entries) {
     const ports = Object.entries(e.clientPorts).map(([l, p]) => `${l}=${p}`).join(',');
-    console.log(`${e.id}  ${e.labels.join(',')}${ports ? `  client ports ${ports}` : ''}  created ${e.createdAt}`);
+    const pass = Object.entries(e.clientMode ?? {}).filter(([, m]) => m === 'passthrough').map(([l]) => l).join(',');
+    console.log(`${e.id}  ${e.labels.join(',')}${ports ? `  client ports ${ports}` : ''}${pass ? `  passthrough ${pass}` : ''}  created ${e.createdAt}`);
   }
 }
 

@@ -15,6 +15,8 @@ import { versionReport } from './version.js';
 import { printPairings, printEntries, printPolicy } from './print.js';
 import { checkKeyFile, withOperator } from './operator.js';
 import { addStoreCommands } from './store-commands.js';
+import { checkAcmeFiles } from '../tls/acme/files-check.js';
+import { CLIENT_MODES, type ClientMode } from '../store/types.js';
 
 interface GlobalOpts {
   config?: string;
@@ -89,6 +91,19 @@ function parseClientPorts(values: string[] | undefined): Record<string, number> 
   return out;
 }
 
+/** `--client-mode MODE` (every label) or `LABEL=MODE` (one), repeatable. */
+function parseClientModes(values: string[] | undefined, labels: string[]): Record<string, ClientMode> | undefined {
+  if (!values?.length) return undefined;
+  const out: Record<string, ClientMode> = {};
+  for (const v of values) {
+    const m = /^(?:([^=]+)=)?(.*)$/.exec(v)!;
+    const mode = m[2] as ClientMode;
+    if (!CLIENT_MODES.includes(mode)) throw new TaasError('TAAS_BAD_REQUEST', `--client-mode ${v}: expected ${CLIENT_MODES.join(' or ')}, or LABEL=MODE`);
+    for (const l of m[1] !== undefined ? [m[1]] : labels) out[l.toLowerCase()] = mode;
+  }
+  return out;
+}
+
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function buildProgram(): Command {
@@ -135,10 +150,11 @@ export function buildProgram(): Command {
     .option('--id <id>', 'ID to use (default: a new UUID)')
     .option('--out <file>', 'agent file to write (default ./taas-agent-<label>.json)')
     .option('--client-port <label=port>', 'fixed client port for a label, for clients that cannot follow a redirect (repeatable)', collect)
-    .action(async (o: { label: string[]; id?: string; out?: string; clientPort?: string[] }, cmd: Command) => {
+    .option('--client-mode <mode>', 'how mobile clients reach the labels: redirect (a 307, the default) or passthrough (TLS routed by SNI on the shared port); LABEL=MODE for one label (repeatable)', collect)
+    .action(async (o: { label: string[]; id?: string; out?: string; clientPort?: string[]; clientMode?: string[] }, cmd: Command) => {
       const { config: c } = await config(cmd.optsWithGlobals());
       await withOperator(c, async (op) => {
-        const issued = await op.create({ id: o.id, labels: o.label, clientPorts: parseClientPorts(o.clientPort) });
+        const issued = await op.create({ id: o.id, labels: o.label, clientPorts: parseClientPorts(o.clientPort), clientMode: parseClientModes(o.clientMode, o.label) });
         const out = path.resolve(o.out ?? `taas-agent-${issued.entry.labels[0]}.json`);
         if (fs.existsSync(out)) fs.chmodSync(out, 0o600); // `mode` below applies to a new file only
         fs.writeFileSync(out, JSON.stringify(issued.agentFile, null, 2) + '\n', { mode: 0o600 });
@@ -215,6 +231,7 @@ export function buildProgram(): Command {
     .description('validate the config, check the secret key file against the store, and print the effective values, secrets masked')
     .action(async (_o, cmd: Command) => {
       const { config: c, file } = await config(cmd.optsWithGlobals());
+      checkAcmeFiles(c);
       const note = await checkKeyFile(c);
       console.log(JSON.stringify({ file: file ?? '(embedded default)', config: maskConfig(c) }, null, 2));
       if (note) process.stderr.write(`taas-server: ${note}\n`);

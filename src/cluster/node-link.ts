@@ -8,12 +8,14 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
 import { formatEndpoint, labelHost, nodeHost } from '../protocol/endpoint.js';
-import { openDirectory, type ClientHint, type Directory } from '../store/directory.js';
+import { openDirectory, type ClientHint, type Directory, type NodeInfo, type NodeLiveState } from '../store/directory.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
 
 /** Idle counts are re-read from the relay at least this often, besides on every pool event. */
 const SYNC_MS = 1000;
+/** The other nodes' view is re-read this many sync ticks apart, so an outage finds a recent one. */
+const VIEW_EVERY_TICKS = 5;
 /** How long node A waits for node B to open a client port before trying the next node. */
 const REQUEST_TIMEOUT_MS = 1000;
 
@@ -22,6 +24,10 @@ export class NodeLink {
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
   private reading: Promise<void> | null = null;
+  private unsubscribe: (() => void) | null = null;
+  /** The directory as last read, for use while Redis is unreachable (see peers, liveStates). */
+  private lastNodes: NodeInfo[] = [];
+  private lastLive: { at: number; states: NodeLiveState[] } = { at: 0, states: [] };
 
   private constructor(
     private readonly directory: Directory,
@@ -47,17 +53,24 @@ export class NodeLink {
   }
 
   private async start(): Promise<void> {
+    // The directory holds this node's advertised host and heartbeat: a reload reaches it here.
+    this.unsubscribe = this.config.onReload((next) => this.directory.reconfigure({ host: nodeHost(next), heartbeatInterval: next.heartbeatInterval }));
     for (const ev of ['responder-ready', 'paired', 'pairing-end', 'registration-expired', 'responder-refused']) {
       this.relay.on(ev, () => this.schedule());
     }
+    let ticks = 0;
     this.timer = setInterval(() => {
       this.sync();
+      // The other nodes' counts for label policies each tick; their recorded view (readRemote
+      // keeps it too) each VIEW_EVERY_TICKS otherwise.
       void this.readRemote();
+      if (++ticks % VIEW_EVERY_TICKS === 0) void this.liveStates();
     }, SYNC_MS);
     this.timer.unref();
     this.relay.setRemoteRefresh(() => this.readRemote());
     this.sync();
     await this.directory.start();
+    await this.liveStates();
   }
 
   private schedule(): void {
@@ -91,6 +104,7 @@ export class NodeLink {
     this.reading ??= this.directory
       .listLiveStates()
       .then((nodes) => {
+        this.lastLive = { at: Date.now(), states: nodes };
         const counts = new Map<string, number>();
         for (const n of nodes) {
           if (n.nodeId === this.directory.self.id) continue;
@@ -141,7 +155,12 @@ export class NodeLink {
    * are left out: nobody can be sent to 0.0.0.0.
    */
   async peers(): Promise<{ registrar: { host: string; port: number }; clientHost: string }[]> {
-    const nodes = await this.directory.listNodes().catch(() => []);
+    // While Redis is unreachable, the last view: a registrar list in an agent file is only a
+    // list of places to try, so a stale one is safe (the agent skips a node that is gone).
+    const nodes = await this.directory.listNodes().then(
+      (n) => (this.lastNodes = n),
+      () => this.lastNodes,
+    );
     return nodes.filter((n) => n.id !== this.directory.self.id && !isWildcard(n.registrar.host)).map((n) => ({ registrar: n.registrar, clientHost: n.clientHost }));
   }
 
@@ -149,13 +168,27 @@ export class NodeLink {
     this.directory.setDraining(draining);
   }
 
-  liveStates(): ReturnType<Directory['listLiveStates']> {
-    return this.directory.listLiveStates();
+  /**
+   * Every node's live state. While Redis is unreachable: this node's own state, and the other
+   * nodes' as last read, marked with `staleSince`. Only shown, never acted on: no client is
+   * sent to another node on a stale view (that needs the node's answer, through Redis).
+   */
+  async liveStates(): Promise<NodeLiveState[]> {
+    try {
+      const states = await this.directory.listLiveStates();
+      this.lastLive = { at: Date.now(), states };
+      return states;
+    } catch {
+      const self = { nodeId: this.directory.self.id, labels: this.relay.snapshot() };
+      const others = this.lastLive.states.filter((s) => s.nodeId !== self.nodeId).map((s) => ({ ...s, staleSince: this.lastLive.at }));
+      return [self, ...others];
+    }
   }
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.relay.setRemoteRefresh(null);
+    this.unsubscribe?.();
     await this.directory.close();
   }
 }

@@ -2,7 +2,9 @@
  * The one live view of the config. Every part that reads the config receives a ConfigView and
  * reads `current` at each use, so a SIGHUP reload reaches all of them at once; a part that must
  * act when the config changes (a server setting applied to an open listener) subscribes with
- * `onReload`. Only the composition root holds the LiveConfig that replaces the value.
+ * `onReload`. Only the composition root holds the LiveConfig that replaces the value; it keeps
+ * the restart-only keys (schema.ts, `reload: 'restart'`) at their start values, so `current`
+ * never shows a value no part uses.
  */
 import type { Config } from './schema.js';
 

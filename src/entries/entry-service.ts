@@ -10,7 +10,7 @@ import { isReservedLabel, isValidId, isValidLabel, normaliseLabel } from '../pro
 import { isEmptyPolicy, validatePolicy, type LabelPolicy } from '../protocol/policy.js';
 import { newTotpSecret, otpauthUri } from '../auth/totp.js';
 import type { RelayTls } from '../tls/relay-tls.js';
-import type { Entry, Store } from '../store/types.js';
+import { CLIENT_MODES, type ClientMode, type Entry, type Store } from '../store/types.js';
 
 export interface IssuedEntry {
   entry: Entry;
@@ -25,6 +25,8 @@ export interface EntryInput {
   clientPorts?: Record<string, number>;
   /** label → traffic policy; every key one of the labels. */
   policies?: Record<string, LabelPolicy>;
+  /** label → client mode; labels not named are `redirect`. */
+  clientMode?: Record<string, ClientMode>;
 }
 
 export interface EntryServiceOptions {
@@ -105,13 +107,32 @@ export class EntryService {
     return this.replace(cur.id, { labels: cur.labels, clientPorts: cur.clientPorts, policies }, cur.version);
   }
 
+  private clientModeOf(raw: Record<string, unknown> | undefined, labels: string[]): Record<string, ClientMode> | undefined {
+    if (raw === undefined) return undefined;
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new TaasError('TAAS_ENTRY_INVALID', 'clientMode must be an object of label → redirect | passthrough');
+    const out: Record<string, ClientMode> = {};
+    for (const [label, mode] of Object.entries(raw)) {
+      if (!labels.includes(label)) throw new TaasError('TAAS_ENTRY_INVALID', `client mode given for label ${label}, which the entry does not have`);
+      if (!CLIENT_MODES.includes(mode as ClientMode)) throw new TaasError('TAAS_ENTRY_INVALID', `client mode ${JSON.stringify(mode)} for ${label} is not one of ${CLIENT_MODES.join(', ')}`);
+      out[label] = mode as ClientMode;
+    }
+    return Object.keys(out).length ? out : undefined;
+  }
+
+  /** An entry with its client modes set (or none: every label redirect). */
+  private withModes<T extends object>(e: T, modes: Record<string, ClientMode> | undefined): T & { clientMode?: Record<string, ClientMode> } {
+    const { clientMode: _old, ...rest } = e as T & { clientMode?: unknown };
+    return (modes ? { ...rest, clientMode: modes } : rest) as T & { clientMode?: Record<string, ClientMode> };
+  }
+
   async create(input: EntryInput): Promise<IssuedEntry> {
     const id = input.id ?? crypto.randomUUID();
     if (!isValidId(id)) throw new TaasError('TAAS_ENTRY_INVALID', `ID ${JSON.stringify(id)} is not valid (letters, digits, '.', '_' and '-', up to 128)`);
     const labels = this.labelsOf(input.labels);
     const now = new Date().toISOString();
     const policies = this.policiesOf(input.policies, labels);
-    const entry: Entry = { id, secret: newTotpSecret(), labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), ...(policies ? { policies } : {}), createdAt: now, updatedAt: now, version: 1 };
+    const base: Entry = { id, secret: newTotpSecret(), labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), ...(policies ? { policies } : {}), createdAt: now, updatedAt: now, version: 1 };
+    const entry = this.withModes(base, this.clientModeOf(input.clientMode, labels));
     const stored = await this.store.createEntry(entry);
     return this.issued(stored);
   }
@@ -130,11 +151,14 @@ export class EntryService {
     const cur = await this.get(id);
     const labels = this.labelsOf(input.labels);
     // A replace without `policies` keeps those of labels it keeps (a PUT of labels alone does
-    // not silently lift a label's protection); a label dropped takes its policy with it.
+    // not silently lift a label's protection); a label dropped takes its policy with it. The
+    // same for clientMode: a replace without it keeps the modes of the labels it keeps.
     const given = input.policies !== undefined ? input.policies : Object.fromEntries(Object.entries(cur.policies ?? {}).filter(([l]) => labels.includes(l)));
     const policies = this.policiesOf(given, labels);
+    const modes = input.clientMode ?? Object.fromEntries(Object.entries(cur.clientMode ?? {}).filter(([l]) => labels.includes(l)));
     const { policies: _old, ...rest } = cur;
-    return this.store.updateEntry({ ...rest, labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), ...(policies ? { policies } : {}) }, expectedVersion);
+    const next = this.withModes({ ...rest, labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), ...(policies ? { policies } : {}) }, this.clientModeOf(modes, labels));
+    return this.store.updateEntry(next, expectedVersion);
   }
 
   async addLabel(id: string, label: string): Promise<Entry> {

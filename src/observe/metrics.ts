@@ -7,6 +7,8 @@
 import type { EventEmitter } from 'node:events';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ConfigView } from '../config/view.js';
+import { OUTBOX_LIMIT } from '../store/outbox.js';
+import type { OutageStats, StoreHealth } from '../store/resilient-store.js';
 import type { PairingRecord } from '../store/types.js';
 import { LabelCap } from './label-cap.js';
 
@@ -21,17 +23,14 @@ export interface MetricsDeps {
   relay: RelayView;
   /** RegistrarRoutes: emits 'registration' { result } and 'client' { label, result }. */
   routes: EventEmitter;
-  store: { ping(): Promise<void> };
+  /** The store's health as this node knows it (resilient-store.ts): read locally, never a round trip. */
+  store: StoreHealth;
   engine: string;
   config: ConfigView;
   draining: () => boolean;
+  /** With config `acme`: the expiry (ISO) of the registrar's ACME certificate, null before the first. */
+  acmeNotAfter?: () => string | null;
 }
-
-/**
- * A store that has not answered within this is reported down: a scrape must stay fast even
- * while the Redis client would queue a command for a minute.
- */
-const STORE_PING_TIMEOUT_MS = 1000;
 
 /** Client connect → paired: sub-millisecond when a responder is idle, seconds when one must come. */
 const PAIR_WAIT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -81,15 +80,33 @@ export function createMetrics(d: MetricsDeps): Metrics {
   perLabel('taas_waiting_clients', 'Mobile clients waiting for an idle responder', (s) => s.waiting);
   new Gauge({ name: 'taas_active_pairings', help: 'Pairings copying octets now', registers, collect() { this.set(d.relay.activePairings); } });
   new Gauge({ name: 'taas_open_ports', help: 'Relay ports open now (allocated and client ports)', registers, collect() { this.set(d.relay.openPorts); } });
+  if (d.acmeNotAfter) {
+    const notAfter = d.acmeNotAfter;
+    new Gauge({
+      name: 'taas_acme_certificate_not_after_seconds',
+      help: "Unix time at which the registrar's ACME certificate expires; 0 before the first is obtained",
+      registers,
+      collect() {
+        const t = notAfter();
+        this.set(t ? Date.parse(t) / 1000 : 0);
+      },
+    });
+  }
   new Gauge({ name: 'taas_draining', help: '1 while the daemon drains (SIGTERM received)', registers, collect() { this.set(d.draining() ? 1 : 0); } });
-  new Gauge({
-    name: 'taas_store_up',
-    help: `1 when the store answered a ping within ${STORE_PING_TIMEOUT_MS} ms`,
-    registers,
-    async collect() {
-      this.set((await pingWithin(d.store, STORE_PING_TIMEOUT_MS)) ? 1 : 0);
-    },
-  });
+  // The store's health from local state: a scrape answers at once through an outage (issue 17).
+  new Gauge({ name: 'taas_store_up', help: '1 while the store answers (probed every second), 0 during an outage', registers, collect() { this.set(d.store.up ? 1 : 0); } });
+  const storeStat = (name: string, help: string, pick: (s: OutageStats) => number, counter = false) =>
+    counter
+      ? new Counter({ name, help, registers, collect() { this.reset(); this.inc(pick(d.store.stats())); } })
+      : new Gauge({ name, help, registers, collect() { this.set(pick(d.store.stats())); } });
+  storeStat('taas_store_outages_total', 'Store outages since start', (s) => s.outages, true);
+  storeStat('taas_store_cache_answers_total', 'Store reads answered from the last copy because the store was unreachable', (s) => s.cacheAnswers, true);
+  storeStat('taas_store_refused_total', 'Calls refused with 503 because the store was unreachable', (s) => s.refused, true);
+  storeStat('taas_store_outbox_records', 'Records (pairings, attempts) waiting to be written to the store', (s) => s.outboxSize);
+  storeStat('taas_store_outbox_written_total', 'Records written to the store after waiting in the outbox', (s) => s.outboxDelivered, true);
+  storeStat('taas_store_outbox_dropped_total', `Records dropped because the outbox was full (${OUTBOX_LIMIT}); the oldest go first`, (s) => s.outboxDropped, true);
+  storeStat('taas_store_outbox_refused_total', 'Records the store refused for good when written from the outbox (a fault, logged at the outage end)', (s) => s.outboxRefused, true);
+  storeStat('taas_store_entries_cached', 'Entries in the copy a node serves from during an outage', (s) => s.cachedEntries);
   new Gauge({ name: 'taas_relay_engine_info', help: 'The relay engine in use (value always 1)', labelNames: ['engine'], registers }).set({ engine: d.engine }, 1);
 
   const listeners: [EventEmitter, string, Parameters<EventEmitter['on']>[1]][] = [
@@ -128,16 +145,4 @@ export function createMetrics(d: MetricsDeps): Metrics {
       for (const [em, ev, fn] of listeners) em.off(ev, fn);
     },
   };
-}
-
-async function pingWithin(store: { ping(): Promise<void> }, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([store.ping(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('timeout')), ms)))]);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -10,3 +10,6 @@ export * from './error-body.js';
 export * from './agent-file.js';
 export * from './session.js';
 export * from './retry-after.js';
+export * from './proxy-header.js';
+export * from './acme.js';
+export * from './client-hello.js';

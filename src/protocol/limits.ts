@@ -23,3 +23,20 @@ export const RESERVED_LABELS: ReadonlySet<string> = new Set(['registrar', 'www',
 export const PAIRINGS_PER_LABEL = 100;
 /** Registration attempts kept per ID. */
 export const ATTEMPTS_PER_ID = 100;
+/**
+ * The largest ClientHello (handshake header included) the shared port reads to route a
+ * connection: one full TLS record. Browsers send 0.5–2 KB (with post-quantum key shares);
+ * anything bigger is not a client we route.
+ */
+export const MAX_CLIENT_HELLO_BYTES = 16384;
+/**
+ * Octets the shared port reads before it must know what a connection is: the largest
+ * ClientHello plus the headers of a few records it may be split into (16 × 5 octets).
+ */
+export const MAX_CLASSIFY_BYTES = MAX_CLIENT_HELLO_BYTES + 80;
+/**
+ * Milliseconds a connection to the shared port has to send its first octets (a ClientHello or
+ * a cookie line). Both go with the first write after the TCP handshake, so one round trip is
+ * enough; 5 s covers slow mobile links, as the allocated port's wait for a cookie does.
+ */
+export const CLASSIFY_TIMEOUT_MS = 5000;

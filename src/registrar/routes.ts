@@ -18,6 +18,7 @@ import { parseRegistrarPath } from '../protocol/paths.js';
 import { SESSION_HEADER, issueSessionToken } from '../protocol/session.js';
 import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
+import { FailureLog } from '../observe/failure-log.js';
 import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
 import { LogBudget } from '../observe/log-budget.js';
 
@@ -36,6 +37,11 @@ export interface RoutesDeps {
   draining: () => boolean;
   /** Base URL of another node's registrar for a hidden server this node will not take (draining, full). */
   registerElsewhere?: () => Promise<string | null>;
+  /**
+   * The shared port's number (taasPort, or the OS's choice for 0) when the registrar listens
+   * as one; null when it does not (sharedPort off at start: a reload cannot turn it on).
+   */
+  sharedPort?: () => number | null;
 }
 
 /** Seconds a client is told to wait when no responder is idle: agents refill within moments. */
@@ -44,6 +50,8 @@ const NO_RESPONDER_RETRY_S = 5;
 export class RegistrarRoutes extends EventEmitter {
   /** Clients refused by a label's policy, logged at info: 10 per label and minute, the rest at debug. */
   private readonly policyLogBudget = new LogBudget(10, 60_000);
+
+  private readonly failures = new FailureLog();
 
   constructor(private readonly d: RoutesDeps) {
     super();
@@ -54,11 +62,18 @@ export class RegistrarRoutes extends EventEmitter {
       await this.route(req, res);
     } catch (e) {
       const err = isTaasError(e) ? e : new TaasError('TAAS_INTERNAL', 'internal error');
-      if (!isTaasError(e)) this.d.logger.error({ err: e }, 'registrar request failed');
-      else if (err.status >= 500) this.d.logger.warn({ code: err.code, msg: err.message }, 'registrar answered 5xx');
+      this.logFailure(e, err);
       if (!res.headersSent) sendError(res, err, e instanceof MethodNotAllowed ? { allow: e.allow } : {});
       else res.destroy();
     }
+  }
+
+  /** A 5xx in the log, at the level and within the budget of observe/failure-log.ts. */
+  private logFailure(e: unknown, err: TaasError): void {
+    if (err.status < 500) return;
+    const level = this.failures.level(err.code);
+    if (!isTaasError(e)) this.d.logger[level]({ err: e }, 'registrar request failed');
+    else this.d.logger[level]({ errorCode: err.code, errorMsg: err.message }, FailureLog.expected(err.code) ? 'registrar refused a request (5xx)' : 'registrar answered 5xx');
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -107,9 +122,11 @@ export class RegistrarRoutes extends EventEmitter {
       return;
     }
     const cookie = newCookie();
+    const sharedPort = this.answerSharedPort(c, authed.via);
     let port: number;
     try {
-      ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }));
+      ({ port } = await this.d.relay.allocate({ id: entry.id, label: path.label, remoteAddress: address, cookie }, sharedPort !== null));
+      if (sharedPort !== null) port = sharedPort;
     } catch (e) {
       await this.attempt(entry.id, address, path.label, isTaasError(e) ? e.code.replace('TAAS_', '').toLowerCase() : 'error');
       this.emit('registration', { result: 'refused', code: isTaasError(e) ? e.code : 'TAAS_INTERNAL' });
@@ -123,6 +140,19 @@ export class RegistrarRoutes extends EventEmitter {
     const session = issueSessionToken(entry.secret, entry.id, c.sessionLifetime, this.d.auth.sessionBinding(address));
     this.d.logger.info({ id: entry.id, label: path.label, port, from: address, via: authed.via }, 'registration accepted');
     sendText(res, 200, formatEndpoint(host, port), { [COOKIE_HEADER]: cookie, [SESSION_HEADER]: session });
+  }
+
+  /**
+   * The shared port, when this registration is answered with it (else null): only a hidden server that will
+   * send its cookie line can be told of it (the line is what identifies it there). Without
+   * allowCookieless every hidden server must; with it, one that registered with a session token
+   * (TAAS-Session: only cookie-speaking agents use one) has shown it does. An original-protocol
+   * hidden server keeps getting an allocated port.
+   */
+  private answerSharedPort(c: Readonly<Config>, via: string): number | null {
+    const port = this.d.sharedPort?.() ?? null;
+    if (port === null || !c.sharedPort) return null;
+    return !c.allowCookieless || via === 'session' ? port : null;
   }
 
   /** 307 to another node's registrar, when the relay has one; false when there is none. */

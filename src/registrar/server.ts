@@ -7,12 +7,18 @@
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
+import type { SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
 import { ConnLimit } from '../relay/conn-limit.js';
 import type { RelayTls } from '../tls/relay-tls.js';
-import type { RegistrarRoutes } from './routes.js';
+import { acmeTlsHandlers, selectHttp11 } from '../tls/acme/alpn.js';
+import type { ChallengeBook } from '../tls/acme/challenges.js';
+import type { ElsewhereLookup, RegistrarRoutes } from './routes.js';
+import type { Relay } from '../relay/relay.js';
+import type { ClientMode } from '../store/types.js';
+import { SharedPort } from './shared-port.js';
 import { sendError } from './respond.js';
 import { TaasError } from '../errors.js';
 import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
@@ -20,16 +26,30 @@ import { newCorrelationId, withCorrelation } from '../observe/correlation.js';
 /** How often Node checks header/request timeouts; its 30 s default would let slowloris linger. */
 const TIMEOUT_CHECK_MS = 250;
 
+/** The whole request's bound: above headersTimeout, so that the headers' bound is the one that acts. */
+function requestTimeoutMs(headersTimeout: number): number {
+  return Math.max(headersTimeout * 1000 + 1000, 5000);
+}
+
 export class RegistrarServer {
   private server: http.Server | https.Server | null = null;
   private readonly perAddress = new ConnLimit(() => this.view.current.maxConnsPerAddress);
   private unsubscribe: (() => void) | null = null;
+  /** With sharedPort: the listener on taasPort that classifies connections (shared-port.ts). */
+  private shared: SharedPort | null = null;
 
   constructor(
     private readonly view: ConfigView,
     private tls: RelayTls | null,
     private readonly routes: RegistrarRoutes,
     private readonly logger: Logger,
+    /** Pending ACME challenges: TLS-ALPN-01 is answered on this listener (config `acme`). */
+    private readonly acme: ChallengeBook | null = null,
+    /**
+     * Needed with sharedPort only: responders and passthrough clients go to the relay, and
+     * (several nodes) to another node with an idle responder of the label.
+     */
+    private readonly shareWith?: { relay: Relay; elsewhere?: ElsewhereLookup },
   ) {}
 
   get secure(): boolean {
@@ -37,6 +57,7 @@ export class RegistrarServer {
   }
 
   get port(): number {
+    if (this.shared) return this.shared.port;
     const a = this.server?.address();
     return a && typeof a === 'object' ? a.port : 0;
   }
@@ -46,7 +67,7 @@ export class RegistrarServer {
     const common = {
       maxHeaderSize: c.maxHeaderBytes,
       headersTimeout: c.headersTimeout * 1000,
-      requestTimeout: Math.max(c.headersTimeout * 1000 + 1000, 5000),
+      requestTimeout: requestTimeoutMs(c.headersTimeout),
       keepAliveTimeout: 5000,
       connectionsCheckingInterval: TIMEOUT_CHECK_MS,
     };
@@ -56,6 +77,13 @@ export class RegistrarServer {
       withCorrelation(newCorrelationId('h'), () => void this.routes.handle(req, res));
     };
     const tls = this.tls;
+    const sni = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
+      try {
+        cb(null, (this.tls ?? tls)!.contextFor(name));
+      } catch (e) {
+        cb(e as Error, undefined);
+      }
+    };
     const server = tls
       ? https.createServer(
           {
@@ -64,13 +92,8 @@ export class RegistrarServer {
             cert: tls.material.cert,
             minVersion: 'TLSv1.2',
             handshakeTimeout: c.tlsHandshakeTimeout * 1000,
-            SNICallback: (name, cb) => {
-              try {
-                cb(null, (this.tls ?? tls).contextFor(name));
-              } catch (e) {
-                cb(e as Error, undefined);
-              }
-            },
+            // With ACME, a validator's acme-tls/1 handshake gets the challenge certificate.
+            ...(this.acme ? acmeTlsHandlers(this.acme, { sni, select: selectHttp11 }) : { SNICallback: sni }),
           },
           handler,
         )
@@ -91,13 +114,22 @@ export class RegistrarServer {
       this.logger.debug({ code: err.code, from: socket.remoteAddress }, 'TLS handshake failed');
       socket.destroy();
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(c.taasPort, c.taasHost, () => {
-        server.off('error', reject);
-        resolve();
+    if (c.sharedPort && this.shareWith) {
+      // One port for everything: the registrar's server listens nowhere itself; the shared
+      // port gives it the connections that are its own.
+      const { relay, elsewhere } = this.shareWith;
+      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
+      await shared.listen(c.taasPort, c.taasHost);
+      this.shared = shared;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(c.taasPort, c.taasHost, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    }
     server.on('error', (e) => this.logger.error({ err: e }, 'registrar listener error'));
     this.server = server;
     this.unsubscribe = this.view.onReload((next) => this.applyReload(next));
@@ -122,6 +154,16 @@ export class RegistrarServer {
     s.destroy();
   }
 
+  /** Whether taasPort is the shared port (sharedPort: true). */
+  get sharedPort(): boolean {
+    return this.shared !== null;
+  }
+
+  /** Every label's client mode (SNI passthrough routing on the shared port). */
+  setClientModes(modes: ReadonlyMap<string, ClientMode>): void {
+    this.shared?.setClientModes(modes);
+  }
+
   /** New certificate and key for new handshakes; established connections keep theirs. */
   setTls(tls: RelayTls): void {
     this.tls = tls;
@@ -138,6 +180,8 @@ export class RegistrarServer {
     if (this.server) {
       this.server.maxHeadersCount = config.maxHeaders + 1;
       this.server.headersTimeout = config.headersTimeout * 1000;
+      // Node bounds headers by the smaller of the two: a longer headersTimeout needs this too.
+      this.server.requestTimeout = requestTimeoutMs(config.headersTimeout);
     }
   }
 
@@ -147,6 +191,8 @@ export class RegistrarServer {
     this.server = null;
     this.unsubscribe?.();
     this.unsubscribe = null;
+    await this.shared?.close();
+    this.shared = null;
     await new Promise<void>((resolve) => {
       s.close(() => resolve());
       s.closeAllConnections();

@@ -79,13 +79,16 @@ export class MobileClients {
     return port;
   }
 
-  /** A connection accepted on one of the label's client ports (range or fixed). */
-  takeClient(label: string, socket: net.Socket): void {
+  /**
+   * A connection accepted on one of the label's client ports (range or fixed), or an SNI
+   * passthrough client from the shared port with its ClientHello already read (`head`).
+   */
+  takeClient(label: string, socket: net.Socket, head?: Buffer): void {
     // Each client connection gets its own correlation id for its log lines (issue 7).
-    withCorrelation(newCorrelationId('c'), () => this.admit(label, socket));
+    withCorrelation(newCorrelationId('c'), () => this.admit(label, socket, head));
   }
 
-  private admit(label: string, socket: net.Socket): void {
+  private admit(label: string, socket: net.Socket, head?: Buffer): void {
     const { core, refusals } = this;
     socket.on('error', () => {}); // until the queue holds it (same tick); destroy() below otherwise
     if (!this.connLimit.admit(socket)) {
@@ -117,6 +120,6 @@ export class MobileClients {
       return refusals.refuse(label, noWait ? 'timeout' : 'queue-full');
     }
     const now = Date.now();
-    q.enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, now, now + core.config.clientWaitTimeout * 1000, addressBucket(normaliseAddress(socket.remoteAddress)));
+    q.enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, now, now + core.config.clientWaitTimeout * 1000, addressBucket(normaliseAddress(socket.remoteAddress)), head);
   }
 }

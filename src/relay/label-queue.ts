@@ -193,10 +193,11 @@ export class LabelQueue {
   /**
    * A mobile client joins the back of the queue (the caller has applied the admission limits):
    * held (reading up to `bufferBytes`, a half-close after some octets kept), refused at
-   * `deadline`, paired at once if a responder is idle.
+   * `deadline`, paired at once if a responder is idle. `head`: octets already read from it (an
+   * SNI passthrough client's ClientHello), delivered to the responder first.
    */
-  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number, bucket = ''): WaitingClient {
-    const held = new HeldSocket(socket, undefined, bufferBytes, this.clientLeft, true);
+  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number, bucket = '', head?: Buffer): WaitingClient {
+    const held = new HeldSocket(socket, head, bufferBytes, this.clientLeft, true);
     const w: WaitingClient = { held, bucket, arrived, deadline, timer: null };
     this.perClient.set(bucket, this.clientsFrom(bucket) + 1);
     this.waitingList.push(w);

@@ -13,6 +13,7 @@ import type { PairingResult, PairOptions, RelayEngine } from './engine.js';
 import type { HeldSocket } from './held-socket.js';
 import type { LabelQueue, WaitingClient } from './label-queue.js';
 import { LivePairing } from './live-pairing.js';
+import { sendPairingSignal } from './pairing-signal.js';
 import type { PathBook } from './path-book.js';
 
 export class Pairing {
@@ -68,6 +69,7 @@ export class Pairing {
     const live = new LivePairing(q, cid, client.socket, responder.socket, this.connLimit, this.paths, this.pairingEnded);
     q.begin(live);
     core.emit('paired', { label: q.label, waitMs: live.start - w.arrived });
+    sendPairingSignal(core.config.proxyProtocol, client.socket, responder.socket);
     const bandwidth = this.bandwidthOf(q.label);
     live.handle = this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live, ...(bandwidth ? { bandwidth } : {}) });
   }

@@ -10,6 +10,7 @@
  * label-queue.ts owns each label's waiting and pairing state.
  */
 import { EventEmitter } from 'node:events';
+import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
 import type { LabelLiveState } from '../store/directory.js';
@@ -31,6 +32,7 @@ import { RateBuckets } from './rate-buckets.js';
 import { Bandwidths } from './bandwidth.js';
 import { QUOTA_READ_WAIT_MS, QuotaBook, type DailyBytes } from './quota.js';
 import type { LabelPolicy } from '../protocol/policy.js';
+import { SharedCookies } from './shared-registration.js';
 
 export type { ClientRefusal, RelayEvents } from './core.js';
 
@@ -104,7 +106,7 @@ export class Relay extends EventEmitter {
     this.clients = new MobileClients(core, this.queues, paths, allocator, connLimit, refusals, this.admission);
     this.fixed = new FixedPorts(core, allocator, this.clients);
     this.revocation = new Revocation(this.queues, this.logger);
-    this.responders = new Responders(core, this.queues, allocator, connLimit, this.revocation);
+    this.responders = new Responders(core, this.queues, allocator, connLimit, this.revocation, new SharedCookies(this.logger));
   }
 
   /**
@@ -134,8 +136,25 @@ export class Relay extends EventEmitter {
 
   // ── the API ────────────────────────────────────────────────────────────────
 
-  allocate(reg: { id: string; label: string; remoteAddress: string; cookie: string }): Promise<{ port: number }> {
-    return this.responders.allocate(reg);
+  /** `shared`: the hidden server comes to the shared port with its cookie (port 0 is returned). */
+  allocate(reg: { id: string; label: string; remoteAddress: string; cookie: string }, shared = false): Promise<{ port: number }> {
+    return this.responders.allocate(reg, shared);
+  }
+
+  /**
+   * The shared port read a `TAAS-Cookie` line: true when a shared registration took the socket
+   * (paused; `rest` followed the line); false and the caller closes it.
+   */
+  takeSharedResponder(token: string, socket: net.Socket, rest: Buffer): boolean {
+    return this.responders.claimShared(token, socket, rest);
+  }
+
+  /**
+   * An SNI passthrough client from the shared port (its ClientHello in `head`): admitted into
+   * the label's queue like a client on a client port, paired with the oldest idle responder.
+   */
+  takePassthroughClient(label: string, socket: net.Socket, head: Buffer): void {
+    this.clients.takeClient(label, socket, head);
   }
 
   clientPort(label: string, req: { remoteAddress: string; path: string }): Promise<number | null> {

@@ -11,15 +11,17 @@ import type { ConnLimit } from './conn-limit.js';
 import type { RelayCore } from './core.js';
 import { setTcpUserTimeout } from './engines/socket-options.js';
 import type { LabelQueue, LabelQueues } from './label-queue.js';
+import { expectsPairingSignal } from './pairing-signal.js';
 import type { PortAllocator } from './ports.js';
-import { Registration } from './registration.js';
+import { Registration, type RegistrationHooks } from './registration.js';
+import { SharedRegistration, type SharedCookies } from './shared-registration.js';
 import type { Revocation } from './revocation.js';
 
 /** Seconds libuv's keepalive probes take to give up (10 probes, 1 s apart) after the idle time. */
 const KEEPALIVE_PROBES_S = 10;
 
 export class Responders {
-  private readonly registrations = new Set<Registration>();
+  private readonly registrations = new Set<Registration | SharedRegistration>();
   private readonly pendingById = new Map<string, number>();
   private accepting = true;
 
@@ -29,6 +31,7 @@ export class Responders {
     private readonly allocator: PortAllocator,
     private readonly connLimit: ConnLimit,
     private readonly revocation: Revocation,
+    private readonly shared: SharedCookies,
   ) {}
 
   /** Drain: no new registrations from now on. */
@@ -36,7 +39,11 @@ export class Responders {
     this.accepting = false;
   }
 
-  async allocate(reg: { id: string; label: string; remoteAddress: string; cookie: string }): Promise<{ port: number }> {
+  /**
+   * `shared`: the hidden server will come to the shared port with its cookie line (no port is
+   * allocated; the answer's port is 0 and the registrar names its own).
+   */
+  async allocate(reg: { id: string; label: string; remoteAddress: string; cookie: string }, shared = false): Promise<{ port: number }> {
     const { core } = this;
     if (!this.accepting || core.closed) throw new TaasError('TAAS_DRAINING', undefined, { retryAfter: 5 });
     const pendingForId = this.pendingById.get(reg.id) ?? 0;
@@ -61,10 +68,11 @@ export class Responders {
       else this.pendingById.set(reg.id, n);
       this.registrations.delete(r);
     };
-    const r: Registration = new Registration(reg, core.config, this.allocator, this.connLimit, core.logger, {
+    const hooks: RegistrationHooks = {
       accepted: (socket, head, cookieless) => {
         settle();
         if (cookieless) core.logger.info({ label: reg.label, port: r.port }, 'original-protocol responder accepted without cookie');
+        else expectsPairingSignal(socket);
         this.addResponder(q, socket, head, reg.id);
       },
       refused: (why, remoteAddress) => core.emit('responder-refused', { label: reg.label, port: r.port, remoteAddress, why }),
@@ -74,7 +82,8 @@ export class Responders {
         core.logger.info({ label: reg.label, port: r.port }, 'registration expired');
         core.emit('registration-expired', { label: reg.label, port: r.port });
       },
-    });
+    };
+    const r = shared ? new SharedRegistration(reg, core.config, this.shared, hooks) : new Registration(reg, core.config, this.allocator, this.connLimit, core.logger, hooks);
     this.registrations.add(r);
     let port: number;
     try {
@@ -86,6 +95,19 @@ export class Responders {
     }
     core.emit('allocated', { id: reg.id, label: reg.label, port, remoteAddress: normaliseAddress(reg.remoteAddress) });
     return { port };
+  }
+
+  /**
+   * A `TAAS-Cookie` line on the shared port: the registration it belongs to takes the socket
+   * (paused; `rest` is what followed the line), or false and the caller closes it.
+   */
+  claimShared(token: string, socket: net.Socket, rest: Buffer): boolean {
+    if (!this.accepting || this.core.closed) return false;
+    if (!this.connLimit.admit(socket)) {
+      this.core.logger.debug({ remoteAddress: socket.remoteAddress }, 'responder refused on the shared port: per-address limit');
+      return false;
+    }
+    return this.shared.claim(token, socket, rest);
   }
 
   /** The registration's responder connected: made idle in its queue, or closed. */

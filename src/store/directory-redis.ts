@@ -61,7 +61,10 @@ export interface RedisDirectoryOptions {
 }
 
 export class RedisDirectory implements Directory {
-  readonly self: NodeEndpoint;
+  /** Replaced (never changed in place) by reconfigure: its host follows a reload. */
+  private me: NodeEndpoint;
+  /** Seconds between heartbeats; a reload may change it (reconfigure). */
+  private interval: number;
   private readonly keys: RedisKeys;
   private readonly client: RedisClient;
   private readonly sub: RedisClient;
@@ -80,7 +83,8 @@ export class RedisDirectory implements Directory {
     store: RedisStore,
     private readonly opts: RedisDirectoryOptions,
   ) {
-    this.self = opts.self;
+    this.me = opts.self;
+    this.interval = opts.heartbeatInterval;
     this.keys = store.keys;
     this.client = store.client;
     this.logger = store.logger;
@@ -89,18 +93,50 @@ export class RedisDirectory implements Directory {
     this.sub = createClient(store.spec, SUBSCRIBER);
     this.sub.on('error', () => undefined);
     this.sub.on('message', (channel: string, message: string) => this.onMessage(channel, message));
+    this.client.on('ready', this.onReconnect);
+  }
+
+  /**
+   * The command connection is back after an outage: advertise at once rather than at the next
+   * heartbeat (the record may have expired meanwhile, or Redis restarted empty), so the nodes'
+   * views agree again within moments of Redis's return.
+   */
+  private readonly onReconnect = (): void => {
+    if (this.heartbeat && !this.closed) void this.advertise().catch(() => undefined);
+  };
+
+  get self(): NodeEndpoint {
+    return this.me;
   }
 
   private get ttlMs(): number {
-    return Math.ceil(this.opts.heartbeatInterval * 3 * 1000);
+    return Math.ceil(this.interval * 3 * 1000);
+  }
+
+  reconfigure(opts: { host: string; heartbeatInterval: number }): void {
+    const moved = opts.host !== this.me.registrar.host || opts.host !== this.me.clientHost;
+    const retimed = opts.heartbeatInterval !== this.interval;
+    if (!moved && !retimed) return;
+    this.me = { ...this.me, registrar: { ...this.me.registrar, host: opts.host }, clientHost: opts.host };
+    this.interval = opts.heartbeatInterval;
+    if (!this.heartbeat || this.closed) return; // not started yet: start() uses the new values
+    if (retimed) {
+      clearInterval(this.heartbeat);
+      this.startHeartbeat();
+    }
+    void this.advertise().catch(() => undefined);
+  }
+
+  private startHeartbeat(): void {
+    this.heartbeat = setInterval(() => void this.advertise().catch(() => undefined), this.interval * 1000);
+    this.heartbeat.unref();
   }
 
   async start(): Promise<void> {
     const subscribed = this.sub.subscribe(this.keys.nodeRequests(this.self.id), this.keys.nodeReplies(this.self.id)).catch(() => undefined);
     if (await settleFirstConnect(this.sub)) await subscribed;
     await this.advertise().catch(() => undefined);
-    this.heartbeat = setInterval(() => void this.advertise().catch(() => undefined), this.opts.heartbeatInterval * 1000);
-    this.heartbeat.unref();
+    this.startHeartbeat();
   }
 
   /** Writes this node's record and idle counts (errors are the store's outage, logged there). */
@@ -286,6 +322,7 @@ export class RedisDirectory implements Directory {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.client.off('ready', this.onReconnect);
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.flushTimer) clearTimeout(this.flushTimer);
     for (const settle of [...this.pending.values()]) settle(null);

@@ -45,6 +45,8 @@ export interface LabelLiveState {
 export interface NodeLiveState {
   nodeId: string;
   labels: LabelLiveState[];
+  /** Set on other nodes' states while Redis is unreachable: their last known state, of that epoch ms. */
+  staleSince?: number;
 }
 
 /** A node with idle responders for the label asked about. */
@@ -84,6 +86,11 @@ export interface Directory {
   setDraining(draining: boolean): void;
   /** Sets how full this node is, 0..1 (advertised with the next heartbeat). */
   setLoad(load: number): void;
+  /**
+   * A reload changed where this node is reached (its advertised host) or how often it
+   * heartbeats: advertised at once, and the heartbeat rescheduled on the new interval.
+   */
+  reconfigure(opts: { host: string; heartbeatInterval: number }): void;
   /** Live nodes, this one first when included. Throws TAAS_STORE_UNAVAILABLE when Redis is. */
   listNodes(): Promise<NodeInfo[]>;
   /**

@@ -13,7 +13,8 @@ export function sealEntry(e: Entry, box: SecretBox): SealedEntry {
 
 export function openEntry(s: SealedEntry, box: SecretBox): Entry {
   const { secretSealed, ...rest } = s;
-  return { ...rest, clientPorts: rest.clientPorts ?? {}, secret: box.open(secretSealed) };
+  // Entries written before clientMode existed have none: every label is `redirect`.
+  return { ...rest, clientPorts: rest.clientPorts ?? {}, ...(rest.clientMode ? { clientMode: rest.clientMode } : {}), secret: box.open(secretSealed) };
 }
 
 /** Throws TAAS_ENTRY_EXISTS / TAAS_LABEL_TAKEN when `entry` cannot join `all`. */

@@ -63,6 +63,12 @@ export class FileStore implements Store {
   private lastMtime = 0;
   private closed = false;
   private readOnlyState = false;
+  /**
+   * Why the last write of state.json failed (disk full, read-only file system), or null. Kept
+   * in memory meanwhile; ping() retries the write and reports the store unavailable until it
+   * succeeds, so the daemon degrades as on a Redis outage (src/store/resilient-store.ts).
+   */
+  private writeError: string | null = null;
 
   private constructor(
     readonly dataDir: string,
@@ -295,6 +301,17 @@ export class FileStore implements Store {
     this.flushNow();
   }
 
+  async claimDoc(ns: string, key: string, value: unknown, ttlSeconds: number): Promise<boolean> {
+    // One process owns the embedded store, and the look and the write are one synchronous
+    // step: no other claim can run in between.
+    const d = this.state.docs[ns]?.[key];
+    if (d && (!d.exp || d.exp >= Date.now())) return false;
+    const docs = (this.state.docs[ns] ??= Object.create(null) as Record<string, { value: unknown; exp: number }>);
+    docs[key] = { value: structuredClone(value), exp: Date.now() + ttlSeconds * 1000 };
+    this.flushNow();
+    return true;
+  }
+
   async deleteDoc(ns: string, key: string): Promise<boolean> {
     const docs = this.state.docs[ns];
     if (!docs || !Object.hasOwn(docs, key)) return false;
@@ -343,7 +360,14 @@ export class FileStore implements Store {
   }
 
   async ping(): Promise<void> {
-    fs.accessSync(this.dataDir, fs.constants.W_OK);
+    if (this.writeError !== null) this.flushNow();
+    const why = this.writeError ?? (fs.existsSync(this.dataDir) ? null : 'the data dir is gone');
+    if (why !== null) throw new TaasError('TAAS_STORE_UNAVAILABLE', 'the data dir cannot be written right now', { retryAfter: 2, cause: new Error(why) });
+    try {
+      fs.accessSync(this.dataDir, fs.constants.W_OK);
+    } catch (e) {
+      throw new TaasError('TAAS_STORE_UNAVAILABLE', 'the data dir cannot be written right now', { retryAfter: 2, cause: e });
+    }
   }
 
   private loadState(): void {
@@ -371,8 +395,22 @@ export class FileStore implements Store {
     if (this.readOnlyState) return;
     try {
       writeFileAtomic(this.stateFile, JSON.stringify(this.state));
+      this.writeError = null;
     } catch (e) {
-      this.logger?.error({ err: (e as Error).message }, 'state.json could not be written');
+      // Logged once per failing stretch (the outage's start and end are logged by the daemon's
+      // store wrapper): a full disk must not also fill the log, every 500 ms.
+      if (this.writeError === null) this.logger?.error({ err: (e as Error).message }, 'state.json could not be written; kept in memory until it can');
+      this.writeError = (e as Error).message;
+      this.removeTemp();
+    }
+  }
+
+  /** A failed write may leave its temporary file behind (a full disk): it would only take more room. */
+  private removeTemp(): void {
+    try {
+      for (const f of fs.readdirSync(this.dataDir)) if (f.startsWith(`.state.json.${process.pid}.`) && f.endsWith('.tmp')) fs.rmSync(path.join(this.dataDir, f), { force: true });
+    } catch {
+      /* the folder itself is unreadable: nothing to tidy */
     }
   }
 

@@ -3,10 +3,11 @@
  *
  * ioredis by default queues commands while Redis is down and retries them for ~73 s; a relay
  * must answer 503 at once instead. So: no offline queue, no per-request retries, 1.5 s connect
- * and command timeouts, and reconnection forever with a backoff capped at 2 s (a returning Redis
- * is used again within 2 s, with no restart). Every failure of the connection becomes
- * TAAS_STORE_UNAVAILABLE (retry after 5 s); the outage is logged once when it starts and once
- * when it ends, never per command.
+ * and command timeouts, and reconnection forever every 200 ms, never a growing backoff (a
+ * returning Redis is used again within a fraction of a second, with no restart: issue 17 saw
+ * registrations fail for 25 s after Redis was back, the backoff's doing). Every failure of the
+ * connection becomes TAAS_STORE_UNAVAILABLE (retry after 2 s); the outage is logged once when
+ * it starts and once when it ends, never per command.
  */
 import fs from 'node:fs';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions as IORedisOptions } from 'ioredis';
@@ -19,10 +20,14 @@ export type RedisClient = Redis | Cluster;
 
 /** Connect and command bound: long enough for a loaded server on a LAN, short enough for a 503. */
 export const COMMAND_TIMEOUT_MS = 1500;
-/** Reconnect backoff cap: a returning Redis is found within this. */
-const MAX_BACKOFF_MS = 2000;
-/** What a 503 tells the client: roughly one reconnect cycle plus a margin. */
-export const RETRY_AFTER_S = 5;
+/**
+ * Delay between reconnection attempts, constant. An attempt at a stopped server costs one
+ * refused connect; at a black-holed one the connect timeout bounds it. A constant, short delay
+ * is what lets a returning Redis serve again at once, whatever the outage's length.
+ */
+export const RECONNECT_MS = 200;
+/** What a 503 tells the client: the connection is back within RECONNECT_MS of Redis; 2 s leaves a margin. */
+export const RETRY_AFTER_S = 2;
 
 /** Reply errors that mean "not available right now" rather than "bad command". */
 const UNAVAILABLE_REPLIES = /^(LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|READONLY|NOAUTH|WRONGPASS|BUSY|NOREPLICAS|MOVED|ASK)\b|\bREADONLY\b/;
@@ -37,7 +42,7 @@ export interface ConnectionSpec {
   describe: string;
 }
 
-const backoff = (times: number): number => Math.min(50 * 2 ** Math.min(times, 10), MAX_BACKOFF_MS);
+const backoff = (): number => RECONNECT_MS;
 
 const FAIL_FAST: IORedisOptions = {
   enableOfflineQueue: false,
@@ -137,8 +142,9 @@ export function createClient(spec: ConnectionSpec, override: Partial<IORedisOpti
 }
 
 /**
- * Follows a client's state: `up` while it answers; logs the start and the end of an outage
- * once each, with the reason, never the password.
+ * Follows a client's state: `up` while it answers; notes the start and the end of an outage
+ * once each, with the reason, never the password. At debug: the daemon's store wrapper
+ * (resilient-store.ts) writes the operator's one line at each end of an outage.
  */
 export class ConnectionHealth {
   up = false;
@@ -152,7 +158,7 @@ export class ConnectionHealth {
     private readonly onReady?: () => void,
   ) {
     client.on('ready', () => {
-      if (this.downLogged) this.logger.info({ redis: this.describe }, 'Redis reachable again');
+      if (this.downLogged) this.logger.debug({ redis: this.describe }, 'Redis reachable again');
       else if (!this.everUp) this.logger.debug({ redis: this.describe }, 'Redis connected');
       this.up = true;
       this.everUp = true;
@@ -169,7 +175,7 @@ export class ConnectionHealth {
     this.up = false;
     if (this.downLogged) return;
     this.downLogged = true;
-    this.logger.warn({ redis: this.describe, reason }, 'Redis unreachable; requests that need it get 503 until it returns');
+    this.logger.debug({ redis: this.describe, reason }, 'Redis unreachable; requests that need it get 503 until it returns');
   }
 }
 

@@ -116,6 +116,13 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 `);
 
+/** KEYS doc, index; ARGV docKey, json, ttlMs → 1 when written, 0 when a document is there (SET NX). */
+export const CLAIM_DOC = new LuaScript(`
+if not redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3], 'NX') then return 0 end
+redis.call('SADD', KEYS[2], ARGV[1])
+return 1
+`);
+
 /** KEYS doc, index; ARGV docKey → 1 when the document existed (and had not expired). */
 export const DELETE_DOC = new LuaScript(`
 local n = redis.call('DEL', KEYS[1])

@@ -300,6 +300,11 @@ export class RedisStore implements Store {
     await this.run((c) => S.PUT_DOC.run(c, [this.keys.doc(ns, key), this.keys.docIndex(ns)], [key, json, ttl]));
   }
 
+  async claimDoc(ns: string, key: string, value: unknown, ttlSeconds: number): Promise<boolean> {
+    const json = JSON.stringify(value ?? null);
+    return (await this.run((c) => S.CLAIM_DOC.run<number>(c, [this.keys.doc(ns, key), this.keys.docIndex(ns)], [key, json, ttlMs(ttlSeconds)]))) === 1;
+  }
+
   async deleteDoc(ns: string, key: string): Promise<boolean> {
     return (await this.run((c) => S.DELETE_DOC.run<number>(c, [this.keys.doc(ns, key), this.keys.docIndex(ns)], [key]))) > 0;
   }

@@ -21,10 +21,24 @@ export interface Entry {
    * without one gets the config's defaultPolicy. Absent in entries written before issue 18.
    */
   policies?: Record<string, LabelPolicy>;
+  /**
+   * How mobile clients reach a label (label → mode; a label not named is `redirect`): `redirect`
+   * answers a 307 to a client port; `passthrough` (with `sharedPort`) routes a ClientHello whose
+   * SNI is LABEL.<namedServers> straight to a responder, TLS end to end, no 307.
+   */
+  clientMode?: Record<string, ClientMode>;
   createdAt: string;
   updatedAt: string;
   /** Incremented on every write; the admin API's ETag. */
   version: number;
+}
+
+export type ClientMode = 'redirect' | 'passthrough';
+export const CLIENT_MODES: readonly ClientMode[] = ['redirect', 'passthrough'];
+
+/** A label's client mode in its entry (`redirect` unless the entry says otherwise). */
+export function clientModeOf(e: Pick<Entry, 'clientMode'>, label: string): ClientMode {
+  return e.clientMode && Object.hasOwn(e.clientMode, label) && e.clientMode[label] === 'passthrough' ? 'passthrough' : 'redirect';
 }
 
 /** One pairing of a mobile client with a responder, recorded when it ends. */
@@ -120,6 +134,12 @@ export interface Store {
   getDoc<T = unknown>(ns: string, key: string): Promise<T | null>;
   putDoc(ns: string, key: string, value: unknown, ttlSeconds?: number): Promise<void>;
   deleteDoc(ns: string, key: string): Promise<boolean>;
+  /**
+   * Writes the document only when none exists (or it expired), atomically: true when written.
+   * A lease between nodes (the ACME order lock); `ttlSeconds` bounds how long a crashed
+   * holder keeps it.
+   */
+  claimDoc(ns: string, key: string, value: unknown, ttlSeconds: number): Promise<boolean>;
   listDocs<T = unknown>(ns: string): Promise<{ key: string; value: T }[]>;
 
   /** Called when entries change, from this process or another (CLI, other node). */

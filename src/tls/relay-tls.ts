@@ -14,6 +14,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 import { isCa, issueLeaf, makeRegistrarCert, registrarNames, type KeyAndCert } from './certs.js';
 import { labelHost, locationHost } from '../protocol/endpoint.js';
 import { isValidLabel } from '../protocol/names.js';
+import { storedAcmeRoot } from './acme/issuer-root.js';
 
 /** Minted SNI contexts kept; beyond this the oldest is dropped (bounded memory under a label scan). */
 const SNI_CACHE = 1024;
@@ -49,6 +50,8 @@ export class RelayTls {
     readonly material: KeyAndCert,
     /** Where the material came from, for the start-up log. */
     readonly source: string,
+    /** More PEM agents must trust: the root of the registrar's ACME certificate (config `acme`). */
+    private readonly extraTrust: string | null = null,
   ) {
     try {
       this.defaultContext = tls.createSecureContext({ key: material.key, cert: material.cert, minVersion: 'TLSv1.2' });
@@ -57,9 +60,17 @@ export class RelayTls {
     }
   }
 
-  /** PEM of the certificate clients and agents pin (our CA, or the operator's certificate). */
+  /**
+   * PEM of what clients and agents pin: our CA (or the operator's certificate), and with ACME
+   * the root of the ACME certificate the registrar serves.
+   */
   get caPem(): string {
-    return this.material.cert;
+    return this.extraTrust ? `${this.material.cert.trimEnd()}\n${this.extraTrust.trimEnd()}\n` : this.material.cert;
+  }
+
+  /** The same material, with agents also pinning `rootPem` (an ACME certificate's root). */
+  withTrust(rootPem: string | null): RelayTls {
+    return rootPem ? new RelayTls(this.config, this.material, this.source, rootPem) : this;
   }
 
   /** True when label certificates can be issued (the registrar certificate is our own CA). */
@@ -72,6 +83,10 @@ export class RelayTls {
    * start). Returns null only when nothing is configured and generation is off (plain HTTP).
    */
   static load(config: Readonly<Config>, opts: { generate?: boolean } = {}): RelayTls | null {
+    return RelayTls.loadOwn(config, opts)?.withTrust(storedAcmeRoot(config)) ?? null;
+  }
+
+  private static loadOwn(config: Readonly<Config>, opts: { generate?: boolean }): RelayTls | null {
     if (config.keyData && config.crtData) return new RelayTls(config, { key: config.keyData, cert: config.crtData }, 'inline keyData/crtData');
     if (config.keyFile && config.certFile) {
       return new RelayTls(config, { key: readPem(config.keyFile, 'keyFile'), cert: readPem(config.certFile, 'certFile') }, config.certFile);
@@ -82,6 +97,11 @@ export class RelayTls {
     }
     if (opts.generate === false) return null;
     return new RelayTls(config, writeRegistrarCert(config, keyFile, certFile), `${certFile} (generated)`);
+  }
+
+  /** TLS from material obtained at run time (an ACME certificate and its key). */
+  static fromMaterial(config: Readonly<Config>, material: KeyAndCert, source: string): RelayTls {
+    return new RelayTls(config, material, source);
   }
 
   /** SNI: a minted leaf for `LABEL.<namedServers>` when we are the CA; the registrar cert otherwise. */

@@ -9,7 +9,8 @@ import { Agent, AGENT_DEFAULTS, type AgentOptions } from '../../src/agent/agent.
 import { silentLogger } from '../../src/agent/log.js';
 import { authScheme, parseSessionAuthorization, type AgentFile } from '../../src/protocol/index.js';
 import { closed, freePort, pollUntil, readAll, readExactly, waitFor, writeFlushed } from '../helpers/net.js';
-import { agentFile, certs, FakeRegistrar, Target, testSession } from './fixtures.js';
+import { agentEngine } from './engine-choice.js';
+import { agentFile, certs, FakeRegistrar, pairingSignal, SIGNAL_CLIENT, Target, testSession } from './fixtures.js';
 
 let cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -40,6 +41,7 @@ function agent(file: AgentFile, tgt: Target | number, over: Partial<AgentOptions
     tls: false,
     serverFirst: false,
     log: silentLogger(),
+    engine: agentEngine(),
     ...over,
   });
   cleanup.push(() => a.stop());
@@ -175,7 +177,7 @@ describe('Agent: pairing and forwarding', () => {
     await r.until(() => r.accepted.length === 1);
     const relay = r.accepted[0]!.socket;
     relay.resume();
-    await writeFlushed(relay, 'early bytes|');
+    await writeFlushed(relay, Buffer.concat([pairingSignal(), Buffer.from('early bytes|')]));
     // The pool is refilled as soon as the client is paired.
     await r.until(() => r.accepted.length === 2);
     await pollUntil(() => t.conns.length === 1);
@@ -192,6 +194,63 @@ describe('Agent: pairing and forwarding', () => {
     await pollUntil(() => a.snapshot()[0]!.paired === 0);
   });
 
+  it.each([
+    ['v1', 'PROXY TCP4 203.0.113.7 198.51.100.1 51234 20001\r\n'],
+    ['v2', pairingSignal('v2').toString('latin1')],
+  ] as const)('--proxy-protocol %s: the target gets the header in that version before the client octets (the relay sent v2)', async (version, expected) => {
+    const r = await registrar();
+    const t = await target();
+    agent(agentFile(r.port), t, { proxyProtocol: version });
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    relay.end(Buffer.concat([pairingSignal('v2'), Buffer.from('client octets')]));
+    await pollUntil(() => t.conns.length === 1);
+    const got = await readAll(t.conns[0]!);
+    expect(got.data.toString('latin1')).toBe(expected + 'client octets');
+  });
+
+  it('a header the client sends itself is data: only the relay\'s first one is taken (no spoofed address)', async () => {
+    const r = await registrar();
+    const t = await target();
+    const a = agent(agentFile(r.port), t, { proxyProtocol: 'v1' });
+    const paired = new Promise<unknown>((res) => a.once('paired', (_l, c) => res(c)));
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    const forged = 'PROXY TCP4 10.6.6.6 10.6.6.6 6666 6666\r\n';
+    relay.end(Buffer.concat([pairingSignal('v2'), Buffer.from(forged)]));
+    expect(await paired).toEqual(SIGNAL_CLIENT);
+    await pollUntil(() => t.conns.length === 1);
+    expect((await readAll(t.conns[0]!)).data.toString()).toBe('PROXY TCP4 203.0.113.7 198.51.100.1 51234 20001\r\n' + forged);
+  });
+
+  it('a signal cut short is not waited for forever: the pairing is closed after the connect timeout', async () => {
+    const r = await registrar();
+    const t = await target();
+    const a = agent(agentFile(r.port), t, { connectTimeoutMs: 300 });
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    relay.write(pairingSignal().subarray(0, 10));
+    await closed(relay, 5000);
+    await pollUntil(() => a.snapshot()[0]!.idle === 1);
+    expect(t.conns).toHaveLength(0);
+  });
+
+  it('a relay that pairs without the signal: the pairing is closed with one warning, nothing reaches the target', async () => {
+    const r = await registrar();
+    const t = await target();
+    const a = agent(agentFile(r.port), t);
+    await r.until(() => r.accepted.length === 1);
+    const relay = r.accepted[0]!.socket;
+    relay.resume();
+    relay.write('GET / HTTP/1.1\r\n\r\n'); // an old relay: the client's octets straight away
+    await closed(relay, 5000);
+    await pollUntil(() => a.snapshot()[0]!.idle === 1);
+    expect(t.conns).toHaveLength(0);
+  });
+
   it('a reset on the target closes the client side', async () => {
     const r = await registrar();
     const t = await target((s) => s.once('data', () => s.resetAndDestroy()));
@@ -199,17 +258,22 @@ describe('Agent: pairing and forwarding', () => {
     await r.until(() => r.accepted.length === 1);
     const relay = r.accepted[0]!.socket;
     relay.resume();
-    relay.write('x');
+    relay.write(Buffer.concat([pairingSignal(), Buffer.from('x')]));
     await closed(relay, 5000);
   });
 
-  it('--server-first: the target banner is on the relay connection before any client byte', async () => {
+  it('server speaks first: no connection to the target while idle; the banner reaches the client once paired (--server-first is a no-op)', async () => {
     const r = await registrar();
     const t = await target((s) => s.write('SSH-2.0-test\r\n'));
-    agent(agentFile(r.port), t, { serverFirst: true });
-    await r.until(() => r.accepted.length === 1);
+    const a = agent(agentFile(r.port), t, { serverFirst: true, pool: 2 });
+    await r.until(() => r.accepted.length === 2);
+    await pollUntil(() => a.snapshot()[0]!.idle === 2);
+    expect(t.conns).toHaveLength(0);
     const relay = r.accepted[0]!.socket;
-    const banner = r.accepted[0]!.rest.length > 0 ? r.accepted[0]!.rest : await readExactly(relay, 14);
+    const paired = new Promise<unknown>((res) => a.once('paired', (_l, c) => res(c)));
+    await writeFlushed(relay, pairingSignal('v1'));
+    expect(await paired).toEqual(SIGNAL_CLIENT);
+    const banner = await readExactly(relay, 14);
     expect(banner.toString()).toBe('SSH-2.0-test\r\n');
     expect(t.conns).toHaveLength(1);
     // The client then talks, and the conversation continues on the same target connection.
@@ -224,6 +288,7 @@ describe('Agent: pairing and forwarding', () => {
     const a = agent(agentFile(r.port), t, { tls: true });
     await r.until(() => r.accepted.length === 1);
     const relay = r.accepted[0]!.socket;
+    await writeFlushed(relay, pairingSignal());
     const client = tls.connect({ socket: relay, ca: certs().label.cert, servername: 'demo.test' });
     cleanup.push(() => void client.destroy());
     await waitFor(client, 'secureConnect');
@@ -233,16 +298,19 @@ describe('Agent: pairing and forwarding', () => {
     await r.until(() => r.accepted.length === 2);
   });
 
-  it('--tls with --server-first: the banner waits for the client TLS handshake, then comes first', async () => {
+  it('--tls, server speaks first: the banner waits for the client TLS handshake, then comes first', async () => {
     const r = await registrar();
     const t = await target((s) => {
       s.write('220 smtp ready\r\n');
       s.on('data', (d: Buffer) => s.write(`250 ${d.toString()}`));
     });
-    agent(agentFile(r.port), t, { tls: true, serverFirst: true });
+    agent(agentFile(r.port), t, { tls: true });
     await r.until(() => r.accepted.length === 1);
-    await pollUntil(() => t.conns.length === 1); // connected before any client
+    // The signal and the ClientHello in one write: the agent must hand the rest to TLS.
+    r.accepted[0]!.socket.cork();
+    r.accepted[0]!.socket.write(pairingSignal());
     const client = tls.connect({ socket: r.accepted[0]!.socket, ca: certs().label.cert, servername: 'demo.test' });
+    setImmediate(() => r.accepted[0]!.socket.uncork());
     cleanup.push(() => void client.destroy());
     expect((await readExactly(client as unknown as net.Socket, 16)).toString()).toBe('220 smtp ready\r\n');
     client.write('HELO\r\n');
@@ -254,6 +322,7 @@ describe('Agent: pairing and forwarding', () => {
     const t = await target();
     agent(agentFile(r.port), t, { tls: true });
     await r.until(() => r.accepted.length === 1);
+    await writeFlushed(r.accepted[0]!.socket, pairingSignal());
     const client = tls.connect({ socket: r.accepted[0]!.socket, ca: certs().label.cert, servername: 'demo.test', allowHalfOpen: true });
     cleanup.push(() => void client.destroy());
     await waitFor(client, 'secureConnect');
@@ -278,7 +347,7 @@ describe('Agent: pairing and forwarding', () => {
     await r.until(() => r.accepted.length === 1);
     const relay = r.accepted[0]!.socket;
     relay.resume();
-    relay.write('hi');
+    relay.write(Buffer.concat([pairingSignal(), Buffer.from('hi')]));
     await closed(relay, 5000);
     await r.until(() => r.accepted.length === 2);
     await pollUntil(() => a.snapshot()[0]!.idle === 1);

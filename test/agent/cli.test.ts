@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { closed, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { idleCount, ROOT, run, spawnProc, stopAll, tempDir } from '../helpers/daemon.js';
-import { agentFile, certs, FakeRegistrar, Target } from './fixtures.js';
+import { agentFile, certs, FakeRegistrar, pairingSignal, Target } from './fixtures.js';
 
 let closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -32,7 +32,7 @@ describe('taas-agent command line', () => {
   it('--help exits 0 and names every flag', async () => {
     const r = await run('agent', ['--help']);
     expect(r.code).toBe(0);
-    for (const f of ['--config', '--target', '--pool', '--tls', '--server-first', '--recycle', '--log-level']) expect(r.stdout).toContain(f);
+    for (const f of ['--config', '--target', '--pool', '--tls', '--server-first', '--proxy-protocol', '--metrics', '--engine', '--recycle', '--log-level']) expect(r.stdout).toContain(f);
   });
 
   it.each([
@@ -101,11 +101,15 @@ describe('taas-agent command line', () => {
     await r.until(() => r.accepted.length === 1);
     const relay = r.accepted[0]!.socket;
     relay.resume();
-    await writeFlushed(relay, 'one');
+    await writeFlushed(relay, Buffer.concat([pairingSignal(), Buffer.from('one')]));
     expect((await readExactly(relay, 3)).toString()).toBe('one');
 
+    await r.until(() => r.accepted.length === 2); // the pool refilled after the pairing
     p.child.kill('SIGTERM');
     await p.waitLog('stopping');
+    const requests = r.requests.length;
+    // The idle registration is closed at once; the pairing is not.
+    await closed(r.accepted[1]!.socket, 5000);
     // Still forwarding after the signal...
     await writeFlushed(relay, 'two');
     expect((await readExactly(relay, 3)).toString()).toBe('two');
@@ -115,5 +119,7 @@ describe('taas-agent command line', () => {
     await pollUntil(() => t.conns.length === 1);
     t.conns[0]!.end();
     expect(await p.exited).toBe(0);
+    // Draining: no registration was made after the signal.
+    expect(r.requests.length).toBe(requests);
   });
 });

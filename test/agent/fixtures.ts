@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import forge from 'node-forge';
-import type { AgentFile } from '../../src/protocol/index.js';
+import { formatProxyHeader, type AgentFile } from '../../src/protocol/index.js';
 import { closeServer, listen } from '../helpers/net.js';
 
 export interface Pem {
@@ -237,4 +237,12 @@ export class Target {
     for (const s of this.conns) s.destroy();
     await closeServer(this.server);
   }
+}
+
+/** The client the fake relay names in its pairing signal. */
+export const SIGNAL_CLIENT = { clientAddress: '203.0.113.7', clientPort: 51234, relayAddress: '198.51.100.1', relayPort: 20001 };
+
+/** The pairing signal as the relay sends it (a PROXY header) on an accepted registration. */
+export function pairingSignal(version: 'v1' | 'v2' = 'v2', addresses = SIGNAL_CLIENT): Buffer {
+  return formatProxyHeader(version, addresses);
 }

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/agent/log.js';
 import { LabelPool } from '../../src/agent/pool.js';
 import { Responder } from '../../src/agent/responder.js';
+import { StreamEngine } from '../../src/relay/engines/stream.js';
 
 /** A responder that never connected: enough for bookkeeping, closing it only marks it done. */
 function responder(idleSince: number): Responder {
-  const r = new Responder({ label: 'demo', relay: { host: '127.0.0.1', port: 1 }, cookie: null, target: { host: '127.0.0.1', port: 1 }, tls: null, serverFirst: false, connectTimeoutMs: 1, keepAliveMs: 1000, log: silentLogger() });
+  const r = new Responder({ label: 'demo', relay: { host: '127.0.0.1', port: 1 }, cookie: null, target: { host: '127.0.0.1', port: 1 }, tls: null, proxyProtocol: null, engine: new StreamEngine(), connectTimeoutMs: 1, keepAliveMs: 1000, log: silentLogger() });
   r.state = 'idle';
   r.idleSince = idleSince;
   return r;

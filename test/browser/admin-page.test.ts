@@ -106,6 +106,11 @@ describe('admin page', () => {
     await page.locator('.tag-list li:has-text("larder")').waitFor({ timeout: 10_000 });
     await page.click('button[aria-label="Remove label larder"]');
     await page.locator('.tag-list li:has-text("larder")').waitFor({ state: 'detached' });
+    // A label's client mode: the selector sends a JSON Patch of /clientMode (If-Match the version shown).
+    expect(await page.locator('select[data-client-mode="kitchen"]').inputValue()).toBe('redirect');
+    await page.selectOption('select[data-client-mode="kitchen"]', 'passthrough');
+    await page.locator('select[data-client-mode="kitchen"] option[value="passthrough"][selected]').waitFor({ state: 'attached' });
+    expect((await h.call('GET', `/api/entries/${entryId}`, { key: h.managementKey })).body.clientMode).toEqual({ kitchen: 'passthrough' });
     await page.locator('text=/status').waitFor();
     await page.locator('td:has-text("127.0.0.1")').first().waitFor();
     // Today's count of the pairing above: one pairing, 4608 bytes.

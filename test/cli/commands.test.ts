@@ -29,6 +29,8 @@ describe('taas-server commands', () => {
     [['start', '--config', '/nonexistent/x.json'], /config file \/nonexistent\/x\.json: no such file/],
     [['config', 'check'], /config key taasPort: "?70000"? is not allowed; expected a port/],
     [['entries', 'add'], /required option '--label <label>'/],
+    [['entries', 'add', '--label', 'web', '--client-mode', 'tunnel'], /--client-mode tunnel: expected redirect or passthrough, or LABEL=MODE/],
+    [['entries', 'add', '--label', 'web', '--client-mode', 'ssh=passthrough'], /client mode given for label ssh, which the entry does not have/],
   ])('%j fails with one clear line and a non-zero exit', async (args, msg) => {
     const d = tempDir();
     const r = await run('server', args, { TAAS_DATA_DIR: path.join(d, 'data'), ...(args[0] === 'config' ? { TAAS_TAAS_PORT: '70000' } : {}) });

@@ -10,6 +10,7 @@ import { startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { connect, readExactly, writeFlushed } from '../helpers/net.js';
 import { formatCookieLine, parseEndpoint, type AgentFile } from '../../src/protocol/index.js';
 import { clientPort, readAgentFile, refusedOrClosed, registrarArgs, totpHeader } from './util.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 let daemon: Daemon;
 let file: AgentFile;
@@ -44,6 +45,7 @@ describe('allocated port', () => {
 
     // The genuine hidden server is still welcome and becomes an idle responder.
     const genuine = track(await connect(ep.port));
+    const { signal } = stripPairingSignal(genuine); // as the agent does
     await writeFlushed(genuine, formatCookieLine(cookie));
 
     // A mobile client is paired with the genuine responder; the cookie line never reaches it.
@@ -51,6 +53,8 @@ describe('allocated port', () => {
     const client = track(await connect(q));
     client.write('hello hidden server');
     expect((await readExactly(genuine, 19)).toString()).toBe('hello hidden server');
+    // Before the client's octets came the pairing signal, naming this client.
+    expect((await signal).addresses).toMatchObject({ clientAddress: '127.0.0.1', clientPort: client.localPort, relayPort: q });
     genuine.write('hello client');
     expect((await readExactly(client, 12)).toString()).toBe('hello client');
 

@@ -22,8 +22,7 @@ beforeAll(async () => {
   daemon = await startDaemon({ clientWaitTimeout: 30, portRange: [20000, 29999] });
 });
 afterEach(async () => {
-  // Clients first, so no pairing holds an agent in its drain; then agents, before their
-  // targets: a --server-first agent would otherwise reconnect to a target being closed.
+  // Clients first, so no pairing holds an agent in its drain; then agents, before their targets.
   for (const c of clients.splice(0)) c.destroy();
   await Promise.all(agents.map((a) => a.stop()));
   agents = [];
@@ -107,7 +106,7 @@ describe('pairing through daemon and agent', () => {
     console.log(`64 MiB each way through daemon + agent: ${Date.now() - t0} ms`);
   });
 
-  it('a server-speaks-first target: its banner is waiting when the client connects (--server-first)', async () => {
+  it('a server-speaks-first target: its banner reaches the client first, the target connected only at pairing (--server-first a no-op)', async () => {
     const banner = 'SSH-2.0-taas_e2e\r\n';
     const port = await target((s) => {
       s.write(banner);

@@ -1,7 +1,8 @@
 /**
  * A hidden server's side done by hand, so a test controls each responder socket: registers
  * with the registrar over real TLS (a TOTP code first, the session token after), then
- * connects to the allocated port and sends the TAAS-Cookie line, as taas-agent does.
+ * connects to the allocated port and sends the TAAS-Cookie line, as taas-agent does, and takes
+ * the pairing signal (PROXY header) off what the relay sends, as taas-agent does too.
  */
 import fs from 'node:fs';
 import https from 'node:https';
@@ -10,6 +11,7 @@ import { totpCode } from '../../src/auth/totp.js';
 import { formatSessionAuthorization, formatTotpAuthorization } from '../../src/protocol/index.js';
 import type { AgentFile } from '../../src/protocol/index.js';
 import { writeFlushed } from '../helpers/net.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 export interface Issued {
   host: string;
@@ -67,6 +69,7 @@ export class Registrant {
       c.once('error', reject);
     });
     s.on('error', () => {});
+    stripPairingSignal(s);
     await writeFlushed(s, `TAAS-Cookie ${issued.cookie}\r\n`);
     return s;
   }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { newCookie, formatCookieLine } from '../../src/protocol/index.js';
 import { closed, connect, freePort, pollUntil, readAll, readExactly, sendBytes, writeFlushed } from '../helpers/net.js';
 import { addResponder, count, ID, makeRelay, open, type TestRelay } from './relay-harness.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 let t: TestRelay;
 afterEach(async () => {
@@ -84,6 +85,7 @@ describe('client port', () => {
     const sent = sendBytes(c, 4 * 1024 * 1024); // 4 MiB while waiting, then FIN
     await pollUntil(() => t.relay.labelState('big').waiting === 1);
     const r = await open(t, port);
+    stripPairingSignal(r);
     const got = readAll(r, 0);
     r.write(formatCookieLine(cookie));
     const hash = await sent;
@@ -106,6 +108,7 @@ describe('client port', () => {
     await pollUntil(() => t.relay.labelState('demo').waiting === 1);
     expect(count(t, 'pool-empty')).toBe(1);
     const r2 = await open(t, port);
+    stripPairingSignal(r2);
     const atR2 = readExactly(r2, 10);
     r2.write(formatCookieLine(cookie));
     c2.write('late');
@@ -167,6 +170,7 @@ describe('client port', () => {
     c.end('request');
     await pollUntil(() => t.relay.labelState('demo').waiting === 1);
     const r2 = await open(t, port);
+    stripPairingSignal(r2);
     const atR2 = readAll(r2);
     r2.write(formatCookieLine(cookie));
     expect((await atR2).data.toString()).toBe('request');

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
 import { closed, connect, freePort, pollUntil, readAll, waitFor } from '../helpers/net.js';
 import { addResponder, count, ID, makeRelay, open, track, type TestRelay } from './relay-harness.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 let t: TestRelay;
 afterEach(async () => {
@@ -94,6 +95,7 @@ describe('relay lifecycle', () => {
     const stranger = track(t, await connect(port, { host: '::1', localAddress: '::1' }));
     expect(stranger.remoteAddress).toBe('::1');
     const r = track(t, await connect(port, { host: '::1' }));
+    const { signal } = stripPairingSignal(r);
     r.write(formatCookieLine(cookie) + 'v6 banner|');
     // The first connection (same address, no cookie yet) is still a candidate; give it a wrong one.
     stranger.write(formatCookieLine(newCookie()));
@@ -110,5 +112,7 @@ describe('relay lifecycle', () => {
     expect((await got).data.toString()).toBe('v6 banner|done');
     await pollUntil(() => count(t, 'pairing-end') === 1);
     expect(t.events['pairing-end']![0]).toMatchObject({ client: `[::1]:${cPort}`, responder: `[::1]:${rPort}`, path: '/v6' });
+    // The pairing signal named the same client, and the relay's client port.
+    expect((await signal).addresses).toEqual({ clientAddress: '::1', clientPort: cPort, relayAddress: '::1', relayPort: q });
   });
 });

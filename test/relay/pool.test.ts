@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
 import { pollUntil, readAll, readExactly } from '../helpers/net.js';
 import { addResponder, count, ID, makeRelay, open, track, type TestRelay } from './relay-harness.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 let t: TestRelay;
 afterEach(async () => {
@@ -23,6 +24,7 @@ function startAgent(t: TestRelay, label: string, poolSize: number): { stop(): vo
     const cookie = newCookie();
     const { port } = await t.relay.allocate({ id: ID, label, remoteAddress: '127.0.0.1', cookie });
     const s = await open(t, port);
+    stripPairingSignal(s);
     s.write(formatCookieLine(cookie));
     s.once('data', (first: Buffer) => {
       void register();

@@ -12,6 +12,7 @@ import type { RelayEngine } from '../../src/relay/engine.js';
 import { StreamEngine } from '../../src/relay/engines/stream.js';
 import { Relay, type RelayEvents } from '../../src/relay/relay.js';
 import { connect, pollUntil } from '../helpers/net.js';
+import { stripPairingSignal, type Signal } from '../helpers/signal.js';
 
 export const ID = '6f1c1b0e-7d6a-4d4e-9a53-0d3c8d1f2a10';
 
@@ -94,13 +95,17 @@ export async function open(t: TestRelay, port: number, localAddress?: string): P
 /**
  * What an agent does: registers (allocate), connects from 127.0.0.1, sends its cookie line
  * (plus `banner`, a server-speaks-first greeting, in the same write), and waits until the
- * relay has it idle in the pool.
+ * relay has it idle in the pool. Like the agent, it takes the pairing signal (PROXY header) off
+ * what the relay sends; `signals` keeps each one, by socket.
  */
+export const signals = new WeakMap<net.Socket, Promise<Signal>>();
+
 export async function addResponder(t: TestRelay, label: string, banner = ''): Promise<net.Socket> {
   const cookie = newCookie();
   const before = t.events['responder-ready']?.length ?? 0;
   const { port } = await t.relay.allocate({ id: ID, label, remoteAddress: '127.0.0.1', cookie });
   const s = await open(t, port);
+  signals.set(s, stripPairingSignal(s).signal);
   s.write(formatCookieLine(cookie) + banner);
   await pollUntil(() => (t.events['responder-ready']?.length ?? 0) > before);
   return s;

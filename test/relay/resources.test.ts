@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { formatCookieLine, newCookie } from '../../src/protocol/index.js';
 import { closed, fdCount, pollUntil, readAll } from '../helpers/net.js';
 import { count, ID, makeRelay, open, testRange, type TestRelay } from './relay-harness.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 let t: TestRelay;
 afterEach(async () => {
@@ -28,6 +29,7 @@ describe('relay resources', () => {
     const cookie0 = newCookie();
     const { port: p0 } = await t.relay.allocate({ id: ID, label: 'warm', remoteAddress: '127.0.0.1', cookie: cookie0 });
     const r0 = await open(t, p0);
+    stripPairingSignal(r0);
     r0.on('data', (c: Buffer) => r0.write(c));
     r0.on('end', () => r0.end());
     r0.write(formatCookieLine(cookie0));
@@ -61,6 +63,7 @@ describe('relay resources', () => {
         const cookie = newCookie();
         const { port } = await t.relay.allocate({ id: ID, label, remoteAddress: '127.0.0.1', cookie });
         const r = await open(t, port);
+        stripPairingSignal(r);
         r.on('data', (c: Buffer) => r.write(c));
         r.on('end', () => r.end());
         r.write(formatCookieLine(cookie));

@@ -12,6 +12,7 @@ import { SCHEMA, type Config } from '../../src/config/schema.js';
 import * as P from '../../src/protocol/limits.js';
 import * as R from '../../src/relay/constants.js';
 import { MAX_POLICY_CIDRS } from '../../src/protocol/policy.js';
+import { OUTBOX_LIMIT } from '../../src/store/outbox.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -50,12 +51,13 @@ const SWITCHES: Partial<Record<keyof Config, string>> = {
   generateCert: 'with no certificate configured, generate one; `false` serves plain HTTP (codes then cross the network in clear).',
   adminKeyFile: 'with `adminCertFile`: HTTPS for the admin API. Without them it is plain HTTP: keep `adminHost` on loopback.',
   adminCertFile: 'see `adminKeyFile`.',
+  sharedPort: 'one port (`taasPort`) for the registrar, responders (cookie line first) and SNI passthrough; each connection is classified within the fixed bounds below before anything else reads it. A passthrough label\'s hidden server faces mobile clients directly, as a client port\'s does.',
 };
 
 /** Config keys that bound nothing an attacker controls. */
 export const NOT_LIMITS: readonly (keyof Config)[] = [
   'taasHost', 'taasPort', 'namedRegistrar', 'namedServers', 'keyFile', 'certFile', 'keyData', 'crtData', 'redis', 'dataDir',
-  'advertiseHost', 'locationHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive',
+  'advertiseHost', 'locationHost', 'adminHost', 'adminPort', 'logLevel', 'relayEngine', 'proxyProtocol', 'drainTimeout', 'heartbeatInterval', 'nodeId', 'responderKeepalive', 'acme',
 ];
 
 export const LISTED: readonly (keyof Config)[] = [...Object.keys(WHEN_HIT), ...Object.keys(SWITCHES)] as (keyof Config)[];
@@ -133,9 +135,11 @@ export function fixedBoundsTable(): string {
     ['failure window per address', '60 s', 'see `failuresPerAddress`'],
     ['attempt log per ID', `${P.ATTEMPTS_PER_ID} records`, 'oldest dropped'],
     ['pairing history per label', `${P.PAIRINGS_PER_LABEL} records`, 'oldest dropped'],
+    ['first octets on the shared port (`sharedPort`): a ClientHello or cookie line', `${P.MAX_CLASSIFY_BYTES} bytes (a ClientHello of at most ${P.MAX_CLIENT_HELLO_BYTES}) within ${P.CLASSIFY_TIMEOUT_MS / 1000} s`, 'silence or too slow: closed at the time bound; too large, malformed, neither TLS nor a cookie line, an unknown or spent cookie: closed at once; an SNI of a label no entry holds: TLS alert `unrecognized_name`, closed'],
     ['remembered request paths per label', `${R.PATHS_PER_LABEL}, ${R.PATH_TTL_MS / 1000} s`, 'oldest dropped'],
     ['CIDR blocks per allow or deny list of a label policy', String(MAX_POLICY_CIDRS), '`422 TAAS_POLICY_INVALID`'],
     ['rate buckets kept (a label policy\'s `rate`, per label and address bucket)', '100000', 'full ones swept, then the oldest dropped'],
+    ['records waiting for the store during an outage', `${OUTBOX_LIMIT.toLocaleString('en')} (pairings and attempts)`, 'oldest dropped, counted in `taas_store_outbox_dropped_total`'],
   ];
   return ['| bound | value | when hit |', '|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }

@@ -15,6 +15,7 @@ import type { AgentFile } from '../../src/protocol/agent-file.js';
 import { closeServer, closed, connect, listen, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { base32Decode } from './base32.js';
 import { ROOT, TestDaemon, portOf } from './daemon.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 describe('logs never hold a credential', () => {
   let d: TestDaemon;
@@ -63,6 +64,7 @@ describe('logs never hold a credential', () => {
 
     // The genuine responder, a mobile client, traffic both ways, then the end of the pairing.
     const responder = await open(portOf(reg.body));
+    stripPairingSignal(responder); // as the agent does
     await writeFlushed(responder, `TAAS-Cookie ${cookie}\r\n`);
     await pollUntil(async () => JSON.stringify((await d.admin('/api/live')).body).includes('"idle":1'), 5000);
     const redirect = await d.request('GET', '/secret-path?token=abc', { host: 'logged.localhost' });

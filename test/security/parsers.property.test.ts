@@ -6,6 +6,7 @@
  * code; never a TypeError, RangeError or anything else. Where a parser returns, what it
  * returns keeps its promise (valid label, digits-only token, URI-safe Location, ...).
  */
+import net from 'node:net';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { verifyTotp } from '../../src/auth/totp.js';
@@ -27,7 +28,10 @@ import {
   parseRegistrarPath,
   parseRetryAfter,
   parseSessionAuthorization,
+  parseProxyHeader,
   parseTotpAuthorization,
+  PROXY_V1_MAX,
+  PROXY_V2_MAX,
   routeHost,
   safePathAndQuery,
   scanCookieLine,
@@ -82,6 +86,21 @@ describe('TOTP Authorization header', () => {
         const header = `TOTP${sp.length ? sp : ' '}${swap ? `${b},${sp}${a}` : `${a},${sp}${b}`}`;
         expect(parseTotpAuthorization(header)).toEqual({ id, token });
         expect(parseTotpAuthorization(formatTotpAuthorization({ id, token }))).toEqual({ id, token });
+      }),
+      RUNS,
+    );
+  });
+});
+
+describe('PROXY header (the pairing signal; more in test/unit/proxy-header.test.ts)', () => {
+  const pieces = ['PROXY ', 'TCP4 ', 'TCP6 ', 'UNKNOWN', '127.0.0.1 ', '::1 ', '65535 ', '0 ', '\r\n', '\n', '\r\n\r\n\u0000\r\nQUIT\n', '\u0021\u0011\u0000\u000c', '\u0021\u0021\u0000\u0024', '\u0020\u0000\u0000\u0000'];
+  it('never throws; a header lies within its bound, and an address it reports is an IP literal', () => {
+    fc.assert(
+      fc.property(fc.oneof(anyText, grammar(pieces)), (s) => {
+        const h = parseProxyHeader(Buffer.from(s, 'latin1'));
+        if (h.kind !== 'header') return;
+        expect(h.length).toBeLessThanOrEqual(h.version === 'v1' ? PROXY_V1_MAX : PROXY_V2_MAX);
+        if (h.addresses) expect(net.isIP(h.addresses.clientAddress) * net.isIP(h.addresses.relayAddress)).toBeGreaterThan(0);
       }),
       RUNS,
     );

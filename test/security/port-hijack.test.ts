@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentFile } from '../../src/protocol/agent-file.js';
 import { closed, connect, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { TestDaemon, portOf } from './daemon.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 describe('allocated port: only the registering hidden server with its cookie becomes the responder', () => {
   let d: TestDaemon;
@@ -63,6 +64,7 @@ describe('allocated port: only the registering hidden server with its cookie bec
 
     // The registration was not consumed: the genuine agent gets in, with a banner after its cookie.
     const genuine = await open(port);
+    stripPairingSignal(genuine); // as the agent does
     await writeFlushed(genuine, `TAAS-Cookie ${cookie}\r\nBANNER`);
     await pollUntil(async () => JSON.stringify((await d.admin('/api/live')).body).includes('"idle":1'), 5000);
 

@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { closed, connect, pollUntil, readExactly, writeFlushed } from '../helpers/net.js';
 import { TestDaemon, portOf } from './daemon.js';
+import { stripPairingSignal } from '../helpers/signal.js';
 
 /** SHA-256 fingerprint of the certificate the registrar presents for `servername`. */
 function fingerprint(port: number, servername: string): Promise<string> {
@@ -37,6 +38,7 @@ describe('certificate reload on SIGHUP', () => {
     const reg = await d.register(agent, 'steady');
     const responder = await connect(portOf(reg.body));
     sockets.push(responder);
+    stripPairingSignal(responder); // as the agent does
     await writeFlushed(responder, `TAAS-Cookie ${reg.headers['taas-cookie']}\r\n`);
     await pollUntil(async () => JSON.stringify((await d.admin('/api/live')).body).includes('"idle":1'), 5000);
     const redirect = await d.request('GET', '/', { host: 'steady.localhost' });

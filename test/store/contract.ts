@@ -301,6 +301,19 @@ export function runStoreContract(name: string, open: () => Promise<StoreHandle>)
         await pollUntil(async () => (await s.getDoc('refresh', 'short')) === null, 5000, 50);
         expect(await s.listDocs('refresh')).toEqual([{ key: 'long', value: { v: 2 } }]);
       });
+
+      it('claims a document once: concurrent claims, one winner; free again after delete or TTL', async () => {
+        const results = await Promise.all([1, 2, 3, 4, 5].map((n) => s.claimDoc('acme', 'lock', { n }, 30)));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = results.indexOf(true) + 1;
+        expect(await s.getDoc('acme', 'lock')).toEqual({ n: winner });
+        expect(await s.claimDoc('acme', 'lock', { n: 9 }, 30)).toBe(false);
+        expect(await s.deleteDoc('acme', 'lock')).toBe(true);
+        expect(await s.claimDoc('acme', 'lock', { n: 10 }, 0.3)).toBe(true);
+        await pollUntil(async () => (await s.getDoc('acme', 'lock')) === null, 5000, 50);
+        expect(await s.claimDoc('acme', 'lock', { n: 11 }, 30)).toBe(true);
+        expect(await s.getDoc('acme', 'lock')).toEqual({ n: 11 });
+      });
     });
 
     describe('watch and ping', () => {

@@ -59,7 +59,7 @@ describe('store export/import', () => {
   it('round-trips embedded → Redis → embedded without loss', async () => {
     const src = await fileStore();
     await src.createEntry(makeEntry({ labels: ['one1'], createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z' }));
-    await src.createEntry(makeEntry({ labels: ['two1', 'two2'], clientPorts: { two2: 41234 }, createdAt: '2026-01-02T00:00:00.000Z', updatedAt: '2026-01-03T00:00:00.000Z' }));
+    await src.createEntry(makeEntry({ labels: ['two1', 'two2'], clientPorts: { two2: 41234 }, clientMode: { two1: 'passthrough' }, createdAt: '2026-01-02T00:00:00.000Z', updatedAt: '2026-01-03T00:00:00.000Z' }));
     await src.createEntry(makeEntry({ id: 'operator-chosen.id_1', labels: [], createdAt: '2026-01-03T00:00:00.000Z', updatedAt: '2026-01-03T00:00:00.000Z' }));
     const lines = await collect(exportEntries(src));
     expect(lines.length).toBe(3);
@@ -70,6 +70,7 @@ describe('store export/import', () => {
     expect(await importEntries(mid, lines)).toEqual({ created: 3, updated: 0, skipped: 0 });
     expect(content(await mid.listEntries())).toEqual(content(await src.listEntries()));
     expect((await mid.entryForLabel('two2'))?.clientPorts).toEqual({ two2: 41234 });
+    expect((await mid.entryForLabel('two1'))?.clientMode).toEqual({ two1: 'passthrough' });
 
     const back = await fileStore();
     // As one block of text, the way a CLI may read a small file.

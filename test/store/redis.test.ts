@@ -5,6 +5,7 @@
 import crypto from 'node:crypto';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RETRY_AFTER_S } from '../../src/store/redis-connection.js';
 import { RedisStore } from '../../src/store/redis-store.js';
 import { SecretBox } from '../../src/store/secret-box.js';
 import { type RedisProcess, startRedis } from '../helpers/redis.js';
@@ -93,7 +94,7 @@ describe('Redis store specifics', () => {
     const url = redis.url.replace(/:[^@/]*@/, ':wrong@');
     const store = await RedisStore.connect(url, box, logger);
     try {
-      await expect(store.ping()).rejects.toMatchObject({ code: 'TAAS_STORE_UNAVAILABLE', status: 503, retryAfter: 5 });
+      await expect(store.ping()).rejects.toMatchObject({ code: 'TAAS_STORE_UNAVAILABLE', status: 503, retryAfter: RETRY_AFTER_S });
     } finally {
       await store.close();
     }

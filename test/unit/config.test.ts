@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { validate, envName } from '../../src/config/schema.js';
+import { validate, envName, reloaded } from '../../src/config/schema.js';
 import { loadConfig, maskConfig } from '../../src/config/load.js';
 import { LiveConfig, fixedConfig } from '../../src/config/view.js';
 
@@ -28,6 +28,7 @@ describe('config validation', () => {
     [{ logLevel: 'loud' }, /logLevel: "loud" is not allowed; expected fatal \| error/],
     [{ taasport: 1 }, /taasport is unknown; did you mean taasPort\?/],
     [{ relayEngine: 'fast' }, /relayEngine/],
+    [{ proxyProtocol: 'v3' }, /proxyProtocol/],
     [{ keyFile: 'k' }, /certFile/],
     [{ redis: 'http://x' }, /redis/],
   ])('refuses %j naming the key, the value and what is allowed', (raw, msg) => {
@@ -60,6 +61,33 @@ describe('config validation', () => {
     [{ password: 7 }, /config key redis\.password: "\(masked\)" is not allowed; expected a string/],
   ])('validates the sub-keys of a redis object: %j', (redis, msg) => {
     expect(() => validate({ redis })).toThrow(msg);
+  });
+  const ACME = { directoryUrl: 'https://acme.example/dir', termsOfServiceAgreed: true };
+  it.each([
+    [{ ...ACME, dirUrl: 'x' }, /config key acme\.dirUrl is unknown; an acme object takes directoryUrl, email/],
+    [{ termsOfServiceAgreed: true }, /config key acme\.directoryUrl: "missing" is not allowed; expected the https:\/\/ URL/],
+    [{ ...ACME, directoryUrl: 'http://acme.example/dir' }, /config key acme\.directoryUrl: "http:\/\/acme\.example\/dir" is not allowed; expected an https:\/\/ URL/],
+    [{ directoryUrl: ACME.directoryUrl }, /config key acme\.termsOfServiceAgreed: false is not allowed; expected true/],
+    [{ ...ACME, email: 'nobody' }, /config key acme\.email: "nobody" is not allowed; expected an e-mail address/],
+    [{ ...ACME, challenge: 'tls-sni-01' }, /config key acme\.challenge: "tls-sni-01" is not allowed; expected tls-alpn-01 \| http-01 \| dns-01/],
+    [{ ...ACME, challenge: 'http-01' }, /config key acme\.http01Port: "missing" is not allowed/],
+    [{ ...ACME, challenge: 'dns-01' }, /config key acme\.dns01Hook: "missing" is not allowed/],
+    [{ ...ACME, wildcard: true }, /config key acme\.wildcard: true is not allowed; expected false unless acme\.challenge is dns-01/],
+    [{ ...ACME, http01Port: 70000 }, /config key acme\.http01Port: 70000 is not allowed; expected a port/],
+    [{ ...ACME, names: ['ok.example', 'bad name'] }, /config key acme\.names: .* is not allowed; expected an array of DNS names/],
+    [{ ...ACME, renewBeforeDays: 400 }, /config key acme\.renewBeforeDays: 400 is not allowed; expected a number 0\.\.365/],
+    [{ ...ACME, checkInterval: 0 }, /config key acme\.checkInterval: 0 is not allowed/],
+  ])('validates the sub-keys of an acme object: %j', (acme, msg) => {
+    expect(() => validate({ acme })).toThrow(msg);
+  });
+  it('fills acme defaults, takes TAAS_ACME as JSON, and wants a DNS name for the registrar', () => {
+    expect(validate({ acme: ACME }).acme).toEqual({ ...ACME, challenge: 'tls-alpn-01', wildcard: false, names: [], renewBeforeDays: 30, checkInterval: 3600 });
+    const full = { ...ACME, email: 'ops@example.com', caFile: '/ca.pem', rootFile: '/root.pem', challenge: 'dns-01', dns01Hook: '/hook', wildcard: true, http01Port: 80, names: ['Extra.Example'], renewBeforeDays: 20, checkInterval: 60 };
+    expect(validate({ acme: full }).acme).toEqual({ ...full, names: ['extra.example'] });
+    expect(validate({ acme: JSON.stringify(ACME) }).acme?.directoryUrl).toBe(ACME.directoryUrl);
+    expect(() => validate({ acme: 'nope' })).toThrow(/config key acme: "nope" is not allowed/);
+    expect(() => validate({ acme: ACME, namedRegistrar: '203.0.113.5' })).toThrow(/config key namedRegistrar: "203\.0\.113\.5" is not allowed; expected a DNS name when acme is set/);
+    expect(Object.isFrozen(validate({ acme: ACME }).acme!.names)).toBe(true);
   });
   it('keeps valid redis sub-keys as given', () => {
     const redis = { host: 'h', port: '6380', password: 'p', username: 'u', db: 2, tls: true, tlsCaFile: '/ca.pem', prefix: 'x:', cluster: [{ host: 'c', port: 7000 }] };
@@ -129,5 +157,17 @@ describe('the live config view', () => {
     expect(seen).toEqual([[1, 2]]);
     expect(later).toEqual([2, 3]);
     expect(fixedConfig(first).current).toBe(first);
+  });
+
+  it('a reload keeps restart-only keys at their start values and names those that changed', () => {
+    const start = validate({ taasPort: 8443, redis: 'redis://a:6379', maxPorts: 10 });
+    const same = validate({ taasPort: 8443, redis: 'redis://a:6379', maxPorts: 20 });
+    expect(reloaded(start, same)).toEqual({ config: same, ignored: [] });
+    const { config, ignored } = reloaded(start, validate({ taasPort: 9443, nodeId: 'b', maxPorts: 20, maxHeaderBytes: 4096 }));
+    expect(ignored.sort()).toEqual(['maxHeaderBytes', 'nodeId', 'redis', 'taasPort']);
+    // The live key takes its new value; the restart-only ones stay (redis: still there, nodeId: still unset).
+    expect(config).toMatchObject({ maxPorts: 20, taasPort: 8443, redis: 'redis://a:6379', maxHeaderBytes: 8192 });
+    expect('nodeId' in config).toBe(false);
+    expect(Object.isFrozen(config)).toBe(true);
   });
 });

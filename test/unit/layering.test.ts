@@ -26,7 +26,8 @@ const LAYERS: Record<string, readonly string[]> = {
   registrar: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'relay'],
   cluster: ['errors', 'config', 'protocol', 'observe', 'store', 'relay'],
   admin: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries'],
-  agent: ['errors', 'util', 'config', 'protocol', 'observe', 'auth'],
+  // The agent moves octets with the relay's engines (relay/engine.ts, relay/engines/), nothing else of relay/; tls/ for --tls and --acme.
+  agent: ['errors', 'util', 'config', 'protocol', 'observe', 'auth', 'relay', 'tls'],
   daemon: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'registrar', 'cluster', 'admin'],
   cli: ['errors', 'util', 'config', 'protocol', 'observe', 'store', 'auth', 'tls', 'entries', 'relay', 'admin', 'agent'],
 };
@@ -95,6 +96,14 @@ describe('layering of src/', () => {
       const lazy = LAZY[a]?.length ? `; lazily, by await import(): ${LAZY[a]!.join(', ')}` : '';
       wrong.push(`${path.relative(SRC, i.from)} imports ${path.relative(SRC, i.to)} (${a} may use ${LAYERS[a]?.join(', ') || 'nothing'}${lazy})`);
     }
+    expect(wrong).toEqual([]);
+  });
+
+  it('outside relay/, only the engines are used: engine.ts and engines/ (the agent copies octets with them)', () => {
+    const wrong = imports
+      .filter((i) => roomOf(i.from) !== 'relay' && roomOf(i.to) === 'relay' && ['agent'].includes(roomOf(i.from)))
+      .map((i) => path.relative(SRC, i.to))
+      .filter((to) => to !== path.join('relay', 'engine.ts') && !to.startsWith(path.join('relay', 'engines') + path.sep));
     expect(wrong).toEqual([]);
   });
 

@@ -13,6 +13,7 @@ import { applyEntryPatch } from '../patch.js';
 import { qrDataUrl } from '../qr.js';
 import { publicEntry } from '../views.js';
 import type { LabelPolicy } from '../../protocol/policy.js';
+import type { ClientMode } from '../../store/types.js';
 
 const READ_ONLY = new Set(['id', 'createdAt', 'updatedAt', 'version']);
 
@@ -20,6 +21,7 @@ interface EntryBody {
   labels: string[];
   clientPorts?: Record<string, number>;
   policies?: Record<string, LabelPolicy>;
+  clientMode?: Record<string, ClientMode>;
 }
 
 /** Validates a create/replace body: labels and clientPorts; read-only members must be absent or agree. */
@@ -27,15 +29,17 @@ function entryBody(raw: unknown, id?: string): EntryBody {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new TaasError('TAAS_BAD_REQUEST', 'the body must be a JSON object { "labels": [...], "clientPorts": {...} }');
   const b = raw as Record<string, unknown>;
   for (const k of Object.keys(b)) {
-    if (k === 'labels' || k === 'clientPorts' || k === 'policies' || READ_ONLY.has(k)) continue;
-    throw new TaasError('TAAS_BAD_REQUEST', `unknown member ${JSON.stringify(k)}; an entry body has labels, clientPorts and policies`);
+    if (k === 'labels' || k === 'clientPorts' || k === 'policies' || k === 'clientMode' || READ_ONLY.has(k)) continue;
+    throw new TaasError('TAAS_BAD_REQUEST', `unknown member ${JSON.stringify(k)}; an entry body has labels, clientPorts, policies and clientMode`);
   }
   if (id !== undefined && b.id !== undefined && b.id !== id) throw new TaasError('TAAS_BAD_REQUEST', `the body's id ${JSON.stringify(b.id)} differs from the path's ${id}`);
   if (!Array.isArray(b.labels) || !b.labels.every((l) => typeof l === 'string')) throw new TaasError('TAAS_ENTRY_INVALID', 'labels must be a list of labels');
   const cp = b.clientPorts;
   if (cp !== undefined && (cp === null || typeof cp !== 'object' || Array.isArray(cp))) throw new TaasError('TAAS_ENTRY_INVALID', 'clientPorts must be an object of label → port');
+  const cm = b.clientMode;
+  if (cm !== undefined && (cm === null || typeof cm !== 'object' || Array.isArray(cm))) throw new TaasError('TAAS_ENTRY_INVALID', 'clientMode must be an object of label → redirect | passthrough');
   // policies are checked by the entry service (TAAS_POLICY_INVALID naming the label and member).
-  return { labels: b.labels as string[], ...(cp ? { clientPorts: cp as Record<string, number> } : {}), ...(b.policies !== undefined ? { policies: b.policies as Record<string, LabelPolicy> } : {}) };
+  return { labels: b.labels as string[], ...(cp ? { clientPorts: cp as Record<string, number> } : {}), ...(b.policies !== undefined ? { policies: b.policies as Record<string, LabelPolicy> } : {}), ...(cm ? { clientMode: cm as Record<string, ClientMode> } : {}) };
 }
 
 async function issuedBody(i: IssuedEntry) {

@@ -95,6 +95,19 @@ export async function renderNew() {
   labels.focus();
 }
 
+/**
+ * A label's client mode: redirect (a 307 to a client port) or passthrough (TLS routed by SNI on
+ * the shared port). Changed with a JSON Patch of /clientMode, conditional on the shown version.
+ */
+function modeControl(entry, label, canWrite, changed) {
+  const mode = entry.clientMode?.[label] ?? 'redirect';
+  if (!canWrite) return h('span', { class: 'muted', 'data-client-mode': label }, ` ${mode}`);
+  return h('select', { class: 'small', 'data-client-mode': label, 'aria-label': `Client mode of ${label}`, onchange: (ev) => {
+    const op = { op: 'add', path: `/clientMode/${label}`, value: ev.target.value };
+    changed(api('PATCH', `/api/entries/${encodeURIComponent(entry.id)}`, [op], { 'content-type': 'application/json-patch+json', 'if-match': `"${entry.version}"` }));
+  } }, ['redirect', 'passthrough'].map((m) => h('option', { value: m, selected: m === mode ? true : null }, m)));
+}
+
 export async function renderEntry(id) {
   const gen = ++state.gen;
   const entry = await api('GET', `/api/entries/${encodeURIComponent(id)}`);
@@ -150,6 +163,7 @@ export async function renderEntry(id) {
     h('section', { class: 'card', 'aria-labelledby': 'lb' },
       h('h2', { id: 'lb' }, 'Labels'),
       h('ul', { class: 'tag-list' }, entry.labels.map((l) => h('li', {}, h('span', {}, l, entry.clientPorts[l] ? ` (port ${entry.clientPorts[l]})` : '', entry.policies?.[l] ? ' (policy)' : ''),
+        modeControl(entry, l, canWrite, changed),
         h('a', { href: `#/label/${encodeURIComponent(l)}`, class: 'small', 'data-label-view': l, 'aria-label': `Charts and policy of ${l}` }, 'charts'),
         canWrite ? h('button', { type: 'button', class: 'link small', 'aria-label': `Remove label ${l}`, disabled: entry.labels.length === 1, onclick: () => changed(api('DELETE', `/api/entries/${encodeURIComponent(entry.id)}/labels/${encodeURIComponent(l)}`)) }, '✕') : null))),
       canWrite ? h('form', { class: 'row', id: 'add-label-form', onsubmit: (ev) => {
