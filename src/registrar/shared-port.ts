@@ -164,6 +164,9 @@ export class SharedPort {
   private async passthrough(label: string, s: net.Socket, hello: Buffer): Promise<void> {
     const { relay, elsewhere } = this.deps;
     if (elsewhere && relay.labelState(label).idle === 0) {
+      // Carried, the client reaches the other node from this node's address: its label's policy
+      // is checked here first, on its own (kept here, the relay's own check below does it).
+      if (!(await relay.admitCarried(label, s))) return;
       const there = await elsewhere(label, { address: s.remoteAddress ?? '', path: '' }).catch(() => null);
       if (s.destroyed) return;
       if (there && !this.closed) return this.forwarder.forward(label, s, hello, there);

@@ -88,6 +88,20 @@ export class MobileClients {
     withCorrelation(newCorrelationId('c'), () => this.admit(label, socket, head));
   }
 
+  /**
+   * A passthrough client about to be carried to another node (src/registrar/shared-port.ts):
+   * the label's policy on the client's own address, as the registrar checks before its 307 (the
+   * rate token is the other node's port's to take). False when refused: the socket is reset and
+   * the refusal counted, as on a relay port.
+   */
+  admitCarried(label: string, socket: net.Socket): boolean {
+    const refused = this.admission.check(label, socket.remoteAddress, 'redirect');
+    if (!refused) return true;
+    socket.resetAndDestroy();
+    this.refusals.refuse(label, refused.why);
+    return false;
+  }
+
   private admit(label: string, socket: net.Socket, head?: Buffer): void {
     const { core, refusals } = this;
     socket.on('error', () => {}); // until the queue holds it (same tick); destroy() below otherwise

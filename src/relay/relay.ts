@@ -157,6 +157,15 @@ export class Relay extends EventEmitter {
     this.clients.takeClient(label, socket, head);
   }
 
+  /**
+   * Before an SNI passthrough client is carried to another node: its label's policy checked here,
+   * on its own address (the other node sees this node's). False: refused and reset.
+   */
+  async admitCarried(label: string, socket: net.Socket): Promise<boolean> {
+    await this.prepareAdmission(label);
+    return !socket.destroyed && this.clients.admitCarried(label, socket);
+  }
+
   clientPort(label: string, req: { remoteAddress: string; path: string }): Promise<number | null> {
     return this.clients.clientPort(label, req, this.fixed.get(label));
   }
