@@ -4,6 +4,7 @@
  * (slowloris), connections per source address. Certificates can be swapped on SIGHUP without
  * touching established connections.
  */
+import type { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
@@ -157,6 +158,11 @@ export class RegistrarServer {
   /** Whether taasPort is the shared port (sharedPort: true). */
   get sharedPort(): boolean {
     return this.shared !== null;
+  }
+
+  /** The shared port (its `cut` events), or null without sharedPort. */
+  get sharedPortEvents(): EventEmitter | null {
+    return this.shared;
   }
 
   /** Every label's client mode (SNI passthrough routing on the shared port). */

@@ -16,6 +16,7 @@
  * The client port's rules (connections per address) apply while a connection is classified,
  * and the relay's or the registrar's own once it is handed on.
  */
+import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
@@ -30,7 +31,7 @@ import type { ElsewhereLookup } from './routes.js';
 /** TLS alert record, fatal (2), unrecognized_name (112): RFC 6066 §3's answer to an unknown SNI. */
 const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
 
-/** Why the shared port closed a connection (log lines and tests name these). */
+/** Why the shared port closed a connection (log lines, the `cut` event and metrics name these). */
 export type CutWhy = 'timeout' | 'oversized' | 'malformed' | 'not-tls' | 'unknown-label' | 'cookie' | 'conn-limit' | 'closed';
 
 export interface SharedPortDeps {
@@ -45,7 +46,8 @@ export interface SharedPortDeps {
   elsewhere?: ElsewhereLookup;
 }
 
-export class SharedPort {
+/** Emits `cut` { why } for each connection it closes unclassified (metrics count them). */
+export class SharedPort extends EventEmitter {
   private readonly server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
   private readonly perAddress = new ConnLimit(() => this.deps.view.current.maxConnsPerAddress);
   private readonly classifying = new Set<net.Socket>();
@@ -56,6 +58,7 @@ export class SharedPort {
   private readonly forwarder: PassthroughForwarder;
 
   constructor(private readonly deps: SharedPortDeps) {
+    super();
     this.forwarder = new PassthroughForwarder(deps.logger);
     this.server.on('connection', (s) => this.classify(s));
     this.server.on('error', (e) => this.deps.logger.warn({ err: e.message }, 'shared port listener error'));
@@ -190,6 +193,7 @@ export class SharedPort {
   private cut(s: net.Socket, why: CutWhy, detail?: string): void {
     const level = why !== 'conn-limit' && this.budget.allow(why) ? 'info' : 'debug';
     this.deps.logger[level]({ from: s.remoteAddress, why, ...(detail ? { detail } : {}) }, 'shared port connection closed');
+    this.emit('cut', { why });
     if (why === 'unknown-label' && s.writable) s.write(ALERT_UNRECOGNIZED_NAME, () => s.destroy());
     else s.destroy();
   }

@@ -14,6 +14,7 @@ import { helloMessage, inRecords } from '../helpers/client-hello.js';
 import { startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { closeServer, closed, connect, listen, readExactly, writeFlushed } from '../helpers/net.js';
 import { Registrant } from '../ops/responder.js';
+import { metrics } from '../ops/util.js';
 import { stripPairingSignal } from '../helpers/signal.js';
 
 const own = selfSigned('hidden.test', ['pass.localhost']);
@@ -109,6 +110,12 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
     await daemon.proc.waitLog('shared port connection closed', 2, 5000, { why: 'timeout' });
     const whys = daemon.proc.logs('shared port connection closed').map((l) => l.why);
     expect(whys).toEqual(expect.arrayContaining(['not-tls', 'malformed', 'oversized', 'unknown-label', 'cookie', 'timeout']));
+    // The same refusals, counted by reason for Prometheus (docs/operations.md): one per log line.
+    const m = await metrics(daemon);
+    const byWhy = (xs: unknown[]) => Object.fromEntries([...new Set(xs.map(String))].map((w) => [w, xs.filter((x) => x === w).length]));
+    const counted = Object.fromEntries([...m].filter(([k, v]) => k.startsWith('taas_shared_port_refused_total{') && v > 0).map(([k, v]) => [/why="([^"]+)"/.exec(k)![1], v]));
+    expect(counted).toEqual(byWhy(daemon.proc.logs('shared port connection closed').map((l) => l.why)));
+    expect(counted.timeout).toBe(2);
 
     // The pairing never noticed.
     client.write('after');
