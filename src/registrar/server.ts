@@ -119,7 +119,9 @@ export class RegistrarServer {
       // One port for everything: the registrar's server listens nowhere itself; the shared
       // port gives it the connections that are its own.
       const { relay, elsewhere } = this.shareWith;
-      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
+      const acme = this.acme;
+      const registrarProves = acme ? async (name: string) => (await acme.tlsAlpnContext(name)) !== null : undefined;
+      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s), ...(registrarProves ? { registrarProves } : {}) });
       await shared.listen(c.taasPort, c.taasHost);
       this.shared = shared;
     } else {

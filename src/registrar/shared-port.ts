@@ -9,6 +9,10 @@
  *   label's queue pairs it with an idle responder, the ClientHello forwarded first, TLS end to
  *   end with the hidden server (an ACME CA's TLS-ALPN-01 check for that name too: the key stays
  *   on the hidden server);
+ * - an ACME CA's TLS-ALPN-01 ClientHello (ALPN `acme-tls/1` alone) for a redirect-mode
+ *   label's name that the registrar has no challenge pending for → that label's responders,
+ *   as in passthrough: the hidden server is proving its own certificate (`taas-agent --acme`),
+ *   whose key must stay there; the registrar's own orders for the name keep their answers;
  * - a ClientHello for a label no entry holds → closed (TLS alert unrecognized_name);
  * - `TAAS-Cookie <token>` → a responder of the shared registration holding that cookie;
  * - plain HTTP → the registrar when it serves plain HTTP (no certificate); anything else,
@@ -28,6 +32,9 @@ import type { ClientMode } from '../store/types.js';
 import { PassthroughForwarder } from './passthrough-forward.js';
 import type { ElsewhereLookup } from './routes.js';
 
+/** RFC 8737: the only protocol a TLS-ALPN-01 validation offers. */
+const ACME_TLS_ALPN = 'acme-tls/1';
+
 /** TLS alert record, fatal (2), unrecognized_name (112): RFC 6066 §3's answer to an unknown SNI. */
 const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
 
@@ -44,6 +51,8 @@ export interface SharedPortDeps {
   secure: boolean;
   /** Several nodes: another node's client port for a label with idle responders there. */
   elsewhere?: ElsewhereLookup;
+  /** With config `acme`: whether the registrar has a TLS-ALPN-01 challenge pending for `name`. */
+  registrarProves?: (name: string) => Promise<boolean>;
 }
 
 /** Emits `cut` { why } for each connection it closes unclassified (metrics count them). */
@@ -131,7 +140,7 @@ export class SharedPort extends EventEmitter {
       if (!done()) return;
       switch (what.kind) {
         case 'hello':
-          return this.routeHello(s, buf, what.sni);
+          return void this.routeHello(s, buf, what.sni, what.alpn);
         case 'cookie':
           if (!this.deps.relay.takeSharedResponder(what.token, s, what.rest)) this.cut(s, 'cookie');
           return;
@@ -148,13 +157,18 @@ export class SharedPort extends EventEmitter {
   }
 
   /** A complete ClientHello: where its SNI says it goes. */
-  private routeHello(s: net.Socket, hello: Buffer, sni: string | null): void {
+  private async routeHello(s: net.Socket, hello: Buffer, sni: string | null, alpn: string[]): Promise<void> {
     const c = this.deps.view.current;
     const route = sni === null ? null : routeHost(sni, c.namedRegistrar, c.namedServers);
     if (route?.kind === 'label') {
       const mode = this.modes.get(route.label);
-      if (mode === 'passthrough') return void this.passthrough(route.label, s, hello);
+      if (mode === 'passthrough') return this.passthrough(route.label, s, hello);
       if (mode === undefined) return this.cut(s, 'unknown-label', route.label);
+      if (sni !== null && alpn.length === 1 && alpn[0] === ACME_TLS_ALPN) {
+        const registrars = (await this.deps.registrarProves?.(sni).catch(() => false)) ?? false;
+        if (s.destroyed) return;
+        if (!registrars) return this.passthrough(route.label, s, hello);
+      }
     }
     this.toRegistrar(s, hello);
   }
