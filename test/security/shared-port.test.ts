@@ -167,4 +167,32 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
     c.destroy();
     genuine.destroy();
   });
+
+  it("a redirect label: an ACME TLS-ALPN-01 ClientHello for its name reaches its responder (taas-agent --acme); a browser's goes to the registrar", async () => {
+    daemon = await startDaemon({ sharedPort: true, relayEngine: engine });
+    const port = daemon.registrarPort;
+    const agentFile = await daemon.addEntry(['redir']);
+    const reg = new Registrant(agentFile, { host: '127.0.0.1', port });
+    const issued = await reg.register('redir');
+    const responder = await connect(port);
+    sockets.add(responder);
+    responder.on('error', () => undefined);
+    const { signal } = stripPairingSignal(responder);
+    await writeFlushed(responder, `TAAS-Cookie ${issued.cookie}\r\n`);
+
+    // A browser's ClientHello for the label's name: the registrar's own TLS answers it (this
+    // hand-made hello gets a TLS alert record from it); the responder never sees it (below).
+    const browser = await connect(port);
+    sockets.add(browser);
+    browser.write(hello('redir.localhost', ['h2', 'http/1.1']));
+    expect([0x15, 0x16]).toContain((await readExactly(browser, 1))[0]);
+
+    // The CA's check (ALPN acme-tls/1 alone), the registrar proving nothing for that name: the hidden server's.
+    const ca = await connect(port);
+    sockets.add(ca);
+    const h = hello('redir.localhost', ['acme-tls/1']);
+    ca.write(h);
+    expect(await readExactly(responder, h.length)).toEqual(h);
+    expect((await signal).addresses?.clientPort).toBe(ca.localPort);
+  });
 });
