@@ -35,7 +35,6 @@ let port: number;
 let d: Daemon;
 let web: http.Server;
 let context: BrowserContext;
-const agents: Record<string, Proc> = {};
 const seen: string[] = [];
 const upgraded = new Set<net.Socket>();
 
@@ -98,7 +97,7 @@ async function acmeAgent(label: string, file: string): Promise<Proc> {
   await a.waitLog('ACME certificate obtained', 1, 60_000).catch((e: Error) => {
     throw explain(e);
   });
-  // The responders registered before the certificate came are used up first: wait for a full pool after it.
+  // The validations took responders: a full pool again, so each of Chromium's connections finds one idle.
   await a.until(() => Number([...a.lines].reverse().find((l) => typeof l.idle === 'number')?.idle) >= 8, 'the pool refilled after the validations');
   return a;
 }
@@ -127,7 +126,7 @@ beforeAll(async () => {
   const redirFile = await d.addEntry(['redir']);
   await d.proc.until(() => d.proc.logs('ACME certificate obtained').some((l) => Array.isArray(l.names) && l.names.includes(`redir.${SERVERS}`)), 'the registrar certificate naming redir', 60_000);
   const passFile = await d.addEntry(['pass'], ['--client-mode', 'passthrough']);
-  [agents.pass, agents.redir] = await Promise.all([acmeAgent('pass', passFile), acmeAgent('redir', redirFile)]);
+  await Promise.all([acmeAgent('pass', passFile), acmeAgent('redir', redirFile)]);
   context = await chromium.launchPersistentContext(tempDir('taas-chromium-profile-'), {
     executablePath: CHROMIUM,
     headless: true,
