@@ -226,6 +226,7 @@ export class Daemon {
       engine: this.engine.name,
       config: this.live.view,
       draining: () => this.drainingFlag,
+      ...(this.registrar.sharedPortEvents ? { sharedPort: this.registrar.sharedPortEvents } : {}),
       ...(this.acme ? { acmeNotAfter: () => this.acme?.current?.notAfter ?? null } : {}),
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);

@@ -30,6 +30,8 @@ export interface MetricsDeps {
   draining: () => boolean;
   /** With config `acme`: the expiry (ISO) of the registrar's ACME certificate, null before the first. */
   acmeNotAfter?: () => string | null;
+  /** With sharedPort: the shared port, emitting 'cut' { why } for each connection it closes unclassified. */
+  sharedPort?: EventEmitter;
 }
 
 /** Client connect → paired: sub-millisecond when a responder is idle, seconds when one must come. */
@@ -60,6 +62,7 @@ export function createMetrics(d: MetricsDeps): Metrics {
   const policyClosed = new Counter({ name: 'taas_policy_closed_pairings_total', help: "Established pairings closed because their label's policy came to deny their client's address", labelNames: ['label'], registers });
   const respDead = new Counter({ name: 'taas_responders_dead_total', help: 'Idle responders found dead at pairing time and replaced by the next one', labelNames: ['label'], registers });
   const respRefused = new Counter({ name: 'taas_responders_refused_total', help: 'Connections to allocated ports refused (address, cookie, timeout)', labelNames: ['why'], registers });
+  const sharedCut = new Counter({ name: 'taas_shared_port_refused_total', help: 'Shared-port connections closed unclassified, by reason (timeout, oversized, malformed, not-tls, unknown-label, cookie, conn-limit, closed)', labelNames: ['why'], registers });
   const expired = new Counter({ name: 'taas_registrations_expired_total', help: 'Allocated ports closed because no hidden server connected in time', registers });
   const wait = new Histogram({ name: 'taas_pair_wait_seconds', help: 'Time from a mobile client connecting to its pairing', buckets: PAIR_WAIT_BUCKETS, registers });
 
@@ -133,6 +136,7 @@ export function createMetrics(d: MetricsDeps): Metrics {
     [d.relay, 'responder-refused', (e: { why: string }) => respRefused.inc({ why: e.why })],
     [d.relay, 'registration-expired', () => expired.inc()],
   ];
+  if (d.sharedPort) listeners.push([d.sharedPort, 'cut', (e: { why: string }) => sharedCut.inc({ why: e.why })]);
   for (const [em, ev, fn] of listeners) em.on(ev, fn);
   // Zero-valued series exist from the start, so rate() works from the first scrape.
   registrations.inc({ result: 'ok' }, 0);
