@@ -8,7 +8,8 @@
         "native/relay.c",
         "native/worker.c",
         "native/pump.c",
-        "native/pipe_pool.c"
+        "native/pipe_pool.c",
+        "native/bucket.c"
       ],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread"],
       "ldflags": ["-pthread"],

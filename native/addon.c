@@ -2,7 +2,8 @@
  * N-API binding of the relay core (relay.h) for src/relay/engines/splice.ts.
  *
  *   create(onDone, threads, pipeSize, poolMax) -> engine
- *   pair(engine, id, fdClient, fdResponder, headClient|null, headResponder|null, idleMs)
+ *   pair(engine, id, fdClient, fdResponder, headClient|null, headResponder|null, idleMs[, bucketUp|null, bucketDown|null])
+ *   bucket(rate, burst) -> bucket   a label's bandwidth in one direction (bucket.h), for pair()
  *   close(engine, id, reason) · closeAll(engine, reason) · ref(engine, bool)
  *   stats(engine) -> { pairings, pipesInUse, pipesPooled, pipeSize, threads }
  *   setUserTimeout(fd, ms)   TCP_USER_TIMEOUT, which Node cannot set itself
@@ -21,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bucket.h"
 #include "fdpass.h"
 #include "relay.h"
 
@@ -166,6 +168,48 @@ static napi_value js_create(napi_env env, napi_callback_info info) {
   return ext;
 }
 
+/* Marks bucket externals, so that pair() never takes another external for one. */
+static const napi_type_tag BUCKET_TAG = {0x7461617362756b74ULL, 0x62616e6477696474ULL};
+
+static void bucket_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  rbucket_unref(data); /* pairings still using it hold their own references */
+}
+
+static napi_value js_bucket(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], ext;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t rate = 0, burst = 0;
+  if (argc < 2 || napi_get_value_int64(env, argv[0], &rate) != napi_ok || napi_get_value_int64(env, argv[1], &burst) != napi_ok || rate <= 0 || burst <= 0) {
+    napi_throw_type_error(env, "TAAS_INTERNAL", "bucket(rate, burst) with both > 0");
+    return NULL;
+  }
+  rbucket_t *b = rbucket_new((uint64_t)rate, (uint64_t)burst);
+  if (b == NULL) return throw_errno(env, ENOMEM, "bucket");
+  if (napi_create_external(env, b, bucket_finalize, NULL, &ext) != napi_ok || napi_type_tag_object(env, ext, &BUCKET_TAG) != napi_ok) {
+    rbucket_unref(b);
+    napi_throw_error(env, "TAAS_INTERNAL", "cannot wrap the bucket");
+    return NULL;
+  }
+  return ext;
+}
+
+/* A bucket external -> its bucket; null/undefined -> NULL with 0; anything else -1. */
+static int get_bucket(napi_env env, napi_value v, rbucket_t **out) {
+  napi_valuetype t;
+  *out = NULL;
+  if (napi_typeof(env, v, &t) != napi_ok) return -1;
+  if (t == napi_null || t == napi_undefined) return 0;
+  bool tagged = false;
+  if (t != napi_external || napi_check_object_type_tag(env, v, &BUCKET_TAG, &tagged) != napi_ok || !tagged) return -1;
+  void *ptr = NULL;
+  if (napi_get_value_external(env, v, &ptr) != napi_ok || ptr == NULL) return -1;
+  *out = ptr;
+  return 0;
+}
+
 /* Buffer or null/undefined -> pointer and length (0 for none). */
 static int get_head(napi_env env, napi_value v, void **data, size_t *len) {
   napi_valuetype t;
@@ -179,9 +223,11 @@ static int get_head(napi_env env, napi_value v, void **data, size_t *len) {
 }
 
 static napi_value js_pair(napi_env env, napi_callback_info info) {
-  napi_value argv[7];
+  napi_value argv[9];
   engine_t *e;
   if (get_args(env, info, 7, argv, &e) == NULL) return NULL;
+  size_t argc = 9; /* the buckets are optional: N-API gives undefined for those not passed */
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int64_t id;
   int32_t fdc, fdr;
   uint32_t idle;
@@ -195,7 +241,12 @@ static napi_value js_pair(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "TAAS_INTERNAL", "head must be a Buffer or null");
     return NULL;
   }
-  int rc = relay_pair(e->relay, id, fdc, fdr, hc, lc, hr, lr, idle);
+  rbucket_t *bu, *bd;
+  if (get_bucket(env, argv[7], &bu) != 0 || get_bucket(env, argv[8], &bd) != 0) {
+    napi_throw_type_error(env, "TAAS_INTERNAL", "bucketUp and bucketDown must be buckets or null");
+    return NULL;
+  }
+  int rc = relay_pair_limited(e->relay, id, fdc, fdr, hc, lc, hr, lr, idle, bu, bd);
   if (rc != 0) return throw_errno(env, -rc, "pair");
   return NULL;
 }
@@ -336,6 +387,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"dupFd", NULL, fdpass_dup, NULL, NULL, NULL, napi_default, NULL},
       {"closeFd", NULL, fdpass_close, NULL, NULL, NULL, napi_default, NULL},
       {"sdNotify", NULL, fdpass_notify, NULL, NULL, NULL, napi_default, NULL},
+      {"bucket", NULL, js_bucket, NULL, NULL, NULL, napi_default, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
   return exports;

@@ -88,8 +88,21 @@ static int pump_dir(worker_t *w, pairing_t *p, dir_t *d) {
       if (rc < 0) return rc;
       d->has_pipe = 1;
     }
+    /* The label's bandwidth: read only as many octets as there are tokens; none, and the
+     * direction stops reading (no interest in src) until the bucket has refilled enough. */
+    size_t want = w->pool.size;
+    if (d->bw != NULL) {
+      uint32_t wait = 0;
+      want = rbucket_take(d->bw, want, mono_us(), &wait);
+      if (want == 0) {
+        release_pipe(w, d);
+        worker_throttle(w, p, w->now_ms + wait);
+        return wait_for(d, 0, 0);
+      }
+    }
     /* Only an empty pipe is filled, so EAGAIN here can only mean "socket has nothing". */
-    ssize_t n = splice(d->src, NULL, d->pipe.w, NULL, w->pool.size, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = splice(d->src, NULL, d->pipe.w, NULL, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (d->bw != NULL && (size_t)(n > 0 ? n : 0) < want) rbucket_refund(d->bw, want - (size_t)(n > 0 ? n : 0));
     if (n > 0) {
       d->inpipe = (size_t)n;
       continue;
@@ -160,6 +173,8 @@ void pump_pairing(worker_t *w, pairing_t *p) {
 
 void pairing_free(pairing_t *p) {
   free(p->res); /* NULL once reported; still here for a pairing that never started */
+  rbucket_unref(p->d[0].bw);
+  rbucket_unref(p->d[1].bw);
   free(p->d[0].head);
   free(p->d[1].head);
   free(p);

@@ -146,6 +146,11 @@ static int copy_head(dir_t *d, const void *head, size_t len) {
 
 int relay_pair(relay_t *r, int64_t id, int fd_client, int fd_responder, const void *head_c, size_t len_c,
                const void *head_r, size_t len_r, uint32_t idle_ms) {
+  return relay_pair_limited(r, id, fd_client, fd_responder, head_c, len_c, head_r, len_r, idle_ms, NULL, NULL);
+}
+
+int relay_pair_limited(relay_t *r, int64_t id, int fd_client, int fd_responder, const void *head_c, size_t len_c,
+                       const void *head_r, size_t len_r, uint32_t idle_ms, rbucket_t *bw_up, rbucket_t *bw_down) {
   if (id < 0) return -EINVAL;
   pairing_t *p = calloc(1, sizeof *p);
   if (p == NULL) return -ENOMEM;
@@ -154,6 +159,11 @@ int relay_pair(relay_t *r, int64_t id, int fd_client, int fd_responder, const vo
     free(p);
     return -ENOMEM;
   }
+  /* References from here on: pairing_free drops them, whichever way the pairing goes. */
+  if (bw_up != NULL) rbucket_ref(bw_up);
+  if (bw_down != NULL) rbucket_ref(bw_down);
+  p->d[0].bw = bw_up;
+  p->d[1].bw = bw_down;
   p->id = id;
   p->idle_ms = idle_ms;
   p->fd[0] = dup_socket(fd_client);

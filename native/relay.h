@@ -63,6 +63,15 @@ int relay_create(const relay_opts_t *opts, relay_done_cb cb, void *ctx, relay_t 
 int relay_pair(relay_t *relay, int64_t id, int fd_client, int fd_responder, const void *head_c,
                size_t len_c, const void *head_r, size_t len_r, uint32_t idle_ms);
 
+/*
+ * relay_pair with the label's bandwidth: up (client -> responder) and down each read through a
+ * shared token bucket (bucket.h; NULL: unlimited). The pairing holds a reference to each.
+ */
+typedef struct rbucket rbucket_t;
+int relay_pair_limited(relay_t *relay, int64_t id, int fd_client, int fd_responder, const void *head_c,
+                       size_t len_c, const void *head_r, size_t len_r, uint32_t idle_ms, rbucket_t *bw_up,
+                       rbucket_t *bw_down);
+
 /* Ends one pairing (no-op if already ended) or all of them; the done callback reports reason.
  * Never lost: queueing the command is retried while memory is short. */
 void relay_close(relay_t *relay, int64_t id, int reason);

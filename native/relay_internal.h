@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "bucket.h"
 #include "pipe_pool.h"
 #include "relay.h"
 
@@ -29,6 +30,8 @@ typedef struct dir {
    * dst (want_write). The epoll interest of each socket follows these (see pump.c). */
   uint8_t want_read;
   uint8_t want_write;
+  /* The label's bandwidth in this direction (NULL: none); a reference held until the free. */
+  rbucket_t *bw;
 } dir_t;
 
 /* Cookie stored in epoll_event.data.ptr: which pairing, which socket. */
@@ -52,7 +55,11 @@ struct pairing {
    * malloc at the end could fail, and JavaScript would wait forever); handed to the done
    * callback by worker_finish, which sets it to NULL. */
   relay_result_t *res;
+  /* On the worker's throttled list (a direction waits for bandwidth tokens) until wake_ms. */
+  pairing_t *throttle_prev, *throttle_next;
+  uint64_t wake_ms;
   uint8_t in_ready;
+  uint8_t in_throttle;
   uint8_t dead;
 };
 
@@ -88,6 +95,7 @@ struct worker {
   pairing_t *live;     /* doubly linked list of live pairings */
   pairing_t *ready;
   pairing_t *grave;
+  pairing_t *throttled; /* doubly linked: pairings waiting for bandwidth tokens */
   pipe_pool_t pool;
   uint64_t now_ms;
   uint64_t next_idle_ms; /* no pairing can idle out before this; UINT64_MAX = none has a limit */
@@ -110,6 +118,8 @@ void *worker_main(void *arg);
 uint64_t mono_ms(void);
 void worker_finish(worker_t *w, pairing_t *p, int reason, int err);
 void worker_detach_all(worker_t *w, detach_req_t *req);
+/* Puts p on the throttled list (or moves its wake time earlier); pump.c calls it. */
+void worker_throttle(worker_t *w, pairing_t *p, uint64_t wake_ms);
 
 /* pump.c: moves what can be moved now on both directions (may finish the pairing). */
 void pump_pairing(worker_t *w, pairing_t *p);

@@ -33,9 +33,45 @@ static void list_remove(worker_t *w, pairing_t *p) {
   p->prev = p->next = NULL;
 }
 
+static void throttle_remove(worker_t *w, pairing_t *p) {
+  if (!p->in_throttle) return;
+  if (p->throttle_prev != NULL) p->throttle_prev->throttle_next = p->throttle_next;
+  else w->throttled = p->throttle_next;
+  if (p->throttle_next != NULL) p->throttle_next->throttle_prev = p->throttle_prev;
+  p->throttle_prev = p->throttle_next = NULL;
+  p->in_throttle = 0;
+}
+
+void worker_throttle(worker_t *w, pairing_t *p, uint64_t wake_ms) {
+  if (p->in_throttle) {
+    if (wake_ms < p->wake_ms) p->wake_ms = wake_ms;
+    return;
+  }
+  p->wake_ms = wake_ms;
+  p->in_throttle = 1;
+  p->throttle_prev = NULL;
+  p->throttle_next = w->throttled;
+  if (w->throttled != NULL) w->throttled->throttle_prev = p;
+  w->throttled = p;
+}
+
+/* Throttled pairings whose wake time has come read again (their buckets have refilled). */
+static void run_throttled(worker_t *w) {
+  pairing_t *p = w->throttled;
+  while (p != NULL) {
+    pairing_t *nx = p->throttle_next;
+    if (w->now_ms >= p->wake_ms) {
+      throttle_remove(w, p);
+      pump_pairing(w, p); /* may throttle it again (a new list head: nx stays valid) */
+    }
+    p = nx;
+  }
+}
+
 void worker_finish(worker_t *w, pairing_t *p, int reason, int err) {
   if (p->dead) return;
   p->dead = 1;
+  throttle_remove(w, p);
   for (int i = 0; i < 2; i++) (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->fd[i], NULL);
   if (reason == RELAY_RESET || reason == RELAY_ERROR) {
     /* Reset propagation: a linger of 0 makes close() send RST, so the other side learns
@@ -144,6 +180,10 @@ static int detach_one(worker_t *w, pairing_t *p, relay_detached_t *out) {
   }
   p->d[0].inpipe = 0;
   p->d[1].inpipe = 0;
+  /* A pairing waiting for its bandwidth's tokens leaves that list too (it is freed with the
+   * graveyard; its bucket references go with it). The next daemon limits it under the label's
+   * policy there, with buckets of its own. */
+  throttle_remove(w, p);
   for (int i = 0; i < 2; i++) (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, p->fd[i], NULL);
   out->id = p->id;
   out->fd_client = p->fd[0];
@@ -288,10 +328,13 @@ static void free_grave(worker_t *w) {
 
 static int wait_ms(worker_t *w) {
   if (w->ready != NULL) return 0;
-  if (w->next_idle_ms == UINT64_MAX) return -1;
+  uint64_t next = w->next_idle_ms;
+  for (pairing_t *t = w->throttled; t != NULL; t = t->throttle_next)
+    if (t->wake_ms < next) next = t->wake_ms;
+  if (next == UINT64_MAX) return -1;
   uint64_t now = mono_ms();
-  if (w->next_idle_ms <= now) return 0;
-  uint64_t d = w->next_idle_ms - now;
+  if (next <= now) return 0;
+  uint64_t d = next - now;
   return d > 60000 ? 60000 : (int)d;
 }
 
@@ -309,6 +352,7 @@ void *worker_main(void *arg) {
       else on_event(w, evs[i].data.ptr, evs[i].events);
     }
     run_ready(w);
+    run_throttled(w);
     sweep_idle(w);
     free_grave(w);
     atomic_store(&w->n_pipes_in_use, w->pool.in_use);

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 N="${1:-300}"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
-SRC="native/test/driver.c native/relay.c native/worker.c native/pump.c native/pipe_pool.c"
+SRC="native/test/driver.c native/relay.c native/worker.c native/pump.c native/pipe_pool.c native/bucket.c"
 fail=0
 
 echo "== 1/4 AddressSanitizer + UBSan: driver, $N pairings"

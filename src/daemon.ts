@@ -3,6 +3,8 @@
  * life cycle: drain on SIGTERM, reload on SIGHUP, and writing the runtime file
  * (observe/runtime-file.ts) through which the CLI and tests find a running daemon's ports.
  */
+import { LabelHistory, sumSeries, type LabelSeries } from './observe/label-history.js';
+import type { LabelPolicy } from './protocol/policy.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -98,12 +100,33 @@ interface OwnListener {
   handOut(dup: (fd: number) => number): Promise<number>;
 }
 
+/** Store documents of each node's label series (multi-node), refreshed this often, kept this long. */
+const HISTORY_DOCS = 'label-history';
+const HISTORY_PUBLISH_MS = 15_000;
+const HISTORY_TTL_S = 120;
+
+interface PublishedHistory {
+  at: number;
+  labels: Record<string, LabelSeries>;
+}
+
+/** label → the policy its entry sets (labels the entry holds only). */
+async function labelPolicies(store: ResilientStore): Promise<Map<string, LabelPolicy>> {
+  const policies = new Map<string, LabelPolicy>();
+  for (const e of await store.listEntries()) {
+    for (const [l, p] of Object.entries(e.policies ?? {})) if (e.labels.includes(l)) policies.set(l, p);
+  }
+  return policies;
+}
+
 export class Daemon {
   private drainingFlag = false;
   private admin: AdminHandle | null = null;
   private unwatch: (() => void) | null = null;
   private metrics: Metrics | null = null;
   private detachEventLog: (() => void) | null = null;
+  private history: LabelHistory | null = null;
+  private historyTimer: NodeJS.Timeout | null = null;
   private link: NodeLink | null = null;
   /** The registrar's ACME certificate keeper (config `acme`), or null. */
   private acme: RegistrarAcme | null = null;
@@ -179,7 +202,9 @@ export class Daemon {
     const nodeId = config.nodeId ?? defaultNodeId(config);
     const live = new LiveConfig(config);
     const view = live.view;
-    const relay = new Relay({ config: view, engine, logger, nodeId });
+    // A label policy's quota counts the day's octets of every node: the store's daily counts.
+    const dailyBytes = async (label: string, day: string) => (await store.listDailyCounts(label)).find((c) => c.day === day)?.bytes ?? 0;
+    const relay = new Relay({ config: view, engine, logger, nodeId, dailyBytes });
     const auth = new Authenticator(store, view, logger);
     let d: Daemon | null = null;
     const routes = new RegistrarRoutes({
@@ -206,7 +231,12 @@ export class Daemon {
     });
     // The relay's state first, so that a 307 answered by the adopted registrar finds its responders.
     const t0 = Date.now();
-    if (adopted) await relay.adopt(adopted.received.relay, adopted.received.fds, adopted.ops);
+    if (adopted) {
+      // The labels' policies before their pairings are taken in: a handed-over pairing of a label
+      // with a bandwidth goes on limited by it (this daemon's buckets; syncFixed keeps them current).
+      relay.setPolicies(await labelPolicies(store).catch((e) => (logger.warn({ err: oneLine(e) }, 'label policies not read before the take-over: handed-over pairings unlimited until the entries are read'), new Map())));
+      await relay.adopt(adopted.received.relay, adopted.received.fds, adopted.ops);
+    }
     const t1 = Date.now();
     await registrar.listen(adopted?.received.listeners.get('registrar'));
     const entries = new EntryService(store, {
@@ -275,9 +305,13 @@ export class Daemon {
       engine: this.engine.name,
       config: this.live.view,
       draining: () => this.drainingFlag,
+      ...(this.registrar.sharedPortEvents ? { sharedPort: this.registrar.sharedPortEvents } : {}),
       ...(this.acme ? { acmeNotAfter: () => this.acme?.current?.notAfter ?? null } : {}),
     });
     this.detachEventLog = attachEventLog(this.relay, this.routes, this.logger);
+    this.history = new LabelHistory(this.relay);
+    this.historyTimer = setInterval(() => this.publishHistory(), HISTORY_PUBLISH_MS);
+    this.historyTimer.unref();
     // The directory talks to Redis itself: its view of other nodes is no entry to cache.
     this.link = await NodeLink.open({ store: this.store.inner, relay: this.relay, config: this.live.view, logger: this.logger, nodeId: this.nodeId, registrarPort: this.registrar.port });
     this.unwatch = this.store.watch(() => void syncFixed());
@@ -305,12 +339,16 @@ export class Daemon {
     try {
       const map = new Map<string, number>();
       const owners = new Map<string, string>();
+      const policies = new Map<string, LabelPolicy>();
       const modes = new Map<string, ClientMode>();
       for (const e of await this.store.listEntries()) {
         for (const [l, p] of Object.entries(e.clientPorts)) map.set(l, p);
         for (const l of e.labels) owners.set(l, e.id);
+        for (const [l, p] of Object.entries(e.policies ?? {})) if (e.labels.includes(l)) policies.set(l, p);
         for (const l of e.labels) modes.set(l, clientModeOf(e, l));
       }
+      // New pairings get a changed policy at once; a newly denied address loses its pairings.
+      this.relay.setPolicies(policies);
       // The shared port routes ClientHellos by these (SNI passthrough); no store read per connection.
       this.registrar.setClientModes(modes);
       // A removed entry's hidden servers (or a moved label's former owner) get no more clients.
@@ -328,6 +366,7 @@ export class Daemon {
         config: this.live.view,
         store: this.store,
         entries: this.entries,
+        history: (label: string) => this.labelHistory(label),
         live: async () => {
           const local = [{ nodeId: this.nodeId, labels: this.relay.snapshot() }];
           // Every node's view when several share Redis; this node's alone if Redis is away.
@@ -423,6 +462,25 @@ export class Daemon {
     this.startOpts.onHandedOver?.(code);
   }
 
+  /**
+   * A label's last hour over every node: this node's series, and with Redis the series the other
+   * nodes published (recent ones only: a node gone for two publishing periods is left out).
+   */
+  private async labelHistory(label: string): Promise<LabelSeries> {
+    const local = this.history!.series(label);
+    if (this.store.kind !== 'redis') return local;
+    const docs = await this.store.listDocs<PublishedHistory>(HISTORY_DOCS).catch(() => []);
+    const others = docs.filter((d) => d.key !== this.nodeId && Date.now() - d.value.at < 2 * HISTORY_PUBLISH_MS).map((d) => d.value.labels[label]).filter((s) => s !== undefined);
+    return sumSeries([local, ...others], local.start);
+  }
+
+  /** Multi-node: this node's label series, for the other nodes' admin pages. */
+  private publishHistory(): void {
+    if (this.store.kind !== 'redis' || !this.history) return;
+    const doc: PublishedHistory = { at: Date.now(), labels: this.history.all() };
+    this.store.putDoc(HISTORY_DOCS, this.nodeId, doc, HISTORY_TTL_S).catch((e) => this.logger.debug({ err: oneLine(e) }, 'label history not published'));
+  }
+
   /** The config in force now. */
   private get config(): Readonly<Config> {
     return this.live.view.current;
@@ -485,8 +543,11 @@ export class Daemon {
       this.logger.error({ err: oneLine(e) }, 'reload refused: the new config is invalid; keeping the old one');
       return false;
     }
+    const before = this.config.defaultPolicy;
     this.live.replace(next);
     this.logger.level = next.logLevel;
+    // A new defaultPolicy applies to labels without their own: a newly denied address loses its pairings.
+    if (JSON.stringify(before ?? null) !== JSON.stringify(next.defaultPolicy ?? null)) this.relay.closeDenied(this.relay.snapshot().map((s) => s.label));
     if (tls && this.tls) {
       this.tls = tls;
       // The ACME certificate, once there is one, stays on the registrar across reloads.
@@ -505,6 +566,8 @@ export class Daemon {
     await this.acme?.stop();
     await this.link?.close().catch(() => undefined);
     this.metrics?.close();
+    this.history?.close();
+    if (this.historyTimer) clearInterval(this.historyTimer);
     this.detachEventLog?.();
     await this.registrar.close();
     await this.admin?.close().catch(() => undefined);

@@ -37,6 +37,11 @@ export const ERROR_CODES = {
   TAAS_ENTRY_INVALID: 'the entry would be invalid',
   TAAS_LABEL_TAKEN: 'the label belongs to another entry',
   TAAS_PRECONDITION_FAILED: 'the resource changed since the version the request names',
+  // per-label policy
+  TAAS_POLICY_INVALID: 'a label policy has a member outside what is allowed',
+  TAAS_POLICY_DENIED: "the client's address is not allowed by the label's policy",
+  TAAS_POLICY_LIMIT: "a limit of the label's policy is reached (pairings at once, per client, or rate)",
+  TAAS_QUOTA_EXCEEDED: "the label has used its policy's quota of octets for the day (UTC)",
   // admin API
   TAAS_ADMIN_AUTH_REQUIRED: 'no API key, access token or session cookie came with the request',
   TAAS_ADMIN_AUTH_INVALID: 'the API key or token is unknown, expired or revoked',
@@ -76,6 +81,10 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   TAAS_ENTRY_INVALID: 422,
   TAAS_LABEL_TAKEN: 409,
   TAAS_PRECONDITION_FAILED: 412,
+  TAAS_POLICY_INVALID: 422,
+  TAAS_POLICY_DENIED: 403,
+  TAAS_POLICY_LIMIT: 429,
+  TAAS_QUOTA_EXCEEDED: 429,
   TAAS_ADMIN_AUTH_REQUIRED: 401,
   TAAS_ADMIN_AUTH_INVALID: 401,
   TAAS_FORBIDDEN: 403,

@@ -122,12 +122,32 @@ function paired(res, a, b, metric, field) {
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
+/**
+ * Issue 18: a label with a policy (every member checked, nothing limited) pairs and moves data
+ * within 5% of one without, each engine; judged on paired ratios like the others.
+ */
+function policyTargets(res) {
+  const t = [];
+  for (const engine of ['splice', 'stream']) {
+    const plain = `taas-${engine}`;
+    const withPolicy = `taas-${engine}-policy`;
+    if (!res.rows[plain] || !res.rows[withPolicy]) continue;
+    for (const [metric, field, what] of [['bulk1', 'gbps', '1 stream GB/s'], ['bulk4', 'gbps', '4 streams GB/s'], ['pairings', 'perSec', 'pairings/s']]) {
+      const r = paired(res, withPolicy, plain, metric, field);
+      if (!Number.isFinite(r)) continue;
+      t.push({ target: `${engine}: label policy within 5% of none (${what})`, met: r >= 0.95, detail: `median of per-repetition ratios ${f(r, 3)}×` });
+    }
+  }
+  return t;
+}
+
 /** The targets of issue 3 for the splice engine, each met or missed with the figures. */
 export function targets(res) {
+  const p = policyTargets(res);
   const s = res.rows['taas-splice'];
   const h = res.rows.haproxy;
   const b = res.rows.bare;
-  if (!s) return [{ target: 'taas splice row', met: null, detail: 'not in this run (addon not built, or left out with --only)' }];
+  if (!s) return [...p, { target: 'taas splice row', met: null, detail: 'not in this run (addon not built, or left out with --only)' }];
   const R = res.ratios['taas-splice'];
   const rh = res.ratios.haproxy;
   const t = [];
@@ -167,7 +187,7 @@ export function targets(res) {
     cmp('relay CPU per GB vs HAProxy with 1 MiB pipes (1 stream)', `${pair(qc)}; medians ${f(s.bulk1?.cpuPerGB, 3)} vs ${f(m.bulk1?.cpuPerGB, 3)} s/GB`);
     cmp('added p50 latency pinned (1 B) vs HAProxy with 1 MiB pipes', `+${f(R.addedP50PinnedUs1, 1)} vs +${f(added, 1)} µs`);
   }
-  return t;
+  return [...t, ...p];
 }
 
 /**

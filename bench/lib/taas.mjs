@@ -41,6 +41,7 @@ export class TaasDaemon {
   /**
    * `opts.logLevel`: the daemon's (default error); its JSON log lines are kept in `lines` when not error.
    * `opts.sni`: sharedPort on, the label in passthrough mode; clients go to the registrar's port with a ClientHello.
+   * `opts.policy`: flags of `entries policy LABEL`, or null for none.
    */
   constructor(engine, ports, opts = {}) {
     this.engine = engine;
@@ -50,6 +51,7 @@ export class TaasDaemon {
     /** What each mobile client sends before its own octets (SNI passthrough), and each responder then receives first. */
     this.clientPrefix = this.sni ? clientHello(`${LABEL}.localhost`) : null;
     this.ports = ports; // { registrar, admin, range: [lo, hi] }
+    this.policy = opts.policy ?? null;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `taas-bench-${engine}-`));
     this.session = null;
     this.clientPort = null;
@@ -84,6 +86,7 @@ export class TaasDaemon {
     fs.writeFileSync(this.configFile, JSON.stringify(config, null, 2));
     const agentFile = path.join(this.dir, 'agent.json');
     execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'add', '--config', this.configFile, '--label', LABEL, '--out', agentFile, ...(this.sni ? ['--client-mode', 'passthrough'] : [])], { stdio: 'ignore' });
+    if (this.policy) execFileSync(process.execPath, [path.join(root, 'bin', 'taas-server'), 'entries', 'policy', LABEL, '--config', this.configFile, ...this.policy], { stdio: 'ignore' });
     this.agentFile = JSON.parse(fs.readFileSync(agentFile, 'utf8'));
     this.httpsAgent = agentFor(this.agentFile.ca);
     const gcHook = path.join(root, 'bench', 'lib', 'gc-hook.mjs');

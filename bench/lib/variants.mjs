@@ -145,14 +145,25 @@ class EngineOnly extends ForwardingVariant {
   }
 }
 
+/**
+ * A label policy that checks every member on every pairing and limits nothing here: the cost
+ * of admission (CIDR lists, caps, rate bucket, quota) and of the bandwidth bucket (taken on
+ * every read, 1 TB/s) against the same daemon without a policy (issue 18: within 5%).
+ */
+const BENCH_POLICY = ['--allow', '127.0.0.0/8,::1', '--deny', '10.0.0.0/8', '--max-pairings', '1000000', '--max-pairings-per-client', '1000000', '--rate', '1000000/1000000', '--bandwidth', '1000000000000', '--quota', '1000000000000000'];
+
 /** The real daemon: registrations, 307, pairing. */
 class Taas {
-  /** `sni`: mobile clients reach the label by SNI passthrough on the shared port, not a client port. */
-  constructor(engine, { sni = false } = {}) {
-    this.key = `taas-${engine}${sni ? '-sni' : ''}`;
-    this.label = `taas ${engine}${sni ? ', SNI passthrough' : ''}`;
+  /**
+   * `sni`: mobile clients reach the label by SNI passthrough on the shared port, not a client port.
+   * `withPolicy`: the label has BENCH_POLICY (every member that costs per connection or per octet).
+   */
+  constructor(engine, { sni = false, withPolicy = false } = {}) {
+    this.key = `taas-${engine}${sni ? '-sni' : ''}${withPolicy ? '-policy' : ''}`;
+    this.label = `taas ${engine}${sni ? ', SNI passthrough' : ''}${withPolicy ? ', label policy' : ''}`;
     this.kind = 'taas';
     this.engine = engine;
+    this.withPolicy = withPolicy;
     this.sni = sni;
     this.nodeGc = true;
   }
@@ -167,10 +178,10 @@ class Taas {
     return this.daemon.memFile;
   }
   async start() {
-    const lo = this.engine === 'splice' ? 20000 : 30000;
+    const lo = (this.engine === 'splice' ? 20000 : 30000) + (this.withPolicy ? 5000 : 0);
     // The SNI rows allocate no ports (their responders come to the shared port): a small range apart.
-    const range = this.sni ? [this.engine === 'splice' ? 40000 : 41000, this.engine === 'splice' ? 40999 : 41999] : [lo, lo + 9999];
-    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range }, { sni: this.sni });
+    const range = this.sni ? [this.engine === 'splice' ? 40000 : 41000, this.engine === 'splice' ? 40999 : 41999] : [lo, lo + 4999];
+    this.daemon = new TaasDaemon(this.engine, { registrar: await freePort(), admin: await freePort(), range }, { sni: this.sni, policy: this.withPolicy ? BENCH_POLICY : null });
     await this.daemon.start();
     await this.daemon.nearPort();
   }
@@ -238,7 +249,7 @@ class TaasAgent {
 
 /** A fresh, unmeasured instance of the same row (memory is measured on a clean process). */
 export function fresh(v) {
-  if (v instanceof Taas) return new Taas(v.engine, { sni: v.sni });
+  if (v instanceof Taas) return new Taas(v.engine, { sni: v.sni, withPolicy: v.withPolicy });
   if (v instanceof EngineOnly) return new EngineOnly(v.engine);
   if (v instanceof HAProxy) return new HAProxy(v.bigPipes);
   throw new Error(`no fresh instance of ${v.key}`);
@@ -254,10 +265,10 @@ export function variants({ engineRows = false } = {}) {
   if (have('socat')) rows.push(new Socat());
   else skipped.push({ key: 'socat', why: 'socat not installed (scripts/install-bench-deps.sh)' });
   const addon = path.join(root, 'build', 'Release', 'taas_splice.node');
-  if (fs.existsSync(addon)) rows.push(new Taas('splice'));
+  if (fs.existsSync(addon)) rows.push(new Taas('splice'), new Taas('splice', { withPolicy: true }));
   else skipped.push({ key: 'taas-splice', why: 'native addon not built (npm run build:native)' });
   if (fs.existsSync(addon)) rows.push(new TaasAgent());
-  rows.push(new Taas('stream'));
+  rows.push(new Taas('stream'), new Taas('stream', { withPolicy: true }));
   // SNI passthrough on the shared port, against the client-port rows above (issue 14: ≥ 0.8×).
   if (fs.existsSync(addon)) rows.push(new Taas('splice', { sni: true }));
   rows.push(new Taas('stream', { sni: true }));

@@ -1,7 +1,8 @@
 /*
  * A plain C driver for the relay core, for scripts/check-native-memory.sh: it runs a few
  * hundred pairings over real loopback TCP through every ending (EOF both ways with a
- * half-close, reset, close, idle timeout, drain, destroy with live pairings), checks each
+ * half-close, reset, close, idle timeout, drain, destroy with live pairings, pairings sharing
+ * a bandwidth bucket, closed and destroyed while throttled), checks each
  * result and that the process ends with the descriptors it started with. Built with
  * AddressSanitizer + UBSan, and run under valgrind without them.
  *
@@ -21,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../bucket.h"
 #include "../relay.h"
 
 #define MAXP 4096
@@ -209,6 +211,36 @@ int main(int argc, char **argv) {
     close_outer(&q);
   }
 
+  /* Bandwidth: 4 pairings share a bucket per direction (2 MB/s, 64 KiB burst); each moves
+   * 200 kB up, throttled most of the way; the first is then closed while it waits for tokens
+   * (more octets queued), the others end with EOF. The driver's own references go first: the
+   * pairings keep the buckets alive. */
+  {
+    rbucket_t *bu = rbucket_new(2000000, 65536), *bd = rbucket_new(2000000, 65536);
+    CHECK(bu != NULL && bd != NULL, "buckets");
+    ends_t bw[4];
+    int64_t base = n + 100;
+    for (int i = 0; i < 4; i++) {
+      bw[i] = quad();
+      CHECK(relay_pair_limited(r, base + i, bw[i].ci, bw[i].ri, NULL, 0, NULL, 0, 0, bu, bd) == 0, "pair limited");
+      close(bw[i].ci);
+      close(bw[i].ri);
+    }
+    rbucket_unref(bu);
+    rbucket_unref(bd);
+    for (int i = 0; i < 4; i++) CHECK(transfer(bw[i].co, bw[i].ro, 200000, 200000) == 200000, "throttled transfer %d", i);
+    send(bw[0].co, "more", 4, MSG_NOSIGNAL);
+    relay_close(r, base, RELAY_CLOSED);
+    CHECK(wait_done(base).reason == RELAY_CLOSED, "closed while throttled");
+    for (int i = 1; i < 4; i++) {
+      shutdown(bw[i].co, SHUT_WR);
+      shutdown(bw[i].ro, SHUT_WR);
+      relay_result_t res = wait_done(base + i);
+      CHECK(res.reason == RELAY_EOF && res.up == 200000, "throttled eof %d %lu", res.reason, (unsigned long)res.up);
+    }
+    for (int i = 0; i < 4; i++) close_outer(&bw[i]);
+  }
+
   /* Drain: 40 live pairings ended by one close-all. */
   ends_t live[40];
   for (int i = 0; i < 40; i++) {
@@ -221,10 +253,17 @@ int main(int argc, char **argv) {
     close_outer(&live[i]);
   }
   /* Hand-over: 30 live pairings with heads and octets in flight detached; every octet sent is
-   * found once, delivered, in the pending buffer, or still queued on the descriptor. */
+   * found once, delivered, in the pending buffer, or still queued on the descriptor. One in
+   * three reads through a bucket of 100 B/s: throttled when detached, it leaves that list too. */
+  rbucket_t *trickle = rbucket_new(100, 100);
   for (int i = 0; i < 30; i++) {
     live[i] = quad();
-    CHECK(pair_q(r, n + 60 + i, &live[i], "hd", NULL, 0) == 0, "pair");
+    if (i % 3 == 0) {
+      CHECK(relay_pair_limited(r, n + 60 + i, live[i].ci, live[i].ri, "hd", 2, NULL, 0, 0, trickle, NULL) == 0, "pair limited");
+      close(live[i].ci);
+      close(live[i].ri);
+    } else
+      CHECK(pair_q(r, n + 60 + i, &live[i], "hd", NULL, 0) == 0, "pair");
     char buf[1000];
     memset(buf, 'y', sizeof buf);
     CHECK(send(live[i].co, buf, sizeof buf, MSG_NOSIGNAL) == (ssize_t)sizeof buf, "send before detach");
@@ -250,13 +289,26 @@ int main(int argc, char **argv) {
     free(d->pending_down);
   }
   free(det);
+  rbucket_unref(trickle);
   for (int i = 0; i < 30; i++) close_outer(&live[i]);
   /* Destroy with 20 pairings still live, some mid-transfer. */
+  /* Destroy with 20 pairings still live, some mid-transfer, some throttled (a bucket of 1 kB/s
+   * that 64 kB queued octets put in need of tokens). */
+  rbucket_t *slow = rbucket_new(1000, 1000);
+  static char blob[65536];
   for (int i = 0; i < 20; i++) {
     live[i] = quad();
-    CHECK(pair_q(r, n + 40 + i, &live[i], NULL, NULL, 0) == 0, "pair");
+    if (i % 4 == 3) {
+      CHECK(relay_pair_limited(r, n + 40 + i, live[i].ci, live[i].ri, NULL, 0, NULL, 0, 0, slow, NULL) == 0, "pair slow");
+      close(live[i].ci);
+      close(live[i].ri);
+      send(live[i].co, blob, sizeof blob, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+      CHECK(pair_q(r, n + 40 + i, &live[i], NULL, NULL, 0) == 0, "pair");
+    }
     if (i % 2) send(live[i].co, "zz", 2, MSG_NOSIGNAL);
   }
+  rbucket_unref(slow);
   relay_destroy(r);
   for (int i = 0; i < 20; i++) {
     CHECK(have[n + 40 + i] && results[n + 40 + i].reason == RELAY_CLOSED, "destroyed");

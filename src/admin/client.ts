@@ -16,6 +16,7 @@ import type { AttemptRecord, ClientMode, PairingRecord } from '../store/types.js
 import { readManagementKey } from './management-key.js';
 import { adminUrlFile } from './url-file.js';
 import type { PublicEntry } from './views.js';
+import type { LabelPolicy } from '../protocol/policy.js';
 
 /** A daemon that does not answer /healthz within this is treated as absent. */
 const PROBE_TIMEOUT_MS = 1500;
@@ -42,6 +43,8 @@ export interface AdminClient {
   agentFile(id: string): Promise<AgentFile>;
   pairings(label: string, limit?: number): Promise<PairingRecord[]>;
   attempts(id: string, limit?: number): Promise<AttemptRecord[]>;
+  /** Sets (null: removes) a label's traffic policy: a JSON Patch of its entry at the version read. */
+  setPolicy(label: string, policy: LabelPolicy | null): Promise<PublicEntry>;
 }
 
 function baseUrl(dataDir: string, config: Readonly<Config>): string {
@@ -105,12 +108,12 @@ export async function adminClient(dataDir: string, config: Readonly<Config>): Pr
   const ca = adminCa(config);
   if (!(await probe(url, ca))) return null;
 
-  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async function call<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
     let res: Answer;
     try {
       res = await request(url + path, {
         method,
-        headers: { 'x-api-key': key!, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        headers: { 'x-api-key': key!, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
         body: body === undefined ? undefined : JSON.stringify(body),
         timeoutMs: CALL_TIMEOUT_MS,
         ca,
@@ -155,5 +158,17 @@ export async function adminClient(dataDir: string, config: Readonly<Config>): Pr
     agentFile: (id) => call('GET', `/api/entries/${e(id)}/agent-file`),
     pairings: (label, limit = 20) => call('GET', `/api/labels/${e(label)}/pairings?limit=${limit}`),
     attempts: (id, limit = 20) => call('GET', `/api/entries/${e(id)}/attempts?limit=${limit}`),
+    setPolicy: async (label, policy) => {
+      const entry = (await call<PublicEntry[]>('GET', '/api/entries')).find((x) => x.labels.includes(label));
+      if (!entry) throw new TaasError('TAAS_NOT_FOUND', `no entry has label ${label}`);
+      const has = entry.policies?.[label] !== undefined;
+      const path = `/policies/${label}`;
+      // Labels are DNS labels: no '~' or '/' to escape in a JSON Pointer.
+      const ops = [
+        ...(entry.policies ? [] : [{ op: 'add', path: '/policies', value: {} }]),
+        policy === null ? (has ? [{ op: 'remove', path }] : []) : [{ op: 'add', path, value: policy }],
+      ].flat();
+      return call('PATCH', `/api/entries/${e(entry.id)}`, ops, { 'content-type': 'application/json-patch+json', 'if-match': `"${entry.version}"` });
+    },
   };
 }

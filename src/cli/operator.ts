@@ -18,6 +18,8 @@ import { isTaasError, oneLine } from '../errors.js';
 import { EntryService, type EntryInput } from '../entries/entry-service.js';
 import type { Entry, PairingRecord, Store } from '../store/types.js';
 import type { AgentFile } from '../protocol/agent-file.js';
+import type { LabelPolicy } from '../protocol/policy.js';
+import { TaasError } from '../errors.js';
 import { readRuntime } from '../observe/runtime-file.js';
 import { nodeHost } from '../protocol/endpoint.js';
 import { adminClient } from '../admin/client.js';
@@ -31,6 +33,10 @@ export interface Operator {
   remove(id: string): Promise<boolean>;
   addLabel(id: string, label: string): Promise<EntryView>;
   pairings(label: string): Promise<PairingRecord[]>;
+  /** The entry holding `label` (TAAS_NOT_FOUND when none does). */
+  entryOfLabel(label: string): Promise<EntryView>;
+  /** Sets (null: removes) the label's traffic policy. */
+  setPolicy(label: string, policy: LabelPolicy | null): Promise<EntryView>;
 }
 
 /** A store for one command: the embedded one without watching, and without writing history. */
@@ -69,6 +75,12 @@ export async function withOperator<T>(c: Readonly<Config>, fn: (op: Operator) =>
       remove: (id) => api.removeEntry(id),
       addLabel: (id, label) => api.addLabel(id, label),
       pairings: (label) => api.pairings(label),
+      entryOfLabel: async (label) => {
+        const e = (await api.listEntries()).find((x) => x.labels.includes(label));
+        if (!e) throw new TaasError('TAAS_NOT_FOUND', `no entry has label ${label}`);
+        return e;
+      },
+      setPolicy: (label, policy) => api.setPolicy(label, policy),
     });
   }
   return withStore(c, (store, svc) =>
@@ -79,6 +91,8 @@ export async function withOperator<T>(c: Readonly<Config>, fn: (op: Operator) =>
       remove: (id) => svc.remove(id),
       addLabel: (id, label) => svc.addLabel(id, label),
       pairings: (label) => store.listPairings(label),
+      entryOfLabel: (label) => svc.ofLabel(label),
+      setPolicy: (label, policy) => svc.setPolicy(label, policy),
     }),
   );
 }

@@ -2,6 +2,7 @@
  * `taas-server`: the daemon and the operator's commands. Every failure is one line naming
  * what is wrong and a non-zero exit; never a stack trace.
  */
+import { applyPolicyFlags, hasPolicyFlags, isEmptyPolicy, type PolicyFlags } from '../protocol/policy.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
@@ -12,7 +13,7 @@ import { TaasError, oneLine } from '../errors.js';
 import { createLogger } from '../observe/logger.js';
 import { generatedCertPaths, writeRegistrarCert } from '../tls/relay-tls.js';
 import { versionReport } from './version.js';
-import { printPairings, printEntries } from './print.js';
+import { printPairings, printEntries, printPolicy } from './print.js';
 import { checkKeyFile, withOperator } from './operator.js';
 import { addStoreCommands } from './store-commands.js';
 import { checkAcmeFiles } from '../tls/acme/files-check.js';
@@ -231,6 +232,31 @@ export function buildProgram(): Command {
       await withOperator(c, async (op) => {
         const e = await op.addLabel(id, label);
         console.log(`${e.id}: ${e.labels.join(', ')}`);
+      });
+    });
+
+  entries
+    .command('policy <label>')
+    .description("show or change a label's traffic policy (alone: prints it); a running daemon applies a change to new pairings at once")
+    .option('--allow <cidrs>', 'only mobile clients in these CIDRs (comma-separated, IPv4 and IPv6; "" removes the list)')
+    .option('--deny <cidrs>', 'refuse mobile clients in these CIDRs, and close their established pairings ("" removes the list)')
+    .option('--max-pairings <n>', 'pairings of the label at once')
+    .option('--max-pairings-per-client <n>', 'pairings at once per client address (IPv6 by /64)')
+    .option('--rate <n[/burst]>', 'new pairings per second per client address, with a burst')
+    .option('--bandwidth <bytes_per_s>', 'octets per second each way, shared by the label\'s pairings')
+    .option('--quota <bytes_per_day>', 'octets per UTC day, after which new pairings are refused')
+    .option('--clear', 'remove the policy (the config\'s defaultPolicy applies); other flags then start from nothing')
+    .option('--json', 'print the policy as JSON')
+    .action(async (label: string, o: PolicyFlags & { json?: boolean }, cmd: Command) => {
+      const { config: c } = await config(cmd.optsWithGlobals());
+      const l = label.toLowerCase();
+      await withOperator(c, async (op) => {
+        let e = await op.entryOfLabel(l);
+        if (hasPolicyFlags(o)) {
+          const next = applyPolicyFlags(o.clear ? undefined : e.policies?.[l], o, `policy of ${l}`);
+          e = await op.setPolicy(l, isEmptyPolicy(next) ? null : next);
+        }
+        printPolicy(l, e.policies?.[l], c.defaultPolicy, !!o.json);
       });
     });
 

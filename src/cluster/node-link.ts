@@ -23,6 +23,7 @@ export class NodeLink {
   private advertised = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
+  private reading: Promise<void> | null = null;
   private unsubscribe: (() => void) | null = null;
   /** The directory as last read, for use while Redis is unreachable (see peers, liveStates). */
   private lastNodes: NodeInfo[] = [];
@@ -60,9 +61,13 @@ export class NodeLink {
     let ticks = 0;
     this.timer = setInterval(() => {
       this.sync();
+      // The other nodes' counts for label policies each tick; their recorded view (readRemote
+      // keeps it too) each VIEW_EVERY_TICKS otherwise.
+      void this.readRemote();
       if (++ticks % VIEW_EVERY_TICKS === 0) void this.liveStates();
     }, SYNC_MS);
     this.timer.unref();
+    this.relay.setRemoteRefresh(() => this.readRemote());
     this.sync();
     await this.directory.start();
     await this.liveStates();
@@ -89,6 +94,27 @@ export class NodeLink {
     this.advertised = now;
     this.directory.setLiveState(states);
     this.directory.setLoad(Math.min(1, this.relay.openPorts / this.config.current.maxPorts));
+  }
+
+  /**
+   * The other nodes' clients per label (waiting and paired, as each last published), for the
+   * maxPairings of label policies. One read at a time; a failed read keeps the last counts.
+   */
+  private readRemote(): Promise<void> {
+    this.reading ??= this.directory
+      .listLiveStates()
+      .then((nodes) => {
+        this.lastLive = { at: Date.now(), states: nodes };
+        const counts = new Map<string, number>();
+        for (const n of nodes) {
+          if (n.nodeId === this.directory.self.id) continue;
+          for (const s of n.labels) counts.set(s.label, (counts.get(s.label) ?? 0) + s.active + s.waiting);
+        }
+        this.relay.setRemoteClients(counts);
+      })
+      .catch(() => undefined)
+      .finally(() => (this.reading = null));
+    return this.reading;
   }
 
   /** Another node asks for this node's client port of a label: granted only with an idle responder here. */
@@ -161,6 +187,7 @@ export class NodeLink {
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.relay.setRemoteRefresh(null);
     this.unsubscribe?.();
     await this.directory.close();
   }

@@ -4,7 +4,8 @@
  * Durations are in seconds (fractions allowed), sizes in bytes.
  */
 import net from 'node:net';
-import { TaasError } from '../errors.js';
+import { TaasError, oneLine } from '../errors.js';
+import { validatePolicy, type LabelPolicy } from '../protocol/policy.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 export type RelayEngineName = 'auto' | 'splice' | 'stream';
@@ -150,6 +151,11 @@ export interface Config {
   sessionLifetime: number;
   /** Generate a registrar certificate in the data dir when none is configured; false serves plain HTTP. */
   generateCert: boolean;
+  /**
+   * The traffic policy of labels whose entry sets none (src/protocol/policy.ts); a label's own
+   * policy replaces it whole. Absent: no limits beyond the relay's own.
+   */
+  defaultPolicy?: LabelPolicy;
   /** Public certificates for the registrar from an ACME CA; none when unset. */
   acme?: AcmeOptions;
   /**
@@ -162,7 +168,7 @@ export interface Config {
   sharedPort: boolean;
 }
 
-type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem' | 'acme';
+type Kind = 'string' | 'port' | 'number' | 'int' | 'bool' | 'range' | 'redis' | 'enum' | 'pem' | 'policy' | 'acme';
 
 /**
  * What a SIGHUP does to a key: `live`, the next use reads the new value (every part reads the
@@ -242,6 +248,8 @@ export const SCHEMA: Record<keyof Config, KeySpec> = {
   sharedPort: { kind: 'bool', default: false, reload: 'restart' },
   // The keeper, its listeners and the order lock are set up at start: a new acme block needs a restart.
   acme: { kind: 'acme', reload: 'restart' },
+  // Read at each admission through the view; a reload that changes it also closes the pairings of newly denied addresses.
+  defaultPolicy: { kind: 'policy', reload: 'live' },
 };
 
 export const CONFIG_KEYS = Object.keys(SCHEMA) as (keyof Config)[];
@@ -326,6 +334,22 @@ function coerce(key: keyof Config, v: unknown): unknown {
       const hi = coercePort(key, pair[1], false);
       if (lo > hi) throw bad(key, v, '[low, high] with low <= high');
       return [lo, hi];
+    }
+    case 'policy': {
+      // From the environment (TAAS_DEFAULT_POLICY) it comes as JSON text.
+      let obj: unknown = v;
+      if (typeof v === 'string') {
+        try {
+          obj = JSON.parse(v);
+        } catch {
+          throw bad(key, v, 'a policy object (JSON in the environment)');
+        }
+      }
+      try {
+        return validatePolicy(obj, `config key ${key}`);
+      } catch (e) {
+        throw new TaasError('TAAS_CONFIG_INVALID', oneLine(e));
+      }
     }
     case 'redis':
       if (typeof v === 'string') {

@@ -7,6 +7,7 @@ import type { ConfigView } from '../config/view.js';
 import { TaasError } from '../errors.js';
 import type { AgentFile } from '../protocol/agent-file.js';
 import { isReservedLabel, isValidId, isValidLabel, normaliseLabel } from '../protocol/names.js';
+import { isEmptyPolicy, validatePolicy, type LabelPolicy } from '../protocol/policy.js';
 import { newTotpSecret, otpauthUri } from '../auth/totp.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import { CLIENT_MODES, type ClientMode, type Entry, type Store } from '../store/types.js';
@@ -22,6 +23,8 @@ export interface EntryInput {
   id?: string;
   labels: string[];
   clientPorts?: Record<string, number>;
+  /** label → traffic policy; every key one of the labels. */
+  policies?: Record<string, LabelPolicy>;
   /** label → client mode; labels not named are `redirect`. */
   clientMode?: Record<string, ClientMode>;
 }
@@ -73,6 +76,37 @@ export class EntryService {
     return out;
   }
 
+  /** Each policy validated (canonical form), for a label of the entry; empty ones dropped. */
+  private policiesOf(raw: Record<string, unknown> | undefined, labels: string[]): Record<string, LabelPolicy> | undefined {
+    if (raw === undefined || raw === null) return undefined;
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new TaasError('TAAS_POLICY_INVALID', 'policies must be an object of label → policy');
+    const out: Record<string, LabelPolicy> = {};
+    for (const [label, p] of Object.entries(raw)) {
+      if (!labels.includes(label)) throw new TaasError('TAAS_POLICY_INVALID', `policy given for label ${label}, which the entry does not have`);
+      const v = validatePolicy(p, `policy of ${label}`);
+      if (!isEmptyPolicy(v)) out[label] = v;
+    }
+    return Object.keys(out).length ? out : undefined;
+  }
+
+  /** The entry with `label`, or TAAS_NOT_FOUND. */
+  async ofLabel(label: string): Promise<Entry> {
+    const l = normaliseLabel(label);
+    const e = await this.store.entryForLabel(l);
+    if (!e) throw new TaasError('TAAS_NOT_FOUND', `no entry has label ${l}`);
+    return e;
+  }
+
+  /** Sets (or with null removes) the traffic policy of `label`, wherever its entry is. */
+  async setPolicy(label: string, policy: LabelPolicy | null): Promise<Entry> {
+    const cur = await this.ofLabel(label);
+    const l = normaliseLabel(label);
+    const policies = { ...(cur.policies ?? {}) };
+    if (policy === null) delete policies[l];
+    else policies[l] = policy;
+    return this.replace(cur.id, { labels: cur.labels, clientPorts: cur.clientPorts, policies }, cur.version);
+  }
+
   private clientModeOf(raw: Record<string, unknown> | undefined, labels: string[]): Record<string, ClientMode> | undefined {
     if (raw === undefined) return undefined;
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new TaasError('TAAS_ENTRY_INVALID', 'clientMode must be an object of label → redirect | passthrough');
@@ -96,7 +130,8 @@ export class EntryService {
     if (!isValidId(id)) throw new TaasError('TAAS_ENTRY_INVALID', `ID ${JSON.stringify(id)} is not valid (letters, digits, '.', '_' and '-', up to 128)`);
     const labels = this.labelsOf(input.labels);
     const now = new Date().toISOString();
-    const base: Entry = { id, secret: newTotpSecret(), labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), createdAt: now, updatedAt: now, version: 1 };
+    const policies = this.policiesOf(input.policies, labels);
+    const base: Entry = { id, secret: newTotpSecret(), labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), ...(policies ? { policies } : {}), createdAt: now, updatedAt: now, version: 1 };
     const entry = this.withModes(base, this.clientModeOf(input.clientMode, labels));
     const stored = await this.store.createEntry(entry);
     return this.issued(stored);
@@ -115,9 +150,14 @@ export class EntryService {
   async replace(id: string, input: Omit<EntryInput, 'id'>, expectedVersion?: number): Promise<Entry> {
     const cur = await this.get(id);
     const labels = this.labelsOf(input.labels);
-    // A replace without clientMode keeps the modes of the labels it keeps.
+    // A replace without `policies` keeps those of labels it keeps (a PUT of labels alone does
+    // not silently lift a label's protection); a label dropped takes its policy with it. The
+    // same for clientMode: a replace without it keeps the modes of the labels it keeps.
+    const given = input.policies !== undefined ? input.policies : Object.fromEntries(Object.entries(cur.policies ?? {}).filter(([l]) => labels.includes(l)));
+    const policies = this.policiesOf(given, labels);
     const modes = input.clientMode ?? Object.fromEntries(Object.entries(cur.clientMode ?? {}).filter(([l]) => labels.includes(l)));
-    const next = this.withModes({ ...cur, labels, clientPorts: this.clientPortsOf(input.clientPorts, labels) }, this.clientModeOf(modes, labels));
+    const { policies: _old, ...rest } = cur;
+    const next = this.withModes({ ...rest, labels, clientPorts: this.clientPortsOf(input.clientPorts, labels), ...(policies ? { policies } : {}) }, this.clientModeOf(modes, labels));
     return this.store.updateEntry(next, expectedVersion);
   }
 
@@ -132,7 +172,9 @@ export class EntryService {
     if (!cur.labels.includes(l)) throw new TaasError('TAAS_NOT_FOUND', `entry ${id} has no label ${l}`);
     const clientPorts = { ...cur.clientPorts };
     delete clientPorts[l];
-    return this.replace(id, { labels: cur.labels.filter((x) => x !== l), clientPorts }, cur.version);
+    const policies = { ...(cur.policies ?? {}) };
+    delete policies[l];
+    return this.replace(id, { labels: cur.labels.filter((x) => x !== l), clientPorts, policies }, cur.version);
   }
 
   remove(id: string): Promise<boolean> {

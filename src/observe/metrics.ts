@@ -30,6 +30,8 @@ export interface MetricsDeps {
   draining: () => boolean;
   /** With config `acme`: the expiry (ISO) of the registrar's ACME certificate, null before the first. */
   acmeNotAfter?: () => string | null;
+  /** With sharedPort: the shared port, emitting 'cut' { why } for each connection it closes unclassified. */
+  sharedPort?: EventEmitter;
 }
 
 /** Client connect → paired: sub-millisecond when a responder is idle, seconds when one must come. */
@@ -53,9 +55,14 @@ export function createMetrics(d: MetricsDeps): Metrics {
   const pairingEnds = new Counter({ name: 'taas_pairing_ends_total', help: 'Pairings ended, by reason (eof, reset, error, idle, closed, drain)', labelNames: ['reason'], registers });
   const bytes = new Counter({ name: 'taas_relay_bytes_total', help: 'Octets relayed by ended pairings; up = client to hidden server, down = hidden server to client', labelNames: ['direction'], registers });
   const poolEmpty = new Counter({ name: 'taas_pool_empty_total', help: 'Mobile clients that arrived when no responder of their label was idle', labelNames: ['label'], registers });
-  const clientRefused = new Counter({ name: 'taas_clients_refused_total', help: 'Mobile-client connections closed unpaired, by reason (no-responder, queue-full, timeout, conn-limit, closing)', labelNames: ['why'], registers });
+  const clientRefused = new Counter({ name: 'taas_clients_refused_total', help: 'Mobile-client connections closed unpaired, by reason (no-responder, queue-full, timeout, conn-limit, closing, and the policy\'s denied, quota, max-pairings, max-per-client, rate)', labelNames: ['why'], registers });
+  const labelPairings = new Counter({ name: 'taas_label_pairings_total', help: 'Pairings started, by label', labelNames: ['label'], registers });
+  const labelBytes = new Counter({ name: 'taas_label_bytes_total', help: 'Octets relayed by ended pairings, by label; up = client to hidden server, down = hidden server to client', labelNames: ['label', 'direction'], registers });
+  const policyRefused = new Counter({ name: 'taas_policy_refusals_total', help: "Mobile clients refused by their label's traffic policy, by label, reason (denied, quota, max-pairings, max-per-client, rate) and where (redirect: the registrar's 307; connection: a relay port)", labelNames: ['label', 'why', 'at'], registers });
+  const policyClosed = new Counter({ name: 'taas_policy_closed_pairings_total', help: "Established pairings closed because their label's policy came to deny their client's address", labelNames: ['label'], registers });
   const respDead = new Counter({ name: 'taas_responders_dead_total', help: 'Idle responders found dead at pairing time and replaced by the next one', labelNames: ['label'], registers });
   const respRefused = new Counter({ name: 'taas_responders_refused_total', help: 'Connections to allocated ports refused (address, cookie, timeout)', labelNames: ['why'], registers });
+  const sharedCut = new Counter({ name: 'taas_shared_port_refused_total', help: 'Shared-port connections closed unclassified, by reason (timeout, oversized, malformed, not-tls, unknown-label, cookie, conn-limit, closed)', labelNames: ['why'], registers });
   const expired = new Counter({ name: 'taas_registrations_expired_total', help: 'Allocated ports closed because no hidden server connected in time', registers });
   const wait = new Histogram({ name: 'taas_pair_wait_seconds', help: 'Time from a mobile client connecting to its pairing', buckets: PAIR_WAIT_BUCKETS, registers });
 
@@ -108,21 +115,28 @@ export function createMetrics(d: MetricsDeps): Metrics {
   const listeners: [EventEmitter, string, Parameters<EventEmitter['on']>[1]][] = [
     [d.routes, 'registration', (e: { result: string }) => registrations.inc({ result: e.result })],
     [d.routes, 'client', (e: { result: string }) => clientRequests.inc({ result: e.result })],
-    [d.relay, 'paired', (e: { waitMs: number }) => {
+    [d.relay, 'paired', (e: { label: string; waitMs: number }) => {
       pairings.inc();
+      labelPairings.inc({ label: cap.name(e.label) });
       wait.observe(e.waitMs / 1000);
     }],
     [d.relay, 'pairing-end', (r: PairingRecord) => {
       pairingEnds.inc({ reason: r.reason });
       bytes.inc({ direction: 'up' }, r.bytesUp);
       bytes.inc({ direction: 'down' }, r.bytesDown);
+      const label = cap.name(r.label);
+      labelBytes.inc({ label, direction: 'up' }, r.bytesUp);
+      labelBytes.inc({ label, direction: 'down' }, r.bytesDown);
     }],
     [d.relay, 'pool-empty', (e: { label: string }) => poolEmpty.inc({ label: cap.name(e.label) })],
     [d.relay, 'client-refused', (e: { why: string }) => clientRefused.inc({ why: e.why })],
+    [d.relay, 'policy-refused', (e: { label: string; why: string; at: string }) => policyRefused.inc({ label: cap.name(e.label), why: e.why, at: e.at })],
+    [d.relay, 'policy-closed', (e: { label: string; count: number }) => policyClosed.inc({ label: cap.name(e.label) }, e.count)],
     [d.relay, 'responder-dead', (e: { label: string }) => respDead.inc({ label: cap.name(e.label) })],
     [d.relay, 'responder-refused', (e: { why: string }) => respRefused.inc({ why: e.why })],
     [d.relay, 'registration-expired', () => expired.inc()],
   ];
+  if (d.sharedPort) listeners.push([d.sharedPort, 'cut', (e: { why: string }) => sharedCut.inc({ why: e.why })]);
   for (const [em, ev, fn] of listeners) em.on(ev, fn);
   // Zero-valued series exist from the start, so rate() works from the first scrape.
   registrations.inc({ result: 'ok' }, 0);

@@ -20,6 +20,7 @@ import type { Store } from '../store/types.js';
 import type { Relay } from '../relay/relay.js';
 import { FailureLog } from '../observe/failure-log.js';
 import { MethodNotAllowed, fail, sendError, sendJson, sendText } from './respond.js';
+import { LogBudget } from '../observe/log-budget.js';
 
 /** Where a label's responders live when not here (multi-node); null when nowhere. */
 export type ElsewhereLookup = (label: string, client: { address: string; path: string }) => Promise<{ host: string; port: number } | null>;
@@ -47,6 +48,9 @@ export interface RoutesDeps {
 const NO_RESPONDER_RETRY_S = 5;
 
 export class RegistrarRoutes extends EventEmitter {
+  /** Clients refused by a label's policy, logged at info: 10 per label and minute, the rest at debug. */
+  private readonly policyLogBudget = new LogBudget(10, 60_000);
+
   private readonly failures = new FailureLog();
 
   constructor(private readonly d: RoutesDeps) {
@@ -184,6 +188,18 @@ export class RegistrarRoutes extends EventEmitter {
     if (!(await this.knownLabel(label))) throw fail('TAAS_NOT_FOUND', 'unknown label');
     const path = req.url ?? '/';
     const address = req.socket.remoteAddress ?? '';
+    // The label's policy before the 307 (the same check the relay's ports make): a refused
+    // client is sent nowhere, and learns nothing of the label's responders.
+    await this.d.relay.prepareAdmission(label);
+    const refused = this.d.relay.admitClient(label, address, 'redirect');
+    if (refused) {
+      const quiet = !this.policyLogBudget.allow(label);
+      this.d.logger[quiet ? 'debug' : 'info']({ label, why: refused.why, from: address }, 'mobile client refused by the label policy');
+      this.emit('client', { label, result: `policy-${refused.why}` });
+      if (refused.why === 'denied') throw fail('TAAS_POLICY_DENIED', `this address may not reach ${label}`);
+      if (refused.why === 'quota') throw fail('TAAS_QUOTA_EXCEEDED', `${label} has used its quota of the day; it is reset at 00:00 UTC`, { retryAfter: refused.retryAfter });
+      throw fail('TAAS_POLICY_LIMIT', `a limit of ${label}'s policy is reached (${refused.why}); try again later`, { retryAfter: refused.retryAfter });
+    }
     const scheme = this.d.tls() ? 'https' : 'http';
     const here = async (): Promise<string | null> => {
       const port = await this.d.relay.clientPort(label, { remoteAddress: address, path });

@@ -4,6 +4,7 @@
  * (slowloris), connections per source address. Certificates can be swapped on SIGHUP without
  * touching established connections.
  */
+import type { EventEmitter } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
@@ -122,7 +123,9 @@ export class RegistrarServer {
       // One port for everything: the registrar's server listens nowhere itself; the shared
       // port gives it the connections that are its own.
       const { relay, elsewhere } = this.shareWith;
-      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s) });
+      const acme = this.acme;
+      const registrarProves = acme ? async (name: string) => (await acme.tlsAlpnContext(name)) !== null : undefined;
+      const shared = new SharedPort({ view: this.view, relay, elsewhere, logger: this.logger, secure: tls !== null, registrar: (s) => server.emit('connection', s), ...(registrarProves ? { registrarProves } : {}) });
       await shared.listen(c.taasPort, c.taasHost, fd);
       this.shared = shared;
     } else {
@@ -163,6 +166,11 @@ export class RegistrarServer {
   /** Whether taasPort is the shared port (sharedPort: true). */
   get sharedPort(): boolean {
     return this.shared !== null;
+  }
+
+  /** The shared port (its `cut` events), or null without sharedPort. */
+  get sharedPortEvents(): EventEmitter | null {
+    return this.shared;
   }
 
   /** Every label's client mode (SNI passthrough routing on the shared port). */

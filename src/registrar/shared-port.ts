@@ -9,6 +9,10 @@
  *   label's queue pairs it with an idle responder, the ClientHello forwarded first, TLS end to
  *   end with the hidden server (an ACME CA's TLS-ALPN-01 check for that name too: the key stays
  *   on the hidden server);
+ * - an ACME CA's TLS-ALPN-01 ClientHello (ALPN `acme-tls/1` alone) for a redirect-mode
+ *   label's name that the registrar has no challenge pending for → that label's responders,
+ *   as in passthrough: the hidden server is proving its own certificate (`taas-agent --acme`),
+ *   whose key must stay there; the registrar's own orders for the name keep their answers;
  * - a ClientHello for a label no entry holds → closed (TLS alert unrecognized_name);
  * - `TAAS-Cookie <token>` → a responder of the shared registration holding that cookie;
  * - plain HTTP → the registrar when it serves plain HTTP (no certificate); anything else,
@@ -16,6 +20,7 @@
  * The client port's rules (connections per address) apply while a connection is classified,
  * and the relay's or the registrar's own once it is handed on.
  */
+import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Logger } from 'pino';
 import type { ConfigView } from '../config/view.js';
@@ -27,10 +32,13 @@ import type { ClientMode } from '../store/types.js';
 import { PassthroughForwarder } from './passthrough-forward.js';
 import type { ElsewhereLookup } from './routes.js';
 
+/** RFC 8737: the only protocol a TLS-ALPN-01 validation offers. */
+const ACME_TLS_ALPN = 'acme-tls/1';
+
 /** TLS alert record, fatal (2), unrecognized_name (112): RFC 6066 §3's answer to an unknown SNI. */
 const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70]);
 
-/** Why the shared port closed a connection (log lines and tests name these). */
+/** Why the shared port closed a connection (log lines, the `cut` event and metrics name these). */
 export type CutWhy = 'timeout' | 'oversized' | 'malformed' | 'not-tls' | 'unknown-label' | 'cookie' | 'conn-limit' | 'closed';
 
 export interface SharedPortDeps {
@@ -43,9 +51,12 @@ export interface SharedPortDeps {
   secure: boolean;
   /** Several nodes: another node's client port for a label with idle responders there. */
   elsewhere?: ElsewhereLookup;
+  /** With config `acme`: whether the registrar has a TLS-ALPN-01 challenge pending for `name`. */
+  registrarProves?: (name: string) => Promise<boolean>;
 }
 
-export class SharedPort {
+/** Emits `cut` { why } for each connection it closes unclassified (metrics count them). */
+export class SharedPort extends EventEmitter {
   private readonly server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
   private readonly perAddress = new ConnLimit(() => this.deps.view.current.maxConnsPerAddress);
   private readonly classifying = new Set<net.Socket>();
@@ -58,6 +69,7 @@ export class SharedPort {
   private readonly forwarder: PassthroughForwarder;
 
   constructor(private readonly deps: SharedPortDeps) {
+    super();
     this.forwarder = new PassthroughForwarder(deps.logger);
     this.server.on('connection', (s) => this.classify(s));
     this.server.on('error', (e) => this.deps.logger.warn({ err: e.message }, 'shared port listener error'));
@@ -155,7 +167,7 @@ export class SharedPort {
       if (!done()) return;
       switch (what.kind) {
         case 'hello':
-          return this.routeHello(s, buf, what.sni);
+          return void this.routeHello(s, buf, what.sni, what.alpn);
         case 'cookie':
           if (!this.deps.relay.takeSharedResponder(what.token, s, what.rest)) this.cut(s, 'cookie');
           return;
@@ -172,13 +184,18 @@ export class SharedPort {
   }
 
   /** A complete ClientHello: where its SNI says it goes. */
-  private routeHello(s: net.Socket, hello: Buffer, sni: string | null): void {
+  private async routeHello(s: net.Socket, hello: Buffer, sni: string | null, alpn: string[]): Promise<void> {
     const c = this.deps.view.current;
     const route = sni === null ? null : routeHost(sni, c.namedRegistrar, c.namedServers);
     if (route?.kind === 'label') {
       const mode = this.modes.get(route.label);
-      if (mode === 'passthrough') return void this.passthrough(route.label, s, hello);
+      if (mode === 'passthrough') return this.passthrough(route.label, s, hello);
       if (mode === undefined) return this.cut(s, 'unknown-label', route.label);
+      if (sni !== null && alpn.length === 1 && alpn[0] === ACME_TLS_ALPN) {
+        const registrars = (await this.deps.registrarProves?.(sni).catch(() => false)) ?? false;
+        if (s.destroyed) return;
+        if (!registrars) return this.passthrough(route.label, s, hello);
+      }
     }
     this.toRegistrar(s, hello);
   }
@@ -191,6 +208,9 @@ export class SharedPort {
   private async passthrough(label: string, s: net.Socket, hello: Buffer): Promise<void> {
     const { relay, elsewhere } = this.deps;
     if (elsewhere && !this.closed && relay.labelState(label).idle === 0) {
+      // Carried, the client reaches the other node from this node's address: its label's policy
+      // is checked here first, on its own (kept here, the relay's own check below does it).
+      if (!(await relay.admitCarried(label, s))) return;
       const there = await elsewhere(label, { address: s.remoteAddress ?? '', path: '' }).catch(() => null);
       if (s.destroyed) return;
       if (there && !this.closed) return this.forwarder.forward(label, s, hello, there);
@@ -217,6 +237,7 @@ export class SharedPort {
   private cut(s: net.Socket, why: CutWhy, detail?: string): void {
     const level = why !== 'conn-limit' && this.budget.allow(why) ? 'info' : 'debug';
     this.deps.logger[level]({ from: s.remoteAddress, why, ...(detail ? { detail } : {}) }, 'shared port connection closed');
+    this.emit('cut', { why });
     if (why === 'unknown-label' && s.writable) s.write(ALERT_UNRECOGNIZED_NAME, () => s.destroy());
     else s.destroy();
   }

@@ -13,6 +13,9 @@ import type { ClientRefusal, RelayCore } from './core.js';
 import type { LabelQueue, LabelQueues } from './label-queue.js';
 import type { PathBook } from './path-book.js';
 import type { PortAllocator } from './ports.js';
+import type { Admission } from './admission.js';
+import { addressBucket } from '../protocol/address.js';
+import { normaliseAddress } from './address.js';
 
 /** A refused mobile client: one log line (within a budget) and the `client-refused` event. */
 export class ClientRefusals {
@@ -39,6 +42,7 @@ export class MobileClients {
     private readonly allocator: PortAllocator,
     private readonly connLimit: ConnLimit,
     private readonly refusals: ClientRefusals,
+    private readonly admission: Admission,
   ) {}
 
   /**
@@ -85,7 +89,7 @@ export class MobileClients {
   adoptWaiting(label: string, socket: net.Socket, head: Buffer | undefined, arrived: number, deadline: number): void {
     socket.on('error', () => {});
     this.connLimit.admit(socket);
-    this.queues.of(label).enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, arrived, deadline, head);
+    this.queues.of(label).enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, arrived, deadline, addressBucket(normaliseAddress(socket.remoteAddress)), head);
   }
 
   /**
@@ -95,6 +99,20 @@ export class MobileClients {
   takeClient(label: string, socket: net.Socket, head?: Buffer): void {
     // Each client connection gets its own correlation id for its log lines (issue 7).
     withCorrelation(newCorrelationId('c'), () => this.admit(label, socket, head));
+  }
+
+  /**
+   * A passthrough client about to be carried to another node (src/registrar/shared-port.ts):
+   * the label's policy on the client's own address, as the registrar checks before its 307 (the
+   * rate token is the other node's port's to take). False when refused: the socket is reset and
+   * the refusal counted, as on a relay port.
+   */
+  admitCarried(label: string, socket: net.Socket): boolean {
+    const refused = this.admission.check(label, socket.remoteAddress, 'redirect');
+    if (!refused) return true;
+    socket.resetAndDestroy();
+    this.refusals.refuse(label, refused.why);
+    return false;
   }
 
   private admit(label: string, socket: net.Socket, head?: Buffer): void {
@@ -107,6 +125,13 @@ export class MobileClients {
     if (core.closed) {
       socket.destroy();
       return refusals.refuse(label, 'closing');
+    }
+    // The label's policy before anything else: a refused client costs no responder, no place in
+    // the queue, and learns nothing about the label's state. A reset, not a FIN: a refusal.
+    const refused = this.admission.check(label, socket.remoteAddress, 'connection');
+    if (refused) {
+      socket.resetAndDestroy();
+      return refusals.refuse(label, refused.why);
     }
     const q = this.queues.get(label);
     if (!q || q.idle === 0) core.emit('pool-empty', { label });
@@ -122,6 +147,6 @@ export class MobileClients {
       return refusals.refuse(label, noWait ? 'timeout' : 'queue-full');
     }
     const now = Date.now();
-    q.enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, now, now + core.config.clientWaitTimeout * 1000, head);
+    q.enqueueClient(socket, WAITING_CLIENT_BUFFER_BYTES, now, now + core.config.clientWaitTimeout * 1000, addressBucket(normaliseAddress(socket.remoteAddress)), head);
   }
 }

@@ -9,8 +9,9 @@ import type { Config } from '../config/schema.js';
 import type { ConfigView } from '../config/view.js';
 import type { PairingRecord } from '../store/types.js';
 import type { RefusalWhy } from './registration.js';
+import type { AdmissionPoint, PolicyRefusal } from './admission.js';
 
-export type ClientRefusal = 'no-responder' | 'queue-full' | 'timeout' | 'conn-limit' | 'closing';
+export type ClientRefusal = 'no-responder' | 'queue-full' | 'timeout' | 'conn-limit' | 'closing' | PolicyRefusal;
 
 /** Payloads of the events the Relay emits. */
 export interface RelayEvents {
@@ -24,6 +25,10 @@ export interface RelayEvents {
   'pool-empty': { label: string };
   'pairing-end': PairingRecord;
   'client-refused': { label: string; why: ClientRefusal };
+  /** A mobile client refused by its label's traffic policy, at the registrar or on a relay port. */
+  'policy-refused': { label: string; why: PolicyRefusal; at: AdmissionPoint };
+  /** Established pairings closed because the label's policy now denies their client's address. */
+  'policy-closed': { label: string; count: number };
 }
 
 export type RelayEmit = <K extends keyof RelayEvents>(event: K, payload: RelayEvents[K]) => void;

@@ -40,9 +40,20 @@ export interface PairingHandle {
   close(reason?: 'closed' | 'drain'): void;
 }
 
+/**
+ * One direction's share of a label's bandwidth: a token bucket the engine made
+ * (`RelayEngine.bandwidth`), shared by every pairing of the label given it. Opaque outside the
+ * engine that made it.
+ */
+export interface EngineBucket {
+  readonly rate: number;
+}
+
 export interface PairOptions {
   /** Close after this many ms with no octet either way; 0 = never. */
   idleTimeoutMs: number;
+  /** The label's bandwidth, each direction through its shared bucket (none: unlimited). */
+  bandwidth?: { up: EngineBucket; down: EngineBucket };
   /** Told once, with the result, when the pairing ends (before `done` settles). */
   observer?: PairingObserver;
 }
@@ -77,6 +88,8 @@ export interface RelayEngine {
   /** Pairings in progress. */
   readonly active: number;
   pair(client: PairSide, responder: PairSide, opts: PairOptions): PairingHandle;
+  /** A token bucket of `rate` octets per second (at most `burst` at once), for PairOptions.bandwidth. */
+  bucket(rate: number, burst: number): EngineBucket;
   /** Ends every pairing (drain deadline reached, or shutdown). */
   closeAll(reason: 'closed' | 'drain'): void;
   /**

@@ -20,6 +20,10 @@
  * 2. A waiting client has its wait timer armed; a client taken for pairing has none.
  * 3. responders = idle + pending + verifying + active, and none of the counts is negative;
  *    LabelQueues.active is the sum of every queue's active.
+ * 5. clientsFrom(b) is the number of the label's clients from address bucket b that are
+ *    waiting, being paired or paired (what maxPairingsPerClient counts); their sum over every
+ *    bucket is waiting + verifying + active (`clients`). The pairings in progress (`pairings()`)
+ *    are exactly the `active` ones begun and not released.
  * 4. A queue is forgotten (removed from LabelQueues, `forgotten` told once) as soon as it holds
  *    nothing — no responder in any state, no waiting client, no client port open or opening —
  *    and only then; no caller asks for it. Whoever holds a queue holds it through one of those
@@ -33,12 +37,23 @@ import { HeldSocket } from './held-socket.js';
 
 export interface WaitingClient {
   readonly held: HeldSocket;
+  /** The client's address bucket (addressBucket: IPv6 by /64), for invariant 5. */
+  readonly bucket: string;
   /** When the client connected, ms since the epoch (for the pair-wait metric). */
   readonly arrived: number;
   /** ms since the epoch after which it is refused ('timeout'). */
   readonly deadline: number;
   /** @internal the queue's wait timer, armed only while the client waits */
   timer: NodeJS.Timeout | null;
+}
+
+/** What the queue keeps of a pairing in progress (a LivePairing): enough to close it for policy. */
+export interface QueuedPairing {
+  /** The client's address, normalised. */
+  readonly clientAddr: string;
+  readonly clientBucket: string;
+  /** Ends the pairing now (its end is then reported as any other). */
+  close(): void;
 }
 
 /** What a queue tells the rest of the relay. */
@@ -60,6 +75,9 @@ export class LabelQueue {
   private pendingCount = 0;
   private verifyingCount = 0;
   private activeCount = 0;
+  /** Invariant 5: clients per address bucket, waiting, being paired or paired. */
+  private readonly perClient = new Map<string, number>();
+  private readonly live = new Set<QueuedPairing>();
   private port: ClientPort | null = null;
   private openingPort: Promise<number> | null = null;
   private gone = false;
@@ -90,6 +108,21 @@ export class LabelQueue {
   /** Pairings in progress. */
   get active(): number {
     return this.activeCount;
+  }
+
+  /** Mobile clients waiting, being paired or paired: what maxPairings counts (invariant 5). */
+  get clients(): number {
+    return this.waitingList.length + this.verifyingCount + this.activeCount;
+  }
+
+  /** Those of `clients` from address bucket `bucket` (invariant 5). */
+  clientsFrom(bucket: string): number {
+    return this.perClient.get(bucket) ?? 0;
+  }
+
+  /** The pairings in progress (a copy: closing one changes the set). */
+  pairings(): QueuedPairing[] {
+    return [...this.live];
   }
 
   /** Mobile clients waiting for a responder. */
@@ -163,9 +196,10 @@ export class LabelQueue {
    * `deadline`, paired at once if a responder is idle. `head`: octets already read from it (an
    * SNI passthrough client's ClientHello), delivered to the responder first.
    */
-  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number, head?: Buffer): WaitingClient {
+  enqueueClient(socket: net.Socket, bufferBytes: number, arrived: number, deadline: number, bucket = '', head?: Buffer): WaitingClient {
     const held = new HeldSocket(socket, head, bufferBytes, this.clientLeft, true);
-    const w: WaitingClient = { held, arrived, deadline, timer: null };
+    const w: WaitingClient = { held, bucket, arrived, deadline, timer: null };
+    this.perClient.set(bucket, this.clientsFrom(bucket) + 1);
     this.waitingList.push(w);
     this.armWait(w);
     this.pairUp();
@@ -174,10 +208,11 @@ export class LabelQueue {
 
   // ── the outcome of a match (verifying → …), reported by pairing ──────────────
 
-  /** The pair passed its check: verifying → active. */
-  begin(): void {
+  /** The pair passed its check: verifying → active; `p` is kept until `release(p)`. */
+  begin(p?: QueuedPairing): void {
     this.verifyingCount--;
     this.activeCount++;
+    if (p) this.live.add(p);
     this.owner.activeChanged(1);
   }
 
@@ -188,9 +223,13 @@ export class LabelQueue {
    */
   requeue(w: WaitingClient): void {
     this.verifyingCount--;
-    if (!w.held.alive) return this.forgetIfEmpty();
+    if (!w.held.alive) {
+      this.clientGone(w.bucket);
+      return this.forgetIfEmpty();
+    }
     const none = this.responders === 0;
     if (none || Date.now() >= w.deadline) {
+      this.clientGone(w.bucket);
       w.held.destroy();
       this.owner.hooks.refused(this.label, none ? 'no-responder' : 'timeout');
       return this.forgetIfEmpty();
@@ -201,24 +240,27 @@ export class LabelQueue {
   }
 
   /** The client left while its responder was checked: the responder is first in line again. */
-  putBack(r: HeldSocket): void {
+  putBack(r: HeldSocket, w?: WaitingClient): void {
     this.verifyingCount--;
+    if (w) this.clientGone(w.bucket);
     this.idleList.unshift(r);
     this.pairUp();
   }
 
   /** The relay closed while the pair was checked (the caller closed both). */
-  abandon(): void {
+  abandon(w?: WaitingClient): void {
     this.verifyingCount--;
+    if (w) this.clientGone(w.bucket);
     this.forgetIfEmpty();
   }
 
   /** A pairing of this label ended: active → gone; the client port's idle period restarts. */
-  release(): void {
+  release(p?: QueuedPairing): void {
     if (this.activeCount > 0) {
       this.activeCount--;
       this.owner.activeChanged(-1);
     }
+    if (p && this.live.delete(p)) this.clientGone(p.clientBucket);
     this.port?.touch();
     this.forgetIfEmpty();
   }
@@ -266,6 +308,7 @@ export class LabelQueue {
     for (const w of waiting) {
       if (w.timer) clearTimeout(w.timer);
       w.timer = null;
+      this.clientGone(w.bucket);
     }
     const port = this.port;
     this.port = null;
@@ -273,15 +316,18 @@ export class LabelQueue {
     return { idle, waiting, port };
   }
 
-  /** A pairing handed over by the daemon this one replaces: active from the start. */
-  adoptPairing(): void {
+  /** A pairing handed over by the daemon this one replaces: active from the start, its client counted (invariant 5). */
+  adoptPairing(p: QueuedPairing): void {
     this.activeCount++;
+    this.live.add(p);
+    this.perClient.set(p.clientBucket, this.clientsFrom(p.clientBucket) + 1);
     this.owner.activeChanged(1);
   }
 
   /** A detached pairing left for the next daemon: gone here, without an end of its own. */
-  pairingHandedOut(): void {
+  pairingHandedOut(p: QueuedPairing): void {
     this.activeCount--;
+    if (this.live.delete(p)) this.clientGone(p.clientBucket);
     this.owner.activeChanged(-1);
     this.forgetIfEmpty();
   }
@@ -291,6 +337,7 @@ export class LabelQueue {
   /** Relay shutdown: idle responders and waiting clients closed, the client port closed. */
   close(): Promise<void>[] {
     for (const h of this.idleList.splice(0)) h.destroy();
+    this.perClient.clear();
     for (const w of this.waitingList.splice(0)) {
       if (w.timer) clearTimeout(w.timer);
       w.timer = null;
@@ -322,6 +369,12 @@ export class LabelQueue {
     w.timer.unref();
   }
 
+  private clientGone(bucket: string): void {
+    const n = this.clientsFrom(bucket) - 1;
+    if (n > 0) this.perClient.set(bucket, n);
+    else this.perClient.delete(bucket);
+  }
+
   private forgetIfEmpty(): void {
     if (!this.gone && this.empty) {
       this.gone = true;
@@ -334,6 +387,7 @@ export class LabelQueue {
     const i = this.waitingList.indexOf(w);
     if (i < 0) return;
     this.waitingList.splice(i, 1);
+    this.clientGone(w.bucket);
     w.held.destroy();
     this.owner.hooks.refused(this.label, 'timeout');
     this.forgetIfEmpty();
@@ -352,6 +406,7 @@ export class LabelQueue {
     const i = this.waitingList.findIndex((w) => w.held === h);
     if (i >= 0) {
       const [w] = this.waitingList.splice(i, 1);
+      this.clientGone(w!.bucket);
       if (w!.timer) clearTimeout(w!.timer);
       w!.timer = null;
       this.owner.logger.debug({ label: this.label }, 'waiting client left');

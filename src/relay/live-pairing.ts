@@ -9,9 +9,10 @@ import type net from 'node:net';
 import { withCorrelation } from '../observe/correlation.js';
 import { normaliseAddress } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
-import type { PairingObserver, PairingResult } from './engine.js';
+import { addressBucket } from '../protocol/address.js';
+import type { PairingHandle, PairingObserver, PairingResult } from './engine.js';
 import type { PathBook } from './path-book.js';
-import type { LabelQueue } from './label-queue.js';
+import type { LabelQueue, QueuedPairing } from './label-queue.js';
 
 /** What a pairing handed over by the daemon this one replaces brings with it (issue 16). */
 export interface CarriedPairing {
@@ -27,13 +28,17 @@ export interface CarriedPairing {
   bytesDown: number;
 }
 
-export class LivePairing implements PairingObserver {
+export class LivePairing implements PairingObserver, QueuedPairing {
   /** ms since the epoch. */
   readonly start: number = Date.now();
   readonly clientAddr: string;
   readonly clientPort: number;
   /** Whether the client's connection counts for maxConnsPerAddress until the end. */
   readonly clientCounted: boolean;
+  /** The client's address bucket (IPv6 by /64): what maxPairingsPerClient counts. */
+  readonly clientBucket: string;
+  /** The engine's handle, once handed over: a deny in the label's policy closes through it. */
+  handle: PairingHandle | null = null;
   readonly responderAddr: string;
   readonly responderPort: number;
   readonly responderCounted: boolean;
@@ -60,6 +65,7 @@ export class LivePairing implements PairingObserver {
       this.clientAddr = carried.clientAddr;
       this.clientPort = carried.clientPort;
       this.clientCounted = carried.clientCounted;
+      this.clientBucket = addressBucket(this.clientAddr);
       this.responderAddr = carried.responderAddr;
       this.responderPort = carried.responderPort;
       this.responderCounted = carried.responderCounted;
@@ -75,11 +81,16 @@ export class LivePairing implements PairingObserver {
     this.clientAddr = c ?? normaliseAddress(client.remoteAddress);
     this.clientPort = client.remotePort ?? 0;
     this.clientCounted = c !== undefined;
+    this.clientBucket = addressBucket(this.clientAddr);
     const r = connLimit.keep(responder);
     this.responderAddr = r ?? normaliseAddress(responder.remoteAddress);
     this.responderPort = responder.remotePort ?? 0;
     this.responderCounted = r !== undefined;
     this.path = paths.lookup(queue.label, client.remoteAddress);
+  }
+
+  close(): void {
+    this.handle?.close('closed');
   }
 
   /** Called by the engine (a native completion for splice), outside the pairing's asynchronous

@@ -10,7 +10,7 @@ import { formatPeer } from './address.js';
 import type { ConnLimit } from './conn-limit.js';
 import type { RelayCore } from './core.js';
 import type net from 'node:net';
-import type { PairingResult, RelayEngine } from './engine.js';
+import type { PairingResult, PairOptions, RelayEngine } from './engine.js';
 import type { HeldSocket } from './held-socket.js';
 import type { LabelQueue, WaitingClient } from './label-queue.js';
 import { LivePairing, type CarriedPairing } from './live-pairing.js';
@@ -24,6 +24,8 @@ export class Pairing {
     private readonly connLimit: ConnLimit,
     private readonly paths: PathBook,
     private readonly nodeId: string | undefined,
+    /** The label's bandwidth buckets under its policy now, if it sets one (bandwidth.ts). */
+    private readonly bandwidthOf: (label: string) => PairOptions['bandwidth'],
   ) {}
 
   /** QueueHooks.matched: checks the responder, then pairs (or reports back to the queue). */
@@ -42,7 +44,7 @@ export class Pairing {
     if (core.closed) {
       r.destroy();
       w.held.destroy();
-      return q.abandon();
+      return q.abandon(w);
     }
     if (!alive) {
       r.destroy();
@@ -51,7 +53,7 @@ export class Pairing {
       return q.requeue(w);
     }
     // The client left while the responder was checked: the responder goes back, first in line.
-    if (!w.held.alive) return q.putBack(r);
+    if (!w.held.alive) return q.putBack(r, w);
     // One correlation id per pairing: its start and end lines (and the engine's) share it.
     const cid = newCorrelationId('p');
     withCorrelation(cid, () => this.handOver(q, w, r, cid));
@@ -66,10 +68,11 @@ export class Pairing {
     const client = w.held.take();
     const responder = r.take();
     const live = new LivePairing(q, cid, client.socket, responder.socket, this.connLimit, this.paths, this.pairingEnded);
-    q.begin();
+    q.begin(live);
     core.emit('paired', { label: q.label, waitMs: live.start - w.arrived });
     sendPairingSignal(core.config.proxyProtocol, client.socket, responder.socket);
-    this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live });
+    const bandwidth = this.bandwidthOf(q.label);
+    live.handle = this.engine.pair(client, responder, { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live, ...(bandwidth ? { bandwidth } : {}) });
   }
 
   /**
@@ -81,11 +84,14 @@ export class Pairing {
     if (carried.clientCounted) connLimit.hold(carried.clientAddr);
     if (carried.responderCounted) connLimit.hold(carried.responderAddr);
     const live = new LivePairing(q, cid, null, null, connLimit, this.paths, this.pairingEnded, carried);
-    q.adoptPairing();
-    const opts = { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live };
+    q.adoptPairing(live);
+    // Limited by the label's bandwidth as this daemon's policy says, through this daemon's
+    // buckets (the old daemon's bucket state is not carried: at most one burst more).
+    const bandwidth = this.bandwidthOf(q.label);
+    const opts: PairOptions = { idleTimeoutMs: core.config.pairingIdleTimeout * 1000, observer: live, ...(bandwidth ? { bandwidth } : {}) };
     withCorrelation(cid, () => {
-      if (engine.pairDescriptors) return void engine.pairDescriptors(fds.client, fds.responder, head, opts);
-      engine.pair({ socket: socket(fds.client), head: head.client }, { socket: socket(fds.responder), head: head.responder }, opts);
+      if (engine.pairDescriptors) return void (live.handle = engine.pairDescriptors(fds.client, fds.responder, head, opts));
+      live.handle = engine.pair({ socket: socket(fds.client), head: head.client }, { socket: socket(fds.responder), head: head.responder }, opts);
     });
   }
 
@@ -93,7 +99,7 @@ export class Pairing {
   handedOut(live: LivePairing): void {
     if (live.clientCounted) this.connLimit.release(live.clientAddr);
     if (live.responderCounted) this.connLimit.release(live.responderAddr);
-    live.queue.pairingHandedOut();
+    live.queue.pairingHandedOut(live);
   }
 
   /**
@@ -113,7 +119,7 @@ export class Pairing {
     const q = live.queue;
     // Waiting clients stay until their clientWaitTimeout even when no responder is left at this
     // instant: an agent registers replacements as its pairings end, moments later.
-    q.release();
+    q.release(live);
     if (live.clientCounted) connLimit.release(live.clientAddr);
     if (live.responderCounted) connLimit.release(live.responderAddr);
     const rec: PairingRecord = {

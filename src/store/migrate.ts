@@ -1,6 +1,6 @@
 /**
  * Moving entries between stores (embedded ⇄ Redis) as JSON lines: one entry per line,
- * `{"id","secret","labels","clientPorts","createdAt","updatedAt","version"}`.
+ * `{"id","secret","labels","clientPorts","policies","clientMode","createdAt","updatedAt","version"}` (policies and clientMode only when set).
  *
  * The export holds the TOTP secrets IN PLAINTEXT (the SecretBox key of one store means nothing
  * to the other): whoever reads the file can register as every hidden server in it. Operators
@@ -8,8 +8,9 @@
  *
  * Import checks the whole input before changing anything (a malformed or contradictory file
  * changes nothing), then per entry: absent → created (timestamps kept, version 1), present and
- * identical → skipped, present and different → updated (secret, labels, client ports replaced).
+ * identical → skipped, present and different → updated (secret, labels, client ports, policies, client modes replaced).
  */
+import { validatePolicy, type LabelPolicy } from '../protocol/policy.js';
 import { TaasError } from '../errors.js';
 import { isValidId, isValidLabel } from '../protocol/names.js';
 import { clientModeOf, type ClientMode, type Entry, type Store } from './types.js';
@@ -28,6 +29,7 @@ export async function* exportEntries(store: Store): AsyncIterable<string> {
       secret: e.secret,
       labels: e.labels,
       clientPorts: e.clientPorts,
+      ...(e.policies ? { policies: e.policies } : {}),
       ...(e.clientMode && Object.keys(e.clientMode).length ? { clientMode: e.clientMode } : {}),
       createdAt: e.createdAt,
       updatedAt: e.updatedAt,
@@ -52,7 +54,7 @@ export function parseEntryLine(text: string, lineNo: number): Entry {
     throw bad(lineNo, 'not JSON');
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(lineNo, 'not a JSON object');
-  const { id, secret, labels, clientPorts, clientMode, createdAt, updatedAt, version } = v;
+  const { id, secret, labels, clientPorts, policies, clientMode, createdAt, updatedAt, version } = v;
   if (typeof id !== 'string' || !isValidId(id)) throw bad(lineNo, 'id is missing or not a valid ID');
   if (typeof secret !== 'string' || !BASE32.test(secret)) throw bad(lineNo, `entry ${id}: secret is missing or not base32`);
   if (!Array.isArray(labels) || !labels.every((l) => typeof l === 'string' && isValidLabel(l))) {
@@ -63,6 +65,19 @@ export function parseEntryLine(text: string, lineNo: number): Entry {
   for (const [label, port] of Object.entries(ports as Record<string, unknown>)) {
     if (!labels.includes(label)) throw bad(lineNo, `entry ${id}: client port for ${label}, which is not one of its labels`);
     if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) throw bad(lineNo, `entry ${id}: client port of ${label} is not a port`);
+  }
+  let checkedPolicies: Record<string, LabelPolicy> | undefined;
+  if (policies !== undefined && policies !== null) {
+    if (typeof policies !== 'object' || Array.isArray(policies)) throw bad(lineNo, `entry ${id}: policies must be an object`);
+    checkedPolicies = {};
+    for (const [label, p] of Object.entries(policies as Record<string, unknown>)) {
+      if (!labels.includes(label)) throw bad(lineNo, `entry ${id}: policy for ${label}, which is not one of its labels`);
+      try {
+        checkedPolicies[label] = validatePolicy(p, `policy of ${label}`);
+      } catch (e) {
+        throw bad(lineNo, `entry ${id}: ${(e as Error).message}`);
+      }
+    }
   }
   const modes = clientMode ?? {};
   if (typeof modes !== 'object' || Array.isArray(modes)) throw bad(lineNo, `entry ${id}: clientMode must be an object`);
@@ -81,6 +96,7 @@ export function parseEntryLine(text: string, lineNo: number): Entry {
     secret,
     labels: [...(labels as string[])],
     clientPorts: { ...(ports as Record<string, number>) },
+    ...(checkedPolicies ? { policies: checkedPolicies } : {}),
     ...(Object.keys(modes).length ? { clientMode: { ...(modes as Record<string, ClientMode>) } } : {}),
     createdAt: time(createdAt, 'createdAt'),
     updatedAt: time(updatedAt, 'updatedAt'),
@@ -120,9 +136,10 @@ async function parseAll(lines: AsyncIterable<string> | Iterable<string>): Promis
 
 function sameContent(a: Entry, b: Entry): boolean {
   const ports = (e: Entry): string => JSON.stringify(Object.entries(e.clientPorts).sort(([x], [y]) => x.localeCompare(y)));
+  const policies = (e: Entry): string => JSON.stringify(Object.entries(e.policies ?? {}).sort(([x], [y]) => x.localeCompare(y)));
   // A label named `redirect` and a label not named are the same mode.
   const passthrough = (e: Entry): string => JSON.stringify(e.labels.filter((l) => clientModeOf(e, l) === 'passthrough').sort());
-  return a.secret === b.secret && JSON.stringify([...a.labels].sort()) === JSON.stringify([...b.labels].sort()) && ports(a) === ports(b) && passthrough(a) === passthrough(b);
+  return a.secret === b.secret && JSON.stringify([...a.labels].sort()) === JSON.stringify([...b.labels].sort()) && ports(a) === ports(b) && policies(a) === policies(b) && passthrough(a) === passthrough(b);
 }
 
 /**
@@ -142,8 +159,9 @@ export async function importEntries(store: Store, lines: AsyncIterable<string> |
     const kept = cur.labels.filter((l) => e.labels.includes(l));
     const keptPorts = Object.fromEntries(Object.entries(cur.clientPorts).filter(([l, p]) => e.clientPorts[l] === p));
     if (kept.length !== cur.labels.length || Object.keys(keptPorts).length !== Object.keys(cur.clientPorts).length) {
+      const keptPolicies = Object.fromEntries(Object.entries(cur.policies ?? {}).filter(([l]) => kept.includes(l)));
       const keptModes = Object.fromEntries(Object.entries(cur.clientMode ?? {}).filter(([l]) => kept.includes(l)));
-      await store.updateEntry({ ...cur, labels: kept, clientPorts: keptPorts, clientMode: keptModes }, cur.version);
+      await store.updateEntry({ ...cur, labels: kept, clientPorts: keptPorts, policies: keptPolicies, clientMode: keptModes }, cur.version);
       released.add(e.id);
     }
   }

@@ -5,6 +5,8 @@
  * persist them through the SecretBox (src/store/secret-box.ts).
  */
 
+import type { LabelPolicy } from '../protocol/policy.js';
+
 export interface Entry {
   /** Administratively assigned ID (a UUID unless the operator chose one). */
   id: string;
@@ -14,6 +16,11 @@ export interface Entry {
   labels: string[];
   /** Fixed client ports: label → port, for clients that cannot follow a redirect. */
   clientPorts: Record<string, number>;
+  /**
+   * Traffic policies: label → policy (src/protocol/policy.ts), validated when written. A label
+   * without one gets the config's defaultPolicy. Absent in entries written before issue 18.
+   */
+  policies?: Record<string, LabelPolicy>;
   /**
    * How mobile clients reach a label (label → mode; a label not named is `redirect`): `redirect`
    * answers a 307 to a client port; `passthrough` (with `sharedPort`) routes a ClientHello whose

@@ -360,6 +360,30 @@ const OBSERVATIONS: Observation[] = [
     },
   },
   {
+    keys: ['defaultPolicy'],
+    parts: "the registrar (403 before its 307) and the relay's client ports (a reset), for labels without a policy of their own",
+    after: { defaultPolicy: { deny: ['127.0.0.9/32'] } },
+    setup: async (x) => {
+      // `early`: its client port is open from the portRange setup (`late`'s must open only after the reload).
+      expect((await request(x, 'GET', '/', `early.${x.servers}`, {}, '127.0.0.9')).status).toBe(307);
+    },
+    check: async (x) => {
+      const r = await request(x, 'GET', '/', `early.${x.servers}`, {}, '127.0.0.9');
+      expect(r.status).toBe(403);
+      expect(r.body).toContain('TAAS_POLICY_DENIED');
+      expect((await ask(x, 'early')).status).toBe(307);
+      // A reset: it may come before the connect event is seen.
+      const s = await connect(await clientPortOf(x, 'early'), { localAddress: '127.0.0.9' }).catch((e: NodeJS.ErrnoException) => e);
+      if (s instanceof Error) expect((s as NodeJS.ErrnoException).code).toBe('ECONNRESET');
+      else {
+        s.on('error', () => {});
+        closers.push(() => s.destroy());
+        await closed(s, 10_000);
+      }
+      await x.d.proc.waitLog('mobile client refused', 1, 10_000, { label: 'early', why: 'denied' });
+    },
+  },
+  {
     keys: ['idleBufferBytes', 'responderKeepalive'],
     parts: 'the relay\'s idle responders (what is read ahead of a pairing; the keepalive timer set on the socket)',
     before: { idleBufferBytes: 4 * 1024 * 1024 },

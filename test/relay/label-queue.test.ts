@@ -92,12 +92,42 @@ async function arrive(q: LabelQueue): Promise<{ held: HeldSocket; outer: net.Soc
   return { held: q.responderArrived(inner, undefined, BUFFER), outer };
 }
 
-async function enqueue(q: LabelQueue, deadline = Date.now() + LONG): Promise<{ w: WaitingClient; outer: net.Socket }> {
+async function enqueue(q: LabelQueue, deadline = Date.now() + LONG, bucket = ''): Promise<{ w: WaitingClient; outer: net.Socket }> {
   const { inner, outer } = await pair();
-  return { w: q.enqueueClient(inner, BUFFER, Date.now(), deadline), outer };
+  return { w: q.enqueueClient(inner, BUFFER, Date.now(), deadline, bucket), outer };
 }
 
 describe('LabelQueue', () => {
+  it('counts clients per address bucket while waiting, being paired and paired, and forgets them at every exit (5)', async () => {
+    const { qs, matched, next } = queues();
+    const q = qs.of('a');
+    q.addPending();
+    const left = await enqueue(q, Date.now() + LONG, 'x');
+    await enqueue(q, Date.now() + 50, 'x'); // its wait runs out
+    const kept = await enqueue(q, Date.now() + LONG, 'y');
+    expect([q.clientsFrom('x'), q.clientsFrom('y'), q.clients]).toEqual([2, 1, 3]);
+    const gone = closed(left.w.held.socket);
+    left.outer.destroy();
+    await gone;
+    expect(q.clientsFrom('x')).toBe(1);
+    if (q.waiting === 2) await next('refused'); // the 50 ms wait runs out
+    expect(q.clientsFrom('x')).toBe(0);
+    expect(q.clients).toBe(1);
+    // y is paired: it counts while verifying and active, and leaves at release.
+    q.responderArrived((await pair()).inner, undefined, BUFFER);
+    const m = matched.at(-1)!;
+    expect(m.w).toBe(kept.w);
+    expect(q.clientsFrom('y')).toBe(1);
+    m.w.held.take();
+    m.r.take();
+    const live = { clientAddr: '10.0.0.1', clientBucket: 'y', close() {} };
+    q.begin(live);
+    expect(q.pairings()).toEqual([live]);
+    expect([q.clientsFrom('y'), q.clients]).toEqual([1, 1]);
+    q.release(live);
+    expect([q.clientsFrom('y'), q.clients, q.pairings().length]).toEqual([0, 0, 0]);
+  });
+
   it('pairs the oldest waiting client with the oldest idle responder as soon as both exist (1, 2)', async () => {
     const { qs, matched } = queues();
     const q = qs.of('a');

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { SCHEMA, type Config } from '../../src/config/schema.js';
 import * as P from '../../src/protocol/limits.js';
 import * as R from '../../src/relay/constants.js';
+import { MAX_POLICY_CIDRS } from '../../src/protocol/policy.js';
 import { OUTBOX_LIMIT } from '../../src/store/outbox.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -39,6 +40,7 @@ const WHEN_HIT: Partial<Record<keyof Config, string>> = {
   sessionLifetime: 'token refused; a fresh TOTP code is needed',
   codeReusePerStep: 'a further presentation of the step\'s code is a replay: `401`, counted toward lock-out',
   metricsLabelCap: 'further labels counted as "other" in metrics',
+  defaultPolicy: 'mobile client refused: `403 TAAS_POLICY_DENIED`, `429 TAAS_POLICY_LIMIT` / `TAAS_QUOTA_EXCEEDED` at the registrar, a reset on relay ports (docs/policy.md)',
 };
 
 /** Security switches: not limits, but what the threat model rests on. */
@@ -135,6 +137,8 @@ export function fixedBoundsTable(): string {
     ['pairing history per label', `${P.PAIRINGS_PER_LABEL} records`, 'oldest dropped'],
     ['first octets on the shared port (`sharedPort`): a ClientHello or cookie line', `${P.MAX_CLASSIFY_BYTES} bytes (a ClientHello of at most ${P.MAX_CLIENT_HELLO_BYTES}) within ${P.CLASSIFY_TIMEOUT_MS / 1000} s`, 'silence or too slow: closed at the time bound; too large, malformed, neither TLS nor a cookie line, an unknown or spent cookie: closed at once; an SNI of a label no entry holds: TLS alert `unrecognized_name`, closed'],
     ['remembered request paths per label', `${R.PATHS_PER_LABEL}, ${R.PATH_TTL_MS / 1000} s`, 'oldest dropped'],
+    ['CIDR blocks per allow or deny list of a label policy', String(MAX_POLICY_CIDRS), '`422 TAAS_POLICY_INVALID`'],
+    ['rate buckets kept (a label policy\'s `rate`, per label and address bucket)', '100000', 'full ones swept, then the oldest dropped'],
     ['records waiting for the store during an outage', `${OUTBOX_LIMIT.toLocaleString('en')} (pairings and attempts)`, 'oldest dropped, counted in `taas_store_outbox_dropped_total`'],
   ];
   return ['| bound | value | when hit |', '|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');

@@ -14,6 +14,7 @@ import { helloMessage, inRecords } from '../helpers/client-hello.js';
 import { startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { closeServer, closed, connect, listen, readExactly, writeFlushed } from '../helpers/net.js';
 import { Registrant } from '../ops/responder.js';
+import { metrics } from '../ops/util.js';
 import { stripPairingSignal } from '../helpers/signal.js';
 
 const own = selfSigned('hidden.test', ['pass.localhost']);
@@ -109,6 +110,12 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
     await daemon.proc.waitLog('shared port connection closed', 2, 5000, { why: 'timeout' });
     const whys = daemon.proc.logs('shared port connection closed').map((l) => l.why);
     expect(whys).toEqual(expect.arrayContaining(['not-tls', 'malformed', 'oversized', 'unknown-label', 'cookie', 'timeout']));
+    // The same refusals, counted by reason for Prometheus (docs/operations.md): one per log line.
+    const m = await metrics(daemon);
+    const byWhy = (xs: unknown[]) => Object.fromEntries([...new Set(xs.map(String))].map((w) => [w, xs.filter((x) => x === w).length]));
+    const counted = Object.fromEntries([...m].filter(([k, v]) => k.startsWith('taas_shared_port_refused_total{') && v > 0).map(([k, v]) => [/why="([^"]+)"/.exec(k)![1], v]));
+    expect(counted).toEqual(byWhy(daemon.proc.logs('shared port connection closed').map((l) => l.why)));
+    expect(counted.timeout).toBe(2);
 
     // The pairing never noticed.
     client.write('after');
@@ -159,5 +166,33 @@ describe.each(['splice', 'stream'])('shared port under attack, %s engine', (engi
     await daemon.proc.waitLog('connection to the shared port refused: unknown or spent cookie');
     c.destroy();
     genuine.destroy();
+  });
+
+  it("a redirect label: an ACME TLS-ALPN-01 ClientHello for its name reaches its responder (taas-agent --acme); a browser's goes to the registrar", async () => {
+    daemon = await startDaemon({ sharedPort: true, relayEngine: engine });
+    const port = daemon.registrarPort;
+    const agentFile = await daemon.addEntry(['redir']);
+    const reg = new Registrant(agentFile, { host: '127.0.0.1', port });
+    const issued = await reg.register('redir');
+    const responder = await connect(port);
+    sockets.add(responder);
+    responder.on('error', () => undefined);
+    const { signal } = stripPairingSignal(responder);
+    await writeFlushed(responder, `TAAS-Cookie ${issued.cookie}\r\n`);
+
+    // A browser's ClientHello for the label's name: the registrar's own TLS answers it (this
+    // hand-made hello gets a TLS alert record from it); the responder never sees it (below).
+    const browser = await connect(port);
+    sockets.add(browser);
+    browser.write(hello('redir.localhost', ['h2', 'http/1.1']));
+    expect([0x15, 0x16]).toContain((await readExactly(browser, 1))[0]);
+
+    // The CA's check (ALPN acme-tls/1 alone), the registrar proving nothing for that name: the hidden server's.
+    const ca = await connect(port);
+    sockets.add(ca);
+    const h = hello('redir.localhost', ['acme-tls/1']);
+    ca.write(h);
+    expect(await readExactly(responder, h.length)).toEqual(h);
+    expect((await signal).addresses?.clientPort).toBe(ca.localPort);
   });
 });

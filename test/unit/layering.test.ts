@@ -14,7 +14,8 @@ const SRC = path.resolve(import.meta.dirname, '../../src');
 const LAYERS: Record<string, readonly string[]> = {
   errors: [],
   util: ['errors'],
-  config: ['errors'],
+  // config validates the defaultPolicy with protocol's policy rules (protocol uses only errors).
+  config: ['errors', 'protocol'],
   protocol: ['errors'],
   store: ['errors', 'util', 'config', 'protocol'],
   observe: ['errors', 'util', 'config', 'protocol', 'store'],

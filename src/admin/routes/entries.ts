@@ -12,6 +12,7 @@ import { checkPreconditions, etagOf, setValidators } from '../conditional.js';
 import { applyEntryPatch } from '../patch.js';
 import { qrDataUrl } from '../qr.js';
 import { publicEntry } from '../views.js';
+import type { LabelPolicy } from '../../protocol/policy.js';
 import type { ClientMode } from '../../store/types.js';
 
 const READ_ONLY = new Set(['id', 'createdAt', 'updatedAt', 'version']);
@@ -19,6 +20,7 @@ const READ_ONLY = new Set(['id', 'createdAt', 'updatedAt', 'version']);
 interface EntryBody {
   labels: string[];
   clientPorts?: Record<string, number>;
+  policies?: Record<string, LabelPolicy>;
   clientMode?: Record<string, ClientMode>;
 }
 
@@ -27,8 +29,8 @@ function entryBody(raw: unknown, id?: string): EntryBody {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new TaasError('TAAS_BAD_REQUEST', 'the body must be a JSON object { "labels": [...], "clientPorts": {...} }');
   const b = raw as Record<string, unknown>;
   for (const k of Object.keys(b)) {
-    if (k === 'labels' || k === 'clientPorts' || k === 'clientMode' || READ_ONLY.has(k)) continue;
-    throw new TaasError('TAAS_BAD_REQUEST', `unknown member ${JSON.stringify(k)}; an entry body has labels, clientPorts and clientMode`);
+    if (k === 'labels' || k === 'clientPorts' || k === 'policies' || k === 'clientMode' || READ_ONLY.has(k)) continue;
+    throw new TaasError('TAAS_BAD_REQUEST', `unknown member ${JSON.stringify(k)}; an entry body has labels, clientPorts, policies and clientMode`);
   }
   if (id !== undefined && b.id !== undefined && b.id !== id) throw new TaasError('TAAS_BAD_REQUEST', `the body's id ${JSON.stringify(b.id)} differs from the path's ${id}`);
   if (!Array.isArray(b.labels) || !b.labels.every((l) => typeof l === 'string')) throw new TaasError('TAAS_ENTRY_INVALID', 'labels must be a list of labels');
@@ -36,7 +38,8 @@ function entryBody(raw: unknown, id?: string): EntryBody {
   if (cp !== undefined && (cp === null || typeof cp !== 'object' || Array.isArray(cp))) throw new TaasError('TAAS_ENTRY_INVALID', 'clientPorts must be an object of label → port');
   const cm = b.clientMode;
   if (cm !== undefined && (cm === null || typeof cm !== 'object' || Array.isArray(cm))) throw new TaasError('TAAS_ENTRY_INVALID', 'clientMode must be an object of label → redirect | passthrough');
-  return { labels: b.labels as string[], ...(cp ? { clientPorts: cp as Record<string, number> } : {}), ...(cm ? { clientMode: cm as Record<string, ClientMode> } : {}) };
+  // policies are checked by the entry service (TAAS_POLICY_INVALID naming the label and member).
+  return { labels: b.labels as string[], ...(cp ? { clientPorts: cp as Record<string, number> } : {}), ...(b.policies !== undefined ? { policies: b.policies as Record<string, LabelPolicy> } : {}), ...(cm ? { clientMode: cm as Record<string, ClientMode> } : {}) };
 }
 
 async function issuedBody(i: IssuedEntry) {

@@ -53,6 +53,15 @@ export function liveRoutes(app: FastifyInstance, ctx: AdminContext): void {
     return store.listAttempts(e.id, limitOf(req.query));
   });
 
+  // The label view's charts: the last hour, one sample per minute, over every node.
+  app.get<{ Params: { label: string } }>('/api/labels/:label/history', { config: { perm: 'read' } }, async (req) => {
+    const label = labelOf(req.params.label);
+    if (!ctx.deps.history) throw new TaasError('TAAS_NOT_FOUND', 'no history on this admin server');
+    const [series, entry] = await Promise.all([ctx.deps.history(label), store.entryForLabel(label)]);
+    const policy = entry?.policies?.[label] ?? null;
+    return { label, minuteMs: 60_000, ...series, policy, defaultPolicy: policy ? null : (ctx.deps.config.current.defaultPolicy ?? null) };
+  });
+
   app.get<{ Querystring: { label?: string } }>('/api/counts', { config: { perm: 'read' } }, async (req) => store.listDailyCounts(req.query.label ? labelOf(req.query.label) : undefined));
 
   // One row per entry with everything the page's table shows, in one round trip.

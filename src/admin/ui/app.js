@@ -6,6 +6,7 @@ import { rawCall, refresh, failed } from './api.js';
 import { h, main, say } from './dom.js';
 import { renderEntries, renderEntry, renderNew } from './entries.js';
 import { renderKeyLog, renderKeys } from './keys.js';
+import { renderLabel } from './label.js';
 import { setRouter, state, stopPolling } from './state.js';
 
 // ---- sign-in -------------------------------------------------------------------------------
@@ -80,12 +81,12 @@ function route() {
   });
   const view = parts[0] || 'entries';
   for (const a of document.querySelectorAll('#nav a')) {
-    if (a.dataset.view === ({ entry: 'entries', key: 'keys' }[view] ?? view)) a.setAttribute('aria-current', 'page');
+    if (a.dataset.view === ({ entry: 'entries', key: 'keys', label: 'entries' }[view] ?? view)) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
   }
   if (view !== 'new' && state.shown) state.shown = null;
   state.view = view;
-  const views = { entries: renderEntries, entry: () => renderEntry(parts[1]), new: renderNew, keys: renderKeys, key: () => renderKeyLog(parts[1]) };
+  const views = { entries: renderEntries, entry: () => renderEntry(parts[1]), label: () => renderLabel(parts[1]), new: renderNew, keys: renderKeys, key: () => renderKeyLog(parts[1]) };
   // Focus moves to the new content (for keyboard and screen-reader users); a view that has a
   // first field to fill takes the focus from there.
   main.focus({ preventScroll: true });

@@ -162,8 +162,9 @@ export async function renderEntry(id) {
     h('section', { class: 'card', 'aria-labelledby': 'st' }, h('h2', { id: 'st' }, 'Live status'), statusBox),
     h('section', { class: 'card', 'aria-labelledby': 'lb' },
       h('h2', { id: 'lb' }, 'Labels'),
-      h('ul', { class: 'tag-list' }, entry.labels.map((l) => h('li', {}, h('span', {}, l, entry.clientPorts[l] ? ` (port ${entry.clientPorts[l]})` : ''),
+      h('ul', { class: 'tag-list' }, entry.labels.map((l) => h('li', {}, h('span', {}, l, entry.clientPorts[l] ? ` (port ${entry.clientPorts[l]})` : '', entry.policies?.[l] ? ' (policy)' : ''),
         modeControl(entry, l, canWrite, changed),
+        h('a', { href: `#/label/${encodeURIComponent(l)}`, class: 'small', 'data-label-view': l, 'aria-label': `Charts and policy of ${l}` }, 'charts'),
         canWrite ? h('button', { type: 'button', class: 'link small', 'aria-label': `Remove label ${l}`, disabled: entry.labels.length === 1, onclick: () => changed(api('DELETE', `/api/entries/${encodeURIComponent(entry.id)}/labels/${encodeURIComponent(l)}`)) }, '✕') : null))),
       canWrite ? h('form', { class: 'row', id: 'add-label-form', onsubmit: (ev) => {
         ev.preventDefault();

@@ -15,12 +15,15 @@ export interface NativeStats {
 }
 
 export type NativeEngine = object;
+/** A native token bucket (native/bucket.h), shared by the pairings given it. */
+export type NativeBucket = object;
 export type OnDone = (id: number, up: number, down: number, reason: number, err: string | undefined) => void;
 
 /** The addon's exports (native/addon.c). */
 export interface SpliceAddon {
   create(onDone: OnDone, threads: number, pipeSize: number, poolMax: number): NativeEngine;
-  pair(e: NativeEngine, id: number, fdClient: number, fdResponder: number, headClient: Buffer | null, headResponder: Buffer | null, idleMs: number): void;
+  pair(e: NativeEngine, id: number, fdClient: number, fdResponder: number, headClient: Buffer | null, headResponder: Buffer | null, idleMs: number, bucketUp?: NativeBucket | null, bucketDown?: NativeBucket | null): void;
+  bucket(rate: number, burst: number): NativeBucket;
   close(e: NativeEngine, id: number, reason: number): void;
   closeAll(e: NativeEngine, reason: number): void;
   ref(e: NativeEngine, on: boolean): void;

@@ -9,8 +9,8 @@
 import os from 'node:os';
 import type tls from 'node:tls';
 import { TaasError } from '../../errors.js';
-import { PairingEnding, type CloseReason, type DetachedPairing, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
-import { loadAddon, type NativeEngine, type NativeStats, type SpliceAddon } from './splice-addon.js';
+import { PairingEnding, type CloseReason, type DetachedPairing, type EngineBucket, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
+import { loadAddon, type NativeBucket, type NativeEngine, type NativeStats, type SpliceAddon } from './splice-addon.js';
 import { allWritten, takeOver, written } from './splice-handover.js';
 
 export { ADDON_PATH, loadAddon, type NativeStats, type SpliceAddon } from './splice-addon.js';
@@ -67,6 +67,20 @@ interface Deferred {
   p: SplicePairing;
   client: PairSide;
   responder: PairSide;
+}
+
+/** A label's bandwidth in one direction: the native bucket every worker thread shares. */
+class SpliceBucket implements EngineBucket {
+  constructor(
+    readonly rate: number,
+    readonly native: NativeBucket,
+  ) {}
+}
+
+function nativeOf(b: EngineBucket | undefined): NativeBucket | null {
+  if (b === undefined) return null;
+  if (!(b instanceof SpliceBucket)) throw new TypeError('a bandwidth bucket of another engine');
+  return b.native;
 }
 
 export class SpliceEngine implements RelayEngine {
@@ -132,7 +146,7 @@ export class SpliceEngine implements RelayEngine {
         this.addon.setUserTimeout(c.fd, this.userTimeoutMs);
         this.addon.setUserTimeout(r.fd, this.userTimeoutMs);
       }
-      this.addon.pair(this.native, p.id, c.fd, r.fd, c.head, r.head, Math.max(0, Math.round(opts.idleTimeoutMs)));
+      this.addon.pair(this.native, p.id, c.fd, r.fd, c.head, r.head, Math.max(0, Math.round(opts.idleTimeoutMs)), nativeOf(opts.bandwidth?.up), nativeOf(opts.bandwidth?.down));
     } catch (e) {
       // dup() failed (EMFILE): nothing was taken over; the pairing ends here, both sockets closed.
       return this.endEarly(p, client, responder, 'error', (e as NodeJS.ErrnoException).code ?? 'EIO');
@@ -153,7 +167,7 @@ export class SpliceEngine implements RelayEngine {
         this.addon.setUserTimeout(fdClient, this.userTimeoutMs);
         this.addon.setUserTimeout(fdResponder, this.userTimeoutMs);
       }
-      this.addon.pair(this.native, p.id, fdClient, fdResponder, head.client ?? null, head.responder ?? null, Math.max(0, Math.round(opts.idleTimeoutMs)));
+      this.addon.pair(this.native, p.id, fdClient, fdResponder, head.client ?? null, head.responder ?? null, Math.max(0, Math.round(opts.idleTimeoutMs)), nativeOf(opts.bandwidth?.up), nativeOf(opts.bandwidth?.down));
     } catch (e) {
       const r: PairingResult = { bytesUp: 0, bytesDown: 0, reason: 'error', error: (e as NodeJS.ErrnoException).code ?? 'EIO' };
       queueMicrotask(() => p.end(r));
@@ -171,6 +185,10 @@ export class SpliceEngine implements RelayEngine {
     const r: PairingResult = { bytesUp: 0, bytesDown: 0, reason };
     if (error !== undefined) r.error = error;
     queueMicrotask(() => p.end(r));
+  }
+
+  bucket(rate: number, burst: number): EngineBucket {
+    return new SpliceBucket(rate, this.addon.bucket(Math.max(1, Math.round(rate)), Math.max(1, Math.round(burst))));
   }
 
   /** @internal used by SplicePairing.close */

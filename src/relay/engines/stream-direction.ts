@@ -3,6 +3,7 @@
  * forwarded as a half-close (dst.end()) so the other direction keeps flowing.
  */
 import type net from 'node:net';
+import type { OctetBucket } from './octet-bucket.js';
 
 export class Direction {
   /** Octets handed to dst (head included). */
@@ -13,6 +14,8 @@ export class Direction {
   private stopped = false;
   /** Held for a hand-over: src is not read, even when dst drains. */
   private held = false;
+  /** Set while the label's bandwidth bucket is in debt: src is paused until it fires. */
+  private throttle: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly src: net.Socket,
@@ -20,6 +23,8 @@ export class Direction {
     private readonly head: Buffer | undefined,
     private readonly touch: () => void,
     private readonly ended: () => void,
+    /** The label's bandwidth in this direction, shared with its other pairings; null: none. */
+    private readonly bucket: OctetBucket | null = null,
   ) {}
 
   /** Both the EOF from src was seen and dst has flushed and sent its FIN. */
@@ -35,7 +40,7 @@ export class Direction {
     // 'end' already emitted before the hand-over (an EOF read while the socket waited).
     if (this.src.readableEnded) this.onEnd();
     // A socket may arrive explicitly paused (flowing === false): adding 'data' does not resume it.
-    else if (!this.waitingDrain) this.src.resume();
+    else if (!this.waitingDrain && !this.throttle) this.src.resume();
   }
 
   /** Whether either end of this direction has seen its end (a half-close is not handed over). */
@@ -55,11 +60,13 @@ export class Direction {
     if (!this.held || this.stopped) return;
     this.held = false;
     this.src.on('data', this.onData);
-    if (!this.waitingDrain) this.src.resume();
+    if (!this.waitingDrain && !this.throttle) this.src.resume();
   }
 
   stop(): void {
     this.stopped = true;
+    if (this.throttle) clearTimeout(this.throttle);
+    this.throttle = null;
     this.src.off('data', this.onData);
     this.src.off('end', this.onEnd);
     this.dst.off('finish', this.onFinish);
@@ -74,13 +81,27 @@ export class Direction {
       this.src.pause();
       this.dst.once('drain', this.onDrain);
     }
+    const wait = this.bucket ? this.bucket.take(chunk.length) : 0;
+    if (wait > 0 && !this.throttle) {
+      this.src.pause();
+      this.throttle = setTimeout(this.onRefilled, wait);
+    }
   }
+
+  private readonly onRefilled = (): void => {
+    this.throttle = null;
+    if (this.stopped) return;
+    // Others of the label may have taken the bucket into debt meanwhile: wait for them too.
+    const wait = this.bucket!.take(0);
+    if (wait > 0) this.throttle = setTimeout(this.onRefilled, wait);
+    else if (!this.waitingDrain && !this.held) this.src.resume();
+  };
 
   private readonly onData = (chunk: Buffer): void => this.write(chunk);
 
   private readonly onDrain = (): void => {
     this.waitingDrain = false;
-    if (!this.stopped && !this.held) this.src.resume();
+    if (!this.stopped && !this.held && !this.throttle) this.src.resume();
   };
 
   private readonly onEnd = (): void => {

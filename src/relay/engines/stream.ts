@@ -5,9 +5,10 @@
  * Portable and simple; the native splice engine is the fast one.
  */
 import type net from 'node:net';
-import { PairingEnding, type CloseReason, type DetachedPairing, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
+import { PairingEnding, type CloseReason, type DetachedPairing, type EngineBucket, type PairingHandle, type PairingResult, type PairOptions, type PairSide, type RelayEngine } from '../engine.js';
 import { takeOver } from './splice-handover.js';
 import { Direction } from './stream-direction.js';
+import { OctetBucket } from './octet-bucket.js';
 
 /** How often a held pairing's queued writes are checked during a hand-over (a short, rare wait). */
 const FLUSH_POLL_MS = 5;
@@ -33,12 +34,13 @@ class StreamPairing extends PairingEnding implements PairingHandle {
     private readonly idleTimeoutMs: number,
     private readonly onFinish: (p: StreamPairing) => void,
     observer: PairOptions['observer'],
+    bandwidth: PairOptions['bandwidth'],
   ) {
     super(observer);
     const touch = (): void => void this.activity++;
     const ended = (): void => this.maybeEof();
-    this.up = new Direction(client, responder, clientHead, touch, ended);
-    this.down = new Direction(responder, client, responderHead, touch, ended);
+    this.up = new Direction(client, responder, clientHead, touch, ended, bucketOf(bandwidth?.up));
+    this.down = new Direction(responder, client, responderHead, touch, ended, bucketOf(bandwidth?.down));
     for (const s of [client, responder]) {
       s.setNoDelay(true); // a relay must not add Nagle delay to small interactive writes
       const onError = (e: NodeJS.ErrnoException): void => this.fail(e);
@@ -129,6 +131,13 @@ class StreamPairing extends PairingEnding implements PairingHandle {
   }
 }
 
+/** A bucket this engine made (another engine's is refused: it would not be shared). */
+function bucketOf(b: EngineBucket | undefined): OctetBucket | null {
+  if (b === undefined) return null;
+  if (!(b instanceof OctetBucket)) throw new TypeError('a bandwidth bucket of another engine');
+  return b;
+}
+
 export class StreamEngine implements RelayEngine {
   readonly name = 'stream' as const;
   private readonly pairings = new Set<StreamPairing>();
@@ -146,9 +155,14 @@ export class StreamEngine implements RelayEngine {
       opts.idleTimeoutMs,
       (x) => this.pairings.delete(x),
       opts.observer,
+      opts.bandwidth,
     );
     this.pairings.add(p);
     return p;
+  }
+
+  bucket(rate: number, burst: number): EngineBucket {
+    return new OctetBucket(rate, burst);
   }
 
   closeAll(reason: 'closed' | 'drain'): void {
