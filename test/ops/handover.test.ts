@@ -334,6 +334,46 @@ describe('taas-server restart (hand-over)', () => {
     await passthrough(await respond(fresh.cookie));
   }, 60_000);
 
+  it.each(['stream', 'splice'])('%s: a pairing of a label with a bandwidth policy stays limited by it after the hand-over', async (engine) => {
+    const RATE = 1_000_000;
+    const WINDOW_MS = 2000;
+    const d = await startDaemon({ relayEngine: engine });
+    const file = await d.addEntry(['bw']);
+    const set = await d.cli(['entries', 'policy', 'bw', '--bandwidth', String(RATE)]);
+    expect(set.code, set.stderr).toBe(0);
+    const r = await new Registrant(file, { host: '127.0.0.1', port: d.registrarPort }).respond('bw');
+    closers.push(() => void r.destroy());
+    const c = await connect(await clientPort(d, 'bw'));
+    closers.push(() => void c.destroy());
+    c.on('error', () => {});
+    // The hidden server sends without pause from the client's first octet: only the relay limits it.
+    const block = Buffer.alloc(64 * 1024, 0x5a);
+    const flood = (): void => {
+      while (!r.destroyed && r.write(block)) {
+        // until the socket's buffer is full
+      }
+      if (!r.destroyed) r.once('drain', flood);
+    };
+    r.once('data', flood);
+    let got = 0;
+    c.on('data', (b: Buffer) => void (got += b.length));
+    c.write('go');
+    await pollUntil(() => got > 0, 10_000, 20, 'octets flow');
+
+    const { code } = await restart(d);
+    closers.push(stopPid(runningPid(d)));
+    expect(code).toBe(0);
+    expect(d.proc.logs('handed over to the new daemon')[0]).toMatchObject({ pairings: 1 });
+    const from = got;
+    const t0 = Date.now();
+    await new Promise((done) => setTimeout(done, WINDOW_MS)); // a rate is measured over a window
+    const rate = ((got - from) * 1000) / (Date.now() - t0);
+    // Within the rate (a tenth of a second's burst of new buckets, and scheduling, allowed for);
+    // unlimited, loopback moves hundreds of MB/s.
+    expect(rate).toBeGreaterThan(0);
+    expect(rate).toBeLessThan(RATE * 1.3);
+  }, 60_000);
+
   it('with no daemon running: one line naming the data dir, exit 1', async () => {
     const d = await startDaemon({ relayEngine: 'stream' });
     await d.stop();
