@@ -13,8 +13,9 @@ const state: HandoverMessage = {
   relay: {
     fixedPorts: [{ label: 'ssh', port: 30022, fd: 1 }],
     clientPorts: [],
-    registrations: [],
-    idle: [{ label: 'ssh', fd: 2, id: 'e1', head: Buffer.from('SSH-2.0-x\r\n').toString('base64') }],
+    // A shared registration (sharedPort: true) holds no port: no descriptor, fd -1.
+    registrations: [{ id: 'e2', label: 'sp', remoteAddress: '127.0.0.1', cookie: 'k', port: 0, fd: -1, leftMs: 100, shared: true }],
+    idle: [{ label: 'ssh', fd: 2, id: 'e1', signal: true, head: Buffer.from('SSH-2.0-x\r\n').toString('base64') }],
     waiting: [],
     pairings: [
       {
@@ -52,6 +53,9 @@ describe('hand-over format', () => {
     ['a state whose descriptor index is out of range', { ...state, fdCount: 2 }, /descriptor index out of range/],
     ['a negative descriptor index', { ...state, listeners: [{ name: 'admin', fd: -1 }] }, /listener: descriptor index out of range/],
     ['a pairing without its client', { ...state, relay: { ...(state as { relay: object }).relay, pairings: [{ label: 'a', cid: 'c', start: 1, bytesUp: 0, bytesDown: 0 }] } }, /pairing client incomplete/],
+    ['a registration with fd -1 that is not shared', { ...state, relay: { ...(state as { relay: object }).relay, registrations: [{ id: 'e', label: 'a', remoteAddress: '::1', cookie: 'k', port: 1, fd: -1, leftMs: 1 }] } }, /registration: descriptor index out of range/],
+    ['a shared registration with a descriptor', { ...state, relay: { ...(state as { relay: object }).relay, registrations: [{ id: 'e', label: 'a', remoteAddress: '::1', cookie: 'k', port: 0, fd: 1, leftMs: 1, shared: true }] } }, /shared registration with a descriptor/],
+    ['an idle responder whose signal mark is not a boolean', { ...state, relay: { ...(state as { relay: object }).relay, idle: [{ label: 'a', fd: 1, signal: 'yes' }] } }, /idle: signal not a boolean/],
     ['a list that is not one', { ...state, relay: { ...(state as { relay: object }).relay, idle: {} } }, /idle is not a list/],
   ])('refuses %s with TAAS_HANDOVER_FAILED', (_what, body, msg) => {
     expect(bad(body)).toThrow(msg);
