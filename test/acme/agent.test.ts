@@ -18,8 +18,9 @@ import { startPebble, type Pebble } from '../helpers/pebble.js';
 const SERVERS = 'acme.test';
 const BODY = 'hello from the hidden web server\n';
 
+/** Every regular file (the data dir also holds handover.sock, a socket with nothing to read). */
 function filesUnder(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(path.join(dir, e.name)) : e.isFile() ? [path.join(dir, e.name)] : []));
 }
 
 describe('taas-agent --acme', () => {
