@@ -20,20 +20,35 @@ import { buildTools, freePort, median, root } from './lib/proc.mjs';
 import { agentTargets, ratios, render, targets } from './lib/report.mjs';
 import { fresh, variants } from './lib/variants.mjs';
 
-const { values: o } = parseArgs({
-  options: {
-    reps: { type: 'string', default: '5' },
-    seconds: { type: 'string', default: '1.5' },
-    pairings: { type: 'string', default: '1000' },
-    rss: { type: 'string', default: '5000' },
-    only: { type: 'string' },
-    skip: { type: 'string', default: '' },
-    'engine-rows': { type: 'boolean', default: false },
-    quick: { type: 'boolean', default: false },
-    handover: { type: 'string', default: '1000,5000' },
-    'no-raise': { type: 'boolean', default: false },
-  },
-});
+const USAGE = 'usage: node bench/run.mjs [--reps N] [--seconds S] [--pairings N] [--rss N] [--only k1,k2] [--skip bulk,latency,pairings,registration,rss,handover] [--handover N,N] [--engine-rows] [--quick]';
+/** The flags above; a wrong one gets the usage line, not a stack trace. */
+function flags() {
+  try {
+    return parseArgs({
+      options: {
+        reps: { type: 'string', default: '5' },
+        seconds: { type: 'string', default: '1.5' },
+        pairings: { type: 'string', default: '1000' },
+        rss: { type: 'string', default: '5000' },
+        only: { type: 'string' },
+        skip: { type: 'string', default: '' },
+        'engine-rows': { type: 'boolean', default: false },
+        quick: { type: 'boolean', default: false },
+        handover: { type: 'string', default: '1000,5000' },
+        'no-raise': { type: 'boolean', default: false },
+        help: { type: 'boolean', default: false },
+      },
+    });
+  } catch (e) {
+    console.error(`bench: ${e.message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+const { values: o } = flags();
+if (o.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
 
 // 5,000 pairings need ~10,000 descriptors here and in the relay: raise the soft limit to the
 // hard one by re-running under a shell that does (a process cannot raise its own from Node).
