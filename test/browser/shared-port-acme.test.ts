@@ -11,17 +11,15 @@
  *   client-port leg.
  * Names under acme.test reach loopback through Chromium's resolver rules (a DNS mapping).
  */
-import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM } from './browser.js';
-import { readWsFrame, wsAccept, wsFrame } from '../compat/original.js';
+import { echoWebSockets, launchTrusting } from './browser.js';
 import { startAgent, startDaemon, stopAll, tempDir, type Daemon, type Proc } from '../helpers/daemon.js';
 import { closeServer, freePort, listen, LOOPBACK } from '../helpers/net.js';
 import { startPebble, type Pebble } from '../helpers/pebble.js';
@@ -38,17 +36,6 @@ let context: BrowserContext;
 const seen: string[] = [];
 const upgraded = new Set<net.Socket>();
 
-/** A HOME whose NSS database trusts only `pem` for TLS servers: where Chromium on Linux looks. */
-function homeTrusting(pem: string): string {
-  const home = tempDir('taas-chromium-home-');
-  const db = path.join(home, '.pki', 'nssdb');
-  fs.mkdirSync(db, { recursive: true });
-  execFileSync('certutil', ['-N', '-d', `sql:${db}`, '--empty-password']);
-  fs.writeFileSync(path.join(home, 'root.pem'), pem);
-  execFileSync('certutil', ['-A', '-d', `sql:${db}`, '-n', 'pebble', '-t', 'C,,', '-i', path.join(home, 'root.pem')]);
-  return home;
-}
-
 /** The hidden web server (plain HTTP: the agent terminates TLS): 30 images and a WebSocket echo. */
 function webServer(): http.Server {
   const imgs = Array.from({ length: SUBRESOURCES }, (_, i) => `<img src="/r/${i}.svg" width="4" height="4">`).join('');
@@ -58,22 +45,7 @@ function webServer(): http.Server {
       res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'no-store' }).end('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>');
     } else res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'no-store' }).end(`<!doctype html><html><head><title>hidden</title></head><body>${imgs}</body></html>`);
   });
-  server.on('upgrade', (req, socket: net.Socket, head: Buffer) => {
-    upgraded.add(socket);
-    socket.on('error', () => undefined);
-    const key = req.headers['sec-websocket-key'];
-    if (typeof key !== 'string') return socket.destroy();
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n\r\n`);
-    let buf = head;
-    socket.on('data', (c: Buffer) => {
-      buf = Buffer.concat([buf, c]);
-      let f;
-      while ((f = readWsFrame(buf))) {
-        buf = f.rest;
-        socket.write(wsFrame(`echo: ${f.text}`, false));
-      }
-    });
-  });
+  echoWebSockets(server, upgraded);
   return server;
 }
 
@@ -127,12 +99,7 @@ beforeAll(async () => {
   await d.proc.until(() => d.proc.logs('ACME certificate obtained').some((l) => Array.isArray(l.names) && l.names.includes(`redir.${SERVERS}`)), 'the registrar certificate naming redir', 60_000);
   const passFile = await d.addEntry(['pass'], ['--client-mode', 'passthrough']);
   await Promise.all([acmeAgent('pass', passFile), acmeAgent('redir', redirFile)]);
-  context = await chromium.launchPersistentContext(tempDir('taas-chromium-profile-'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    env: { ...process.env, HOME: homeTrusting(rootPem) },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', `--host-resolver-rules=MAP *.${SERVERS} ${LOOPBACK}`],
-  });
+  context = await launchTrusting({ pebble: rootPem }, [`--host-resolver-rules=MAP *.${SERVERS} ${LOOPBACK}`]);
 }, 180_000);
 afterAll(async () => {
   await context?.close();

@@ -6,17 +6,13 @@
  * server behind bin/taas-agent (raw), its certificate issued for both names by its operator's
  * own CA. Chromium trusts that CA and the relay's through an NSS database (no certificate flag).
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import https from 'node:https';
 import type net from 'node:net';
-import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueLeaf, makeRegistrarCert } from '../../src/tls/certs.js';
-import { CHROMIUM } from './browser.js';
-import { readWsFrame, wsAccept, wsFrame } from '../compat/original.js';
-import { startAgent, startDaemon, stopAll, tempDir, type Daemon } from '../helpers/daemon.js';
+import { echoWebSockets, launchTrusting } from './browser.js';
+import { startAgent, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
 import { closeServer, listen } from '../helpers/net.js';
 
 const SUBRESOURCES = 30;
@@ -25,20 +21,6 @@ let hidden: https.Server;
 let context: BrowserContext;
 const seen: string[] = [];
 const upgraded = new Set<net.Socket>();
-
-/** A HOME whose NSS database trusts `cas` for TLS servers: where Chromium on Linux looks. */
-function homeTrusting(cas: Record<string, string>): string {
-  const home = tempDir('taas-chromium-home-');
-  const db = path.join(home, '.pki', 'nssdb');
-  fs.mkdirSync(db, { recursive: true });
-  execFileSync('certutil', ['-N', '-d', `sql:${db}`, '--empty-password']);
-  for (const [name, pem] of Object.entries(cas)) {
-    const file = path.join(home, `${name}.pem`);
-    fs.writeFileSync(file, pem);
-    execFileSync('certutil', ['-A', '-d', `sql:${db}`, '-n', name, '-t', 'C,,', '-i', file]);
-  }
-  return home;
-}
 
 /** The page: 30 images from the same origin, and a WebSocket echo at /ws. */
 function page(): string {
@@ -53,22 +35,7 @@ function hiddenServer(cert: { key: string; cert: string }): https.Server {
       res.writeHead(200, { 'content-type': 'image/svg+xml', 'cache-control': 'no-store' }).end('<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>');
     } else res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'no-store' }).end(page());
   });
-  server.on('upgrade', (req, socket: net.Socket, head: Buffer) => {
-    upgraded.add(socket);
-    socket.on('error', () => undefined);
-    const key = req.headers['sec-websocket-key'];
-    if (typeof key !== 'string') return socket.destroy();
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${wsAccept(key)}\r\n\r\n`);
-    let buf = head;
-    socket.on('data', (c: Buffer) => {
-      buf = Buffer.concat([buf, c]);
-      let f;
-      while ((f = readWsFrame(buf))) {
-        buf = f.rest;
-        socket.write(wsFrame(`echo: ${f.text}`, false));
-      }
-    });
-  });
+  echoWebSockets(server, upgraded);
   return server;
 }
 
@@ -81,13 +48,7 @@ beforeAll(async () => {
   const redir = await d.addEntry(['redir']);
   // Chromium opens up to 6 connections per origin, and one for the WebSocket; each takes a responder.
   await Promise.all([startAgent(pass, `127.0.0.1:${port}`, [], { pool: 8 }), startAgent(redir, `127.0.0.1:${port}`, [], { pool: 8 })]);
-  const home = homeTrusting({ relay: d.ca, hidden: ownCa.cert });
-  context = await chromium.launchPersistentContext(tempDir('taas-chromium-profile-'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    env: { ...process.env, HOME: home },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  context = await launchTrusting({ relay: d.ca, hidden: ownCa.cert });
 });
 afterAll(async () => {
   await context?.close();

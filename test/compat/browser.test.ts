@@ -8,14 +8,11 @@
  * Chromium trusts the two CAs through an NSS database in a throw-away HOME (certutil, from
  * libnss3-tools): no certificate error is ignored.
  */
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import type { BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueLeaf, makeRegistrarCert } from '../../src/tls/certs.js';
-import { CHROMIUM } from '../browser/browser.js';
-import { type Daemon, startDaemon, stopAll, tempDir } from '../helpers/daemon.js';
+import { launchTrusting } from '../browser/browser.js';
+import { type Daemon, startDaemon, stopAll } from '../helpers/daemon.js';
 import { readAgentFile } from '../e2e/util.js';
 import { OriginalHiddenServer, clearOfStepEnd } from './original.js';
 
@@ -23,34 +20,13 @@ let d: Daemon;
 let hs: OriginalHiddenServer;
 let context: BrowserContext;
 
-/** A HOME whose NSS database trusts `cas` (PEM) for TLS servers: where Chromium on Linux looks. */
-function homeTrusting(cas: Record<string, string>): string {
-  const home = tempDir('taas-chromium-home-');
-  const db = path.join(home, '.pki', 'nssdb');
-  fs.mkdirSync(db, { recursive: true });
-  execFileSync('certutil', ['-N', '-d', `sql:${db}`, '--empty-password']);
-  for (const [name, pem] of Object.entries(cas)) {
-    const file = path.join(home, `${name}.pem`);
-    fs.writeFileSync(file, pem);
-    execFileSync('certutil', ['-A', '-d', `sql:${db}`, '-n', name, '-t', 'C,,', '-i', file]);
-  }
-  return home;
-}
-
 beforeAll(async () => {
   d = await startDaemon({ allowCookieless: true });
   const file = readAgentFile(await d.addEntry(['oldweb']));
   const ownCa = makeRegistrarCert({ dns: ['ca.hidden.test'], ips: [] }, 'hidden server operator CA');
   const own = issueLeaf(ownCa, { dns: ['oldweb.localhost'], ips: [] });
   hs = await new OriginalHiddenServer(file, 'oldweb', d.registrarPort, file.registrar, own).start();
-  const home = homeTrusting({ relay: d.ca, hidden: ownCa.cert });
-  const profile = tempDir('taas-chromium-profile-');
-  context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    env: { ...process.env, HOME: home },
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  context = await launchTrusting({ relay: d.ca, hidden: ownCa.cert });
   // A pool built the original way; the page, its favicon and its WebSocket each take one.
   await clearOfStepEnd(5000);
   const answers = await hs.buildPool(6);

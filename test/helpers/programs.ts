@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Proc, tempDir } from './daemon.js';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { Proc, startDaemon, stopAll, tempDir, type Daemon } from './daemon.js';
 import { closeServer, listen } from './net.js';
 
 /**
@@ -150,4 +151,33 @@ export function isListening(port: number): boolean {
     }
   }
   return false;
+}
+
+/** A file's one daemon, and what each of its tests starts in front of it: a target program and the agent for it. */
+export interface AgentStage<T> {
+  daemon: Daemon;
+  target: T | null;
+  agent: Proc | null;
+}
+
+/**
+ * Registers the file's hooks: one daemon for all its tests (beforeAll); after each test, the
+ * agent and then the target it set on the stage are stopped (a test that failed half-way
+ * included); after the file, every process started through the helpers.
+ */
+export function agentStage<T extends { stop(): Promise<void> }>(): AgentStage<T> {
+  const stage: AgentStage<T> = { daemon: undefined as unknown as Daemon, target: null, agent: null };
+  beforeAll(async () => {
+    stage.daemon = await startDaemon();
+  });
+  afterEach(async () => {
+    await stage.agent?.stop();
+    stage.agent = null;
+    await stage.target?.stop();
+    stage.target = null;
+  });
+  afterAll(async () => {
+    await stopAll();
+  });
+  return stage;
 }

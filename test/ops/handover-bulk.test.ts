@@ -9,8 +9,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pollUntil } from '../helpers/net.js';
-import { ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon, type Proc } from '../helpers/daemon.js';
+import { ROOT, spawnProc, startAgent, startDaemon, stopAll, type Proc } from '../helpers/daemon.js';
 import { clientPort } from '../helpers/registrar.js';
+import { runningPid, stopPid } from './handover-util.js';
 
 const MiB = 1024 * 1024;
 const TOTAL = 256 * MiB;
@@ -61,28 +62,6 @@ class BulkEnd {
     });
     pump();
   }
-}
-
-function runningPid(d: Daemon): number {
-  return (JSON.parse(fs.readFileSync(path.join(d.dataDir, 'daemon.json'), 'utf8')) as { pid: number }).pid;
-}
-
-function stopPid(pid: number): () => Promise<void> {
-  return async () => {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    await pollUntil(() => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 20_000, 20, `pid ${pid} exits`);
-  };
 }
 
 describe('256 MiB each way through a restart', () => {

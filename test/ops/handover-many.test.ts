@@ -3,13 +3,13 @@
  * survive a `taas-server restart` and all are usable after it; registrations and 307s issued
  * while the hand-over runs all succeed; the old process holds no TCP socket when it exits.
  */
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pollUntil, readExactly } from '../helpers/net.js';
-import { ROOT, spawnProc, startDaemon, stopAll, type Daemon } from '../helpers/daemon.js';
+import { ROOT, spawnProc, startDaemon, stopAll } from '../helpers/daemon.js';
 import { clientPort } from '../helpers/registrar.js';
+import { runningPid, stopPid } from './handover-util.js';
 import { Registrant } from './responder.js';
 
 const PAIRINGS = 1000;
@@ -21,28 +21,6 @@ afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy();
   await stopAll();
 });
-
-function runningPid(d: Daemon): number {
-  return (JSON.parse(fs.readFileSync(path.join(d.dataDir, 'daemon.json'), 'utf8')) as { pid: number }).pid;
-}
-
-function stopPid(pid: number): () => Promise<void> {
-  return async () => {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    await pollUntil(() => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 30_000, 20, `pid ${pid} exits`);
-  };
-}
 
 /** `n` tasks, `width` at a time. */
 async function inBatches<T>(n: number, width: number, task: (i: number) => Promise<T>): Promise<T[]> {
@@ -109,7 +87,7 @@ describe('restart with 1,000 pairings and 500 idle responders', () => {
     await pollUntil(() => registered > 0 && redirected > 0, 30_000, 10, 'load running');
     const r = spawnProc('taas-server restart', path.join(ROOT, 'bin/taas-server'), ['restart', '--config', d.configFile]);
     const code = await new Promise<number | null>((res) => r.child.once('exit', (c) => res(c)));
-    closers.push(stopPid(runningPid(d)));
+    closers.push(stopPid(runningPid(d), 30_000));
     expect(code).toBe(0);
     expect(await d.proc.exited).toBe(0);
     const before = { registered, redirected };

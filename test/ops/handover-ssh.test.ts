@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeServer, listen, pollUntil } from '../helpers/net.js';
 import { Proc, ROOT, spawnProc, startAgent, startDaemon, stopAll, tempDir, type Daemon } from '../helpers/daemon.js';
+import { runningPid, stopPid } from './handover-util.js';
 
 const closers: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -57,29 +58,10 @@ async function startSshd(): Promise<{ port: number; args: (p: number) => string[
   };
 }
 
-function runningPid(d: Daemon): number {
-  return (JSON.parse(fs.readFileSync(path.join(d.dataDir, 'daemon.json'), 'utf8')) as { pid: number }).pid;
-}
-
 async function restartOnce(d: Daemon): Promise<Proc> {
   const r = spawnProc('taas-server restart', path.join(ROOT, 'bin/taas-server'), ['restart', '--config', d.configFile]);
   const code = await new Promise<number | null>((res) => r.child.once('exit', (c) => res(c)));
-  const pid = runningPid(d);
-  closers.push(async () => {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    await pollUntil(() => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 20_000, 20, `pid ${pid} exits`);
-  });
+  closers.push(stopPid(runningPid(d)));
   expect(code, r.stderr).toBe(0);
   return r;
 }

@@ -15,6 +15,7 @@ import { Proc, ROOT, spawnProc, startAgent, startDaemon, stopAll, type Daemon } 
 import { clientPort } from '../helpers/registrar.js';
 import { stripPairingSignal } from '../helpers/signal.js';
 import { Registrant } from './responder.js';
+import { runningPid, stopPid } from './handover-util.js';
 import { metrics } from './util.js';
 
 const closers: (() => Promise<void> | void)[] = [];
@@ -29,29 +30,6 @@ async function echoTarget(): Promise<string> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   closers.push(() => new Promise<void>((r) => server.close(() => r())));
   return `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-}
-
-/** The daemon the runtime file names now; stopped after the test (restart detaches it). */
-function runningPid(d: Daemon): number {
-  return (JSON.parse(fs.readFileSync(path.join(d.dataDir, 'daemon.json'), 'utf8')) as { pid: number }).pid;
-}
-
-function stopPid(pid: number): () => Promise<void> {
-  return async () => {
-    try {
-      process.kill(pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    await pollUntil(() => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 20_000, 20, `pid ${pid} exits`);
-  };
 }
 
 async function echo(s: net.Socket, text: string): Promise<string> {
