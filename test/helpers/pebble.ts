@@ -17,6 +17,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { issueLeaf, makeRegistrarCert } from '../../src/tls/certs.js';
@@ -83,6 +84,27 @@ function start(bin: string, args: string[], env: NodeJS.ProcessEnv, ready: RegEx
   });
 }
 
+/**
+ * pebble prints "Listening on" and "ACME directory available" just before its goroutines bind
+ * (a connection at once can meet ECONNREFUSED): its ports are ready when they accept one.
+ * The TCP connect is the only signal pebble gives; each refusal is followed by one more try.
+ */
+async function accepting(port: number, deadline: number): Promise<void> {
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ port, host: LOOPBACK });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`pebble: port ${port} not accepting within ${START_MS} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function stopChild(c: Child): Promise<void> {
   if (c.proc.exitCode !== null || c.proc.signalCode !== null) return;
   c.proc.kill('SIGTERM');
@@ -137,7 +159,7 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
     {},
     /Starting management server/,
   );
-  let pebble: Child;
+  let pebble: Child | undefined;
   try {
     pebble = await start(
       'pebble',
@@ -146,10 +168,14 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
       { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
       /ACME directory available at/,
     );
+    const deadline = Date.now() + START_MS;
+    await Promise.all([accepting(acmePort, deadline), accepting(mgmtPort, deadline), accepting(challMgmt, deadline)]);
   } catch (e) {
     await stopChild(dns);
+    if (pebble) await stopChild(pebble);
     throw e;
   }
+  const started = pebble;
   const mgmt = `https://${LOOPBACK}:${mgmtPort}`;
   return {
     directoryUrl: `https://${LOOPBACK}:${acmePort}/dir`,
@@ -163,7 +189,7 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
     },
     logs: () => `pebble:\n${pebble.out.slice(-3000)}\nchalltestsrv:\n${dns.out.slice(-1000)}`,
     async stop() {
-      await Promise.all([stopChild(pebble), stopChild(dns)]);
+      await Promise.all([stopChild(started), stopChild(dns)]);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };

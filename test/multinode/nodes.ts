@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { AgentFile } from '../../src/protocol/index.js';
 import { RedisKeys } from '../../src/store/redis-keys.js';
+import { SecretBox } from '../../src/store/secret-box.js';
 import { selfSigned, type Pem } from '../agent/fixtures.js';
 import type { StatusLine } from '../helpers/curl.js';
 import { run, startDaemon, tempDir, type Daemon } from '../helpers/daemon.js';
@@ -39,6 +40,9 @@ export async function sharedFiles(): Promise<Shared> {
   fs.writeFileSync(cfg, JSON.stringify({ taasHost: '127.0.0.1', keyFile: s.keyFile, certFile: s.certFile, dataDir: path.join(dir, 'cert-data') }));
   const r = await run('server', ['make-cert', '--config', cfg]);
   if (r.code !== 0) throw new Error(`make-cert failed (${r.code}): ${r.stderr}`);
+  // Made here, once: nodes started together would each create a different one (the store then
+  // refuses all but the first, TAAS_SECRET_KEY_MISMATCH).
+  SecretBox.fromFile(s.secretKeyFile);
   return s;
 }
 
