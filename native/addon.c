@@ -24,6 +24,7 @@
 
 #include "bucket.h"
 #include "fdpass.h"
+#include "napi_errors.h"
 #include "relay.h"
 
 /*
@@ -48,14 +49,6 @@ typedef struct engine {
       return NULL;                                         \
     }                                                      \
   } while (0)
-
-static napi_value throw_errno(napi_env env, int err, const char *what) {
-  const char *name = strerrorname_np(err);
-  char msg[160];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_throw_error(env, name != NULL ? name : "EIO", msg);
-  return NULL;
-}
 
 /* Worker thread -> JavaScript thread. */
 static void on_done_native(void *ctx, relay_result_t *res) {

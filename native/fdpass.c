@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE
 #include "fdpass.h"
+#include "napi_errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,14 +34,6 @@
 #define MAX_FDS 250
 /* A frame body larger than this is a protocol error, not a state to allocate for. */
 #define MAX_BODY (256u * 1024u * 1024u)
-
-static napi_value throw_errno(napi_env env, int err, const char *what) {
-  const char *name = strerrorname_np(err);
-  char msg[160];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_throw_error(env, name != NULL ? name : "EIO", msg);
-  return NULL;
-}
 
 static int64_t now_ms(void) {
   struct timespec ts;

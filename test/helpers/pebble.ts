@@ -17,11 +17,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { issueLeaf, makeRegistrarCert } from '../../src/tls/certs.js';
-import { freePort, LOOPBACK } from './net.js';
+import { connect, freePort, LOOPBACK, pollUntil } from './net.js';
 
 export interface PebbleOptions {
   /** Where pebble connects for TLS-ALPN-01 (every name resolves to 127.0.0.1). */
@@ -87,22 +86,22 @@ function start(bin: string, args: string[], env: NodeJS.ProcessEnv, ready: RegEx
 /**
  * pebble prints "Listening on" and "ACME directory available" just before its goroutines bind
  * (a connection at once can meet ECONNREFUSED): its ports are ready when they accept one.
- * The TCP connect is the only signal pebble gives; each refusal is followed by one more try.
+ * The TCP connect is the only signal pebble gives.
  */
-async function accepting(port: number, deadline: number): Promise<void> {
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host: LOOPBACK });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`pebble: port ${port} not accepting within ${START_MS} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+function accepting(port: number): Promise<void> {
+  return pollUntil(
+    async () => {
+      try {
+        (await connect(port)).destroy();
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    START_MS,
+    10,
+    `pebble's port ${port} accepting`,
+  );
 }
 
 async function stopChild(c: Child): Promise<void> {
@@ -168,8 +167,7 @@ export async function startPebble(opts: PebbleOptions): Promise<Pebble> {
       { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
       /ACME directory available at/,
     );
-    const deadline = Date.now() + START_MS;
-    await Promise.all([accepting(acmePort, deadline), accepting(mgmtPort, deadline), accepting(challMgmt, deadline)]);
+    await Promise.all([accepting(acmePort), accepting(mgmtPort), accepting(challMgmt)]);
   } catch (e) {
     await stopChild(dns);
     if (pebble) await stopChild(pebble);

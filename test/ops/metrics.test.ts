@@ -133,9 +133,13 @@ describe('metrics on a real daemon', () => {
     await d.proc.waitLog('log level changed', 1, 10_000, { level: 'debug' });
     // A client arriving with no responder idle is a debug line: now it is written.
     const port = await clientPort(d, 'alpha');
+    const endedBefore = d.proc.logs('pairing ended').length;
     const busy = await clients(port, 2);
     expect(busy, d.proc.stdout.slice(-3000) + agents[0]!.stdout.slice(-2000)).toEqual([1000, 1000]);
     await d.proc.until(() => debugLines() > before, 'a debug line');
+    // The clients have their octets before the relay logs their pairings' ends: wait for both
+    // lines, so that the count taken below at warn is not overtaken by them (a race under load).
+    await d.proc.waitLog('pairing ended', endedBefore + 2);
     d.proc.child.kill('SIGUSR2');
     await d.proc.waitLog('log level changed', 1, 10_000, { level: 'info' });
 
